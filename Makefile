@@ -1,0 +1,47 @@
+# autocompress: the two commands of the README's quick start, and helpers.
+#   make demo   install into .venv, get Fashion-MNIST, train (or reuse) the reference, search, print the front
+#   make test   install the test extras into .venv and run the default test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test lint data install clean
+
+demo: $(VENV)/.installed data
+	$(BIN)/autocompress search experiments/fashion_mnist.yaml
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q tests
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3 -m venv failed; installing python3-venv"; \
+	  apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+# Fashion-MNIST ships as a Debian package; elsewhere set data.root (or AUTOCOMPRESS_DATA).
+data:
+	@if [ -d $(FMNIST) ] || [ -n "$$AUTOCOMPRESS_DATA" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing dataset-fashion-mnist"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; \
+	else \
+	  echo "Fashion-MNIST not found: run 'sudo apt-get install dataset-fashion-mnist' or set AUTOCOMPRESS_DATA"; \
+	fi
+
+clean:
+	rm -rf $(VENV) runs

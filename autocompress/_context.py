@@ -1,0 +1,167 @@
+"""What a worker process loads once and reuses across trials: data, teacher, reference deployable.
+
+Loading Fashion-MNIST, the reference checkpoint and realizing the fp32 reference deployable cost
+seconds; trials cost tens of seconds; a worker runs many trials. So the context is cached per
+process, keyed by the parts of the task that determine it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from autocompress.backend import fold_batchnorm, head_name, layer_inventory
+from autocompress.backend._layers import LayerInfo
+from autocompress.data import batches, endless_batches, load_splits
+from autocompress.errors import DataError
+from autocompress.measure import busy
+from autocompress.runtimes import Deployable, Runtime, get_runtime
+from autocompress.task import Task
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class TrialData:
+    """The data seam: built from our in-memory splits, or from a user's DataLoaders."""
+
+    train_stream: Callable[[int, int], Iterator[Batch]]  # (batch_size, seed) -> endless
+    val: Callable[[], Iterable[Batch]]
+    test: Callable[[], Iterable[Batch]] | None
+    input_shape: list[int]
+    num_classes: int
+    mean: float | None = None
+    std: float | None = None
+
+    def calibration(self, n: int, batch_size: int) -> list[np.ndarray]:
+        stream = self.train_stream(batch_size, 12345)
+        return [x.numpy() for x, _ in itertools.islice(stream, n)]
+
+
+@dataclass(frozen=True)
+class UserObjects:
+    """A user's own model and loaders (the Python API), instead of registry names."""
+
+    model: nn.Module
+    train_loader: Iterable[Batch]
+    val_loader: Iterable[Batch]
+    test_loader: Iterable[Batch] | None = None
+
+
+@dataclass
+class TrialContext:
+    data: TrialData
+    teacher: nn.Module
+    example: torch.Tensor
+    layers: list[LayerInfo]
+    head: str | None
+    runtime: Runtime
+    calibration: list[np.ndarray]
+    reference: Deployable  # the fp32 reference on the same runtime, timed beside each candidate
+
+
+def trial_context(task: Task, objects: UserObjects | None = None) -> TrialContext:
+    if objects is not None:
+        return _build_context(task, objects)
+    key = json.dumps(
+        {
+            k: v
+            for k, v in task.to_dict().items()
+            if k in ("data", "model", "checkpoint", "target")
+        },
+        sort_keys=True,
+    )
+    return _cached_context(key)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_context(key: str) -> TrialContext:
+    return _build_context(Task.from_dict(json.loads(key)), None)
+
+
+def _build_context(task: Task, objects: UserObjects | None) -> TrialContext:
+    with busy():
+        data = splits_data(task) if objects is None else loader_data(objects)
+        teacher = _teacher(task, data) if objects is None else objects.model
+        teacher = teacher.cpu().eval()
+        calibration = data.calibration(task.data.calibration_batches, task.data.batch_size)
+        example = torch.from_numpy(calibration[0][:2])
+        layers = layer_inventory(teacher, example)
+        runtime = get_runtime(task.target.runtime)
+        folded = _copy(teacher)
+        fold_batchnorm(folded)
+        reference = runtime.realize(folded, {}, calibration, task.target)
+    return TrialContext(
+        data, teacher, example, layers, head_name(layers), runtime, calibration, reference
+    )
+
+
+def splits_data(task: Task) -> TrialData:
+    splits = load_splits(task.data)
+    limit = task.val_limit or len(splits.val_x)
+    vx, vy = splits.val_x[:limit], splits.val_y[:limit]
+    return TrialData(
+        train_stream=lambda bs, seed: endless_batches(
+            splits.train_x, splits.train_y, bs, seed=seed
+        ),
+        val=lambda: batches(vx, vy, 500),
+        test=lambda: batches(splits.test_x, splits.test_y, 500),
+        input_shape=splits.input_shape,
+        num_classes=splits.num_classes,
+        mean=splits.mean,
+        std=splits.std,
+    )
+
+
+def loader_data(objects: UserObjects) -> TrialData:
+    first = next(iter(objects.val_loader), None)
+    if first is None:
+        raise DataError("the validation loader yields no batches")
+    x, _ = first
+    objects.model.eval()
+    with torch.no_grad():
+        num_classes = int(objects.model(x[:1].float()).shape[1])
+
+    def stream(batch_size: int, seed: int) -> Iterator[Batch]:
+        torch.manual_seed(seed)
+        while True:
+            yield from ((bx.float(), by) for bx, by in objects.train_loader)
+
+    test = objects.test_loader
+    return TrialData(
+        train_stream=stream,
+        val=lambda: ((bx.float(), by) for bx, by in objects.val_loader),
+        test=None if test is None else (lambda: ((bx.float(), by) for bx, by in test)),
+        input_shape=list(x.shape[1:]),
+        num_classes=num_classes,
+    )
+
+
+def _teacher(task: Task, data: TrialData) -> nn.Module:
+    from autocompress.models import build_model, read_checkpoint
+
+    if task.checkpoint is None:
+        raise DataError("task has neither a checkpoint nor user objects")
+    model = build_model(task.model.name, data.input_shape, data.num_classes, task.model.kwargs)
+    state, _ = read_checkpoint(Path(task.checkpoint))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise DataError(
+            f"checkpoint {task.checkpoint} does not fit model {task.model.name!r}; delete it to "
+            "retrain or fix model.kwargs"
+        ) from None
+    return model
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model)

@@ -1,0 +1,74 @@
+"""The torch compression backend: one entry point per stage.
+
+prune_channels -> recalibrate_batchnorm -> fold_batchnorm -> finetune (QAT + KD) | snap_weights
+(PTQ) -> a runtime realizes the result. Each stage acts in place on a torch model and is skipped
+by the trial when the plan does not ask for it.
+"""
+
+from autocompress.backend._batchnorm import fold_batchnorm, recalibrate_batchnorm
+from autocompress.backend._finetune import (
+    FinetuneReport,
+    FinetuneSettings,
+    distillation_loss,
+    effective_lr,
+    finetune,
+)
+from autocompress.backend._layers import (
+    LayerInfo,
+    channel_counts,
+    head_name,
+    layer_inventory,
+    parameter_count,
+    resolve_layers,
+)
+from autocompress.backend._pack import (
+    pack_bits,
+    packed_size,
+    read_packed,
+    unpack_bits,
+    write_packed,
+)
+from autocompress.backend._quant import (
+    ActivationFakeQuant,
+    QuantizedWeight,
+    attach_fake_quant,
+    fake_quantize_weight,
+    quantize_weight,
+    snap_weights,
+)
+
+__all__ = [
+    "ActivationFakeQuant",
+    "FinetuneReport",
+    "FinetuneSettings",
+    "LayerInfo",
+    "QuantizedWeight",
+    "attach_fake_quant",
+    "channel_counts",
+    "distillation_loss",
+    "effective_lr",
+    "fake_quantize_weight",
+    "finetune",
+    "fold_batchnorm",
+    "head_name",
+    "layer_inventory",
+    "pack_bits",
+    "packed_size",
+    "parameter_count",
+    "prune_channels",
+    "quantize_weight",
+    "read_packed",
+    "recalibrate_batchnorm",
+    "resolve_layers",
+    "snap_weights",
+    "unpack_bits",
+    "write_packed",
+]
+
+
+def __getattr__(name: str):  # torch_pruning is imported only when pruning is used
+    if name in ("prune_channels", "get_importance", "IMPORTANCES"):
+        from autocompress.backend import _prune
+
+        return getattr(_prune, name)
+    raise AttributeError(name)

@@ -1,0 +1,251 @@
+"""The experiment: what to run (data, model, fine-tuning budget, target, search, storage).
+
+Dataclasses in code, YAML at rest (``experiments/*.yaml``), :func:`load_experiment` in between.
+Components are chosen by short registry keys (``runtime: onnxruntime``, ``sampler: nsga2``), never
+by import paths, so a YAML file cannot run code. Paths inside an experiment file (``space``,
+``data.root``, ``model.checkpoint``) are relative to the file; ``storage`` and ``run_dir`` are
+relative to the working directory, like any output path on a command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from autocompress.config._schema import build, to_plain
+from autocompress.errors import ConfigError
+
+OBJECTIVES = ("accuracy", "latency", "size")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The data set and its fixed train / validation / test split."""
+
+    dataset: Literal["fashion_mnist", "digits"] = "fashion_mnist"
+    root: str | None = None  # directory with the raw files; None: Debian package, then download
+    val_size: int = field(default=5000, metadata={"ge": 10})  # images held out of train
+    train_size: int | None = field(default=None, metadata={"ge": 10})  # cap; None: the rest
+    test_size: int | None = field(default=None, metadata={"ge": 10})  # cap on the test split
+    seed: int = 0  # seed of the train/validation split
+    calibration_batches: int = field(default=8, metadata={"ge": 1})  # batches for PTQ ranges
+    batch_size: int = field(default=128, metadata={"ge": 1})  # training and calibration batch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training of the fp32 reference model; the checkpoint cache is keyed by these values."""
+
+    epochs: float = field(default=2.0, metadata={"gt": 0})
+    batch_size: int = field(default=128, metadata={"ge": 1})
+    lr: float = field(default=0.1, metadata={"gt": 0})  # peak of a one-cycle schedule
+    weight_decay: float = field(default=5e-4, metadata={"ge": 0})
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model to compress: a registry key, its arguments, and where its weights come from."""
+
+    name: str = "refnet"  # see `autocompress ls models`
+    kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {width: 16}
+    checkpoint: str | None = None  # explicit fp32 state_dict; None: train (or reuse) the cache
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The fixed fine-tuning budget every trial gets (QAT + distillation)."""
+
+    steps: int = field(default=200, metadata={"ge": 0})  # optimizer steps; 0: PTQ only
+    batch_size: int = field(default=128, metadata={"ge": 1})
+    lr: float = field(default=0.01, metadata={"gt": 0})  # SGD rate at T=1 (see backend)
+    momentum: float = field(default=0.9, metadata={"ge": 0, "lt": 1})
+    bn_batches: int = field(default=20, metadata={"ge": 0})  # BN recalibration after pruning
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """The latency protocol's knobs (see autocompress.measure for the protocol itself)."""
+
+    warmup: int = field(default=30, metadata={"ge": 0})  # untimed runs before timing
+    repeats: int = field(default=200, metadata={"ge": 5})  # timed runs per sitting
+    min_time_s: float = field(default=0.5, metadata={"ge": 0})  # keep timing at least this long
+    max_spread: float = field(default=0.10, metadata={"gt": 0})  # (p90-p10)/median to accept
+    attempts: int = field(default=3, metadata={"ge": 1})  # sittings before accepting the best
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Where and how a candidate is timed: device, runtime, batch and input shape."""
+
+    runtime: str = "onnxruntime"  # see `autocompress ls runtimes`
+    device: str = "cpu"  # "cpu" or "cuda:N"
+    cores: list[int] | None = None  # CPU cores to pin timing to; None: the last core
+    threads: int = field(default=1, metadata={"ge": 1})  # intra-op threads while timing
+    batch_size: int = field(default=1, metadata={"ge": 1})
+    input_shape: list[int] | None = None  # per-sample shape; None: the data set's
+    round_to: int = field(default=8, metadata={"ge": 1})  # channel counts kept multiple of this
+    node_resources: dict[str, float] = field(default_factory=dict)  # Ray resources to time on
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How the study runs: budget, sampler, objectives, constraints, parallelism."""
+
+    n_trials: int = field(default=12, metadata={"ge": 1})  # target number of COMPLETED trials
+    sampler: Literal["nsga2", "tpe", "random", "gp"] = "nsga2"
+    seed: int | None = 0
+    population_size: int | None = field(default=None, metadata={"ge": 2})  # NSGA-II; None: auto
+    objectives: list[Literal["accuracy", "latency", "size"]] = field(
+        default_factory=lambda: list(OBJECTIVES)
+    )
+    latency_unit: Literal["ms", "ratio"] = "ms"  # ratio: candidate / fp32 in the same sitting
+    baselines: list[Literal["fp32", "int8"]] = field(default_factory=lambda: ["fp32", "int8"])
+    max_accuracy_drop: float | None = field(default=None, metadata={"ge": 0})  # pts vs fp32
+    hopeless_margin: float | None = field(default=None, metadata={"ge": 0})  # pts under floor
+    sensitivity_warm_start: bool = False  # enqueue plans biased by per-layer sensitivity
+    executor: Literal["local", "ray"] = "local"
+    n_workers: int = field(default=1, metadata={"ge": 1})  # trials in flight
+    ray_address: str | None = None  # None: start a local Ray
+    trial_timeout_s: float | None = field(default=None, metadata={"gt": 0})
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a search needs, loaded from ``experiments/*.yaml``."""
+
+    name: str  # the study name
+    space: str  # search-space YAML, relative to the experiment file
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    storage: str | None = (
+        None  # None: <run_dir>/study.journal; or a path, sqlite:///, postgresql://
+    )
+    run_dir: str | None = None  # None: runs/<name>
+    base_dir: str = "."  # directory of the YAML file (set by the loader)
+
+    @property
+    def space_path(self) -> Path:
+        return _resolve(self.base_dir, self.space)
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        config = build(cls, data, "")
+        _check_semantics(config)
+        return config
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load and validate an experiment YAML, applying ``key.sub=value`` overrides.
+
+    Example:
+        >>> cfg = load_experiment("experiments/fashion_mnist.yaml", ["search.n_trials=4"])
+        >>> cfg.search.n_trials
+        4
+    """
+    path = Path(path)
+    data = read_yaml(path)
+    for text in overrides or []:
+        apply_override(data, text)
+    data.setdefault("base_dir", str(path.parent))
+    try:
+        return ExperimentConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``safe_load``; one-line errors for missing or malformed files."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; check the path (see `autocompress ls`)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    return data
+
+
+def apply_override(data: dict[str, Any], text: str) -> None:
+    """Set ``key.sub=value`` in nested ``data``; the value is parsed as YAML (``4``, ``[1,2]``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key.sub=value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML") from None
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {text!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_semantics(config: ExperimentConfig) -> None:
+    """Checks that span several fields (the schema checks each field alone)."""
+    objectives = config.search.objectives
+    if not objectives or len(set(objectives)) != len(objectives):
+        raise ConfigError(
+            f"search.objectives: {objectives} must name each of {list(OBJECTIVES)} at most once"
+        )
+    if config.search.executor == "local" and config.search.n_workers > 1:
+        raise ConfigError(
+            "search.n_workers > 1 needs search.executor: ray (the local executor runs one trial "
+            "at a time)"
+        )
+    if config.search.hopeless_margin is not None and config.search.max_accuracy_drop is None:
+        raise ConfigError(
+            "search.hopeless_margin needs search.max_accuracy_drop (the floor it is measured from)"
+        )
+    if config.target.device != "cpu" and not config.target.device.startswith("cuda"):
+        raise ConfigError(
+            f"target.device: {config.target.device!r} is not a device; use cpu or cuda:N"
+        )
+    from autocompress.runtimes import available_runtimes
+
+    if config.target.runtime not in available_runtimes():
+        raise ConfigError(
+            f"target.runtime: {config.target.runtime!r} is not a runtime; use one of "
+            f"{sorted(available_runtimes())}"
+        )
+    from autocompress.models import available_models
+
+    if config.model.name not in available_models():
+        raise ConfigError(
+            f"model.name: {config.model.name!r} is not a model; use one of "
+            f"{sorted(available_models())} (or the Python API for your own model)"
+        )
+
+
+def _resolve(base: str, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(base) / p

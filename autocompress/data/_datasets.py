@@ -1,0 +1,239 @@
+"""Data sets with a fixed train / validation / test split, held in memory as tensors.
+
+The search scores candidates on the validation split (carved from the training set by a seeded
+permutation); the test split is never seen during a search and is kept for ``verify``. Images are
+normalised once, here, so the deployable's input is the normalised tensor (mean and std travel in
+the export manifest).
+
+Fashion-MNIST is read from its raw idx files, looked up in this order: ``data.root`` (the four
+files, or torchvision's ``<root>/FashionMNIST/raw``), ``$AUTOCOMPRESS_DATA``, the Debian package
+``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``), then torchvision's download
+where a network exists. ``digits`` (scikit-learn's 8x8 digits) is for tiny tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autocompress.config import DataConfig
+from autocompress.config._schema import to_plain
+from autocompress.errors import DataError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Normalised float images (N, C, H, W) and int64 labels for each split."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: float
+    std: float
+    num_classes: int
+
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.train_x.shape[1:])
+
+
+def load_splits(config: DataConfig) -> Splits:
+    """The split for ``config``; cached per process (workers load it once, not per trial)."""
+    return _load_cached(json.dumps(to_plain(config), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(key: str) -> Splits:
+    config = DataConfig(**json.loads(key))
+    if config.dataset == "fashion_mnist":
+        train_x, train_y, test_x, test_y = _read_fashion_mnist(config.root)
+        return _split(config, train_x, train_y, test_x, test_y, num_classes=10)
+    return _split(config, *_read_digits(), num_classes=10)
+
+
+def batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False, seed: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One pass over (x, y) in batches; slicing in-memory tensors keeps loading negligible."""
+    n = len(x)
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            yield x[idx], y[idx]
+    else:
+        for i in range(0, n, batch_size):
+            yield x[i : i + batch_size], y[i : i + batch_size]
+
+
+def endless_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, *, seed: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled full batches forever (a new permutation each epoch), for step-budgeted loops."""
+    epoch = 0
+    while True:
+        for bx, by in batches(x, y, batch_size, shuffle=True, seed=seed * 100003 + epoch):
+            if len(bx) == batch_size or len(x) < batch_size:
+                yield bx, by
+        epoch += 1
+
+
+def _split(
+    config: DataConfig,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    num_classes: int,
+) -> Splits:
+    n = len(train_x)
+    if config.val_size >= n:
+        raise DataError(
+            f"data.val_size={config.val_size} leaves no training images ({n} in the training "
+            f"set); lower it"
+        )
+    order = np.random.default_rng(config.seed).permutation(n)
+    val_idx, train_idx = order[: config.val_size], order[config.val_size :]
+    if config.train_size is not None:
+        train_idx = train_idx[: config.train_size]
+    if config.test_size is not None:
+        test_x, test_y = test_x[: config.test_size], test_y[: config.test_size]
+    mean = float(train_x[train_idx].mean()) / 255.0
+    std = float(train_x[train_idx].std()) / 255.0
+
+    def prep(images: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(images.astype(np.float32) / 255.0)
+        return ((t - mean) / std).unsqueeze(1).contiguous()
+
+    def labels(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(values.astype(np.int64))
+
+    return Splits(
+        train_x=prep(train_x[train_idx]),
+        train_y=labels(train_y[train_idx]),
+        val_x=prep(train_x[val_idx]),
+        val_y=labels(train_y[val_idx]),
+        test_x=prep(test_x),
+        test_y=labels(test_y),
+        mean=mean,
+        std=std,
+        num_classes=num_classes,
+    )
+
+
+def _read_fashion_mnist(root: str | None) -> tuple[np.ndarray, ...]:
+    directory = _find_fashion_mnist(root)
+    arrays = {}
+    for key, stem in _FILES.items():
+        path = _idx_file(directory, stem)
+        arrays[key] = _read_idx(path)
+    if len(arrays["train_x"]) != len(arrays["train_y"]) or len(arrays["test_x"]) != len(
+        arrays["test_y"]
+    ):
+        raise DataError(f"{directory}: image and label files disagree in length; re-download them")
+    return arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"]
+
+
+def _find_fashion_mnist(root: str | None) -> Path:
+    candidates = []
+    if root:
+        candidates += [Path(root), Path(root) / "FashionMNIST" / "raw"]
+        if not Path(root).is_dir():
+            raise DataError(f"data.root={root!r} is not a directory; point it at the idx files")
+    if os.environ.get("AUTOCOMPRESS_DATA"):
+        env = Path(os.environ["AUTOCOMPRESS_DATA"])
+        candidates += [env, env / "FashionMNIST" / "raw"]
+    if not root:
+        candidates.append(DEBIAN_FASHION_MNIST)
+    for c in candidates:
+        if all(_idx_file(c, stem, must_exist=False) for stem in _FILES.values()):
+            return c
+    if root:
+        raise DataError(
+            f"data.root={root!r} does not hold the four Fashion-MNIST idx files "
+            f"({', '.join(_FILES.values())}, optionally .gz)"
+        )
+    return _download_fashion_mnist()
+
+
+def _download_fashion_mnist() -> Path:
+    target = Path(os.environ.get("AUTOCOMPRESS_CACHE", Path.home() / ".cache" / "autocompress"))
+    target = target / "data"
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(str(target), train=True, download=True)
+        FashionMNIST(str(target), train=False, download=True)
+    except Exception:  # no network, or a broken mirror: explain what to do instead
+        raise DataError(
+            "Fashion-MNIST not found and could not be downloaded; install it with "
+            "`apt-get install dataset-fashion-mnist` or set data.root to a directory holding "
+            "the idx files"
+        ) from None
+    return target / "FashionMNIST" / "raw"
+
+
+def _idx_file(directory: Path, stem: str, must_exist: bool = True) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    if must_exist:
+        raise DataError(f"{directory}: {stem}[.gz] is missing")
+    return None
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Parse an idx file (magic, dims, payload) and refuse anything truncated or foreign."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable or corrupt ({exc}); re-install the data") from None
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte idx file; re-install the data")
+    ndim = raw[3]
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    payload = raw[4 + 4 * ndim :]
+    if len(payload) != int(np.prod(dims)):
+        raise DataError(f"{path}: truncated ({len(payload)} of {np.prod(dims)} bytes)")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
+
+
+def _read_digits() -> tuple[np.ndarray, ...]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError(
+            "data.dataset: digits needs scikit-learn; pip install scikit-learn"
+        ) from None
+    digits = load_digits()
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    labels = digits.target.astype(np.uint8)
+    # a fixed 1497 / 300 train / test split (the test split stays unseen by searches)
+    order = np.random.default_rng(1234).permutation(len(images))
+    test, train = order[:300], order[300:]
+    return images[train], labels[train], images[test], labels[test]

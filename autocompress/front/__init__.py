@@ -1,0 +1,16 @@
+"""The Pareto front as data (``_pareto`` pure arithmetic, ``_front`` from a study)."""
+
+from autocompress.front._front import DIRECTIONS, Front, Member, build_front, members_of
+from autocompress.front._pareto import hypervolume, knee_index, non_dominated, to_minimization
+
+__all__ = [
+    "DIRECTIONS",
+    "Front",
+    "Member",
+    "build_front",
+    "hypervolume",
+    "knee_index",
+    "members_of",
+    "non_dominated",
+    "to_minimization",
+]

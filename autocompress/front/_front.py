@@ -1,0 +1,191 @@
+"""The Pareto front of a study as plain data: members, knee, hypervolume, table.
+
+A member is a COMPLETE, feasible (all constraints <= 0), non-dominated trial measured with the
+study's device fingerprint (figures from another machine or runtime are reported, never mixed in).
+Hypervolume is computed in a normalised space so that it means the same across searches of one
+model: error rate (1 - accuracy), latency as a fraction of the fp32 reference's, size as a fraction
+of the fp32 model's; the reference point is (1, 1, 1) in that space unless one is given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.front._pareto import hypervolume, knee_index, non_dominated
+from autocompress.plan import CompressionPlan
+
+DIRECTIONS = {"accuracy": "maximize", "latency": "minimize", "size": "minimize"}
+UNITS = {"accuracy": "fraction", "latency": "ms", "size": "bytes"}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One trial on the front (or any completed trial, for tables)."""
+
+    number: int
+    objectives: dict[str, float]  # accuracy (0-1), latency (ms or ratio), size (bytes)
+    plan: CompressionPlan
+    result: dict[str, Any]
+    baseline: str | None = None
+    artifact_dir: str | None = None
+    feasible: bool = True
+
+    @property
+    def fingerprint_key(self) -> str | None:
+        return (self.result.get("fingerprint") or {}).get("key")
+
+    def row(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "trial": self.number,
+            "baseline": self.baseline or "",
+            "accuracy": r.get("accuracy"),
+            "latency_ms": r.get("latency_ms"),
+            "latency_ratio": r.get("latency_ratio"),
+            "size_bytes": r.get("size_bytes"),
+            "deploy_bytes": r.get("deploy_bytes"),
+            "params": r.get("params"),
+            "plan": self.plan.summary(),
+            "artifact_dir": self.artifact_dir,
+        }
+
+
+@dataclass(frozen=True)
+class Front:
+    """Members of the front plus everything needed to judge it."""
+
+    objectives: list[str]
+    members: list[Member]
+    completed: list[Member]
+    reference: dict[str, float] = field(default_factory=dict)  # fp32 latency_ms, size_bytes
+    excluded_fingerprints: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def directions(self) -> list[str]:
+        return [DIRECTIONS[o] for o in self.objectives]
+
+    @property
+    def knee(self) -> Member | None:
+        i = knee_index(
+            [[m.objectives[o] for o in self.objectives] for m in self.members], self.directions
+        )
+        return None if i is None else self.members[i]
+
+    def hypervolume(self, reference_point: Sequence[float] | None = None) -> float:
+        return normalized_hypervolume(
+            self.members, self.objectives, self.reference, reference_point
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        knee = self.knee
+        return {
+            "objectives": self.objectives,
+            "reference": self.reference,
+            "hypervolume": self.hypervolume(),
+            "knee": None if knee is None else knee.number,
+            "members": [
+                {
+                    **m.row(),
+                    "objectives": m.objectives,
+                    "plan_dict": m.plan.to_dict(),
+                    "fingerprint": m.result.get("fingerprint"),
+                }
+                for m in self.members
+            ],
+            "excluded_fingerprints": self.excluded_fingerprints,
+        }
+
+    def write_json(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        tmp.replace(path)
+
+
+def members_of(study: optuna.Study) -> list[Member]:
+    """Every COMPLETE trial of an autocompress study as a Member."""
+    objectives = study.user_attrs.get("objectives") or list(DIRECTIONS)
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        out.append(_member(t, objectives))
+    return out
+
+
+def build_front(study: optuna.Study, fingerprint_key: str | None = None) -> Front:
+    """The feasible non-dominated set of ``study``, restricted to one device fingerprint."""
+    objectives = list(study.user_attrs.get("objectives") or list(DIRECTIONS))
+    completed = members_of(study)
+    key = fingerprint_key or study.user_attrs.get("fingerprint_key")
+    if key is None and completed:
+        key = completed[0].fingerprint_key
+    same = [m for m in completed if key is None or m.fingerprint_key == key]
+    excluded: dict[str, int] = {}
+    for m in completed:
+        if m not in same:
+            excluded[str(m.fingerprint_key)] = excluded.get(str(m.fingerprint_key), 0) + 1
+    feasible = [m for m in same if m.feasible]
+    idx = (
+        non_dominated(
+            [[m.objectives[o] for o in objectives] for m in feasible],
+            [DIRECTIONS[o] for o in objectives],
+        )
+        if feasible
+        else []
+    )
+    members = sorted((feasible[i] for i in idx), key=lambda m: -m.objectives.get("accuracy", 0))
+    return Front(
+        objectives, members, completed, dict(study.user_attrs.get("reference") or {}), excluded
+    )
+
+
+def normalized_hypervolume(
+    members: Sequence[Member],
+    objectives: Sequence[str],
+    reference: dict[str, float],
+    reference_point: Sequence[float] | None = None,
+) -> float:
+    """Hypervolume in (error, latency / fp32 latency, size / fp32 size) space."""
+    if not members:
+        return 0.0
+    rows = []
+    for m in members:
+        row = []
+        for o in objectives:
+            row.append(_normalized(o, m, reference))
+        rows.append(row)
+    ref = list(reference_point) if reference_point is not None else [1.0] * len(objectives)
+    return hypervolume(np.asarray(rows), ref)
+
+
+def _normalized(objective: str, m: Member, reference: dict[str, float]) -> float:
+    r = m.result
+    if objective == "accuracy":
+        return 1.0 - float(r["accuracy"])
+    if objective == "latency":
+        ratio = r.get("latency_ratio")
+        return (
+            float(ratio)
+            if ratio is not None
+            else float(r["latency_ms"]) / reference.get("latency_ms", float(r["latency_ms"]))
+        )
+    return float(r["size_bytes"]) / float(reference.get("size_bytes") or r["size_bytes"])
+
+
+def _member(t: FrozenTrial, objectives: Sequence[str]) -> Member:
+    values = t.values or []
+    return Member(
+        number=t.number,
+        objectives={o: float(v) for o, v in zip(objectives, values, strict=False)},
+        plan=CompressionPlan.from_dict(t.user_attrs.get("plan") or {}),
+        result=dict(t.user_attrs.get("result") or {}),
+        baseline=t.user_attrs.get("baseline"),
+        artifact_dir=t.user_attrs.get("artifact_dir"),
+        feasible=all(v <= 0.0 for v in t.constraints.values()) if t.constraints else True,
+    )

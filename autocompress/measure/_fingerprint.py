@@ -1,0 +1,94 @@
+"""Device fingerprints: which machine, runtime and settings a latency figure belongs to.
+
+Latency is only comparable on the same hardware, runtime version, thread count, batch and input
+shape. Every trial records its fingerprint, and ``key`` hashes the fields that make figures
+comparable, so fronts from different machines are never merged silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+COMPARABLE = (
+    "cpu",
+    "gpu",
+    "host",
+    "device",
+    "runtime",
+    "versions",
+    "threads",
+    "batch_size",
+    "input_shape",
+    "cores",
+)
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_name(device: str) -> str | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    index = int(device.split(":")[1]) if ":" in device else 0
+    return torch.cuda.get_device_name(index)
+
+
+def fingerprint(
+    *,
+    device: str,
+    runtime: str,
+    versions: Mapping[str, str],
+    threads: int,
+    cores: Sequence[int],
+    batch_size: int,
+    input_shape: Sequence[int],
+    node: str | None = None,
+) -> dict[str, Any]:
+    """The fingerprint of a measurement taken here, now, with these settings."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "gpu": gpu_name(device),
+        "host": socket.gethostname(),
+        "node": node or os.environ.get("AUTOCOMPRESS_NODE_NAME") or socket.gethostname(),
+        "machine": platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "device": device,
+        "runtime": runtime,
+        "versions": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            **dict(versions),
+        },
+        "threads": threads,
+        "cores": list(cores),
+        "batch_size": batch_size,
+        "input_shape": list(input_shape),
+    }
+    info["key"] = fingerprint_key(info)
+    return info
+
+
+def fingerprint_key(info: Mapping[str, Any]) -> str:
+    """A short hash of the fields that make two latency figures comparable."""
+    data = {k: info.get(k) for k in COMPARABLE}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,155 @@
+"""The fp32 reference model: trained once, cached by its training config, loaded safely.
+
+The cache key is a hash of everything that changes the weights (model name and arguments, data
+split, training config), so a second run reuses the checkpoint and a changed config retrains.
+Checkpoints hold only tensors and plain metadata and are read with
+``torch.load(weights_only=True)``: a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autocompress.config import DataConfig, ModelConfig
+from autocompress.config._schema import to_plain
+from autocompress.data import Splits, batches, endless_batches, load_splits
+from autocompress.errors import DataError
+from autocompress.models._zoo import build_model
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A trained reference model and what we know about it."""
+
+    model: nn.Module
+    checkpoint: Path
+    val_accuracy: float
+    test_accuracy: float
+    meta: dict[str, Any]
+
+
+def cache_dir() -> Path:
+    """``$AUTOCOMPRESS_CACHE`` or ``~/.cache/autocompress``."""
+    return Path(os.environ.get("AUTOCOMPRESS_CACHE", Path.home() / ".cache" / "autocompress"))
+
+
+def checkpoint_path(model: ModelConfig, data: DataConfig, base_dir: str | Path = ".") -> Path:
+    """Where the reference checkpoint lives: the explicit path, or its config's cache slot."""
+    if model.checkpoint:
+        p = Path(model.checkpoint).expanduser()
+        return p if p.is_absolute() else Path(base_dir) / p
+    key = {
+        "name": model.name,
+        "kwargs": model.kwargs,
+        "train": to_plain(model.train),
+        "data": {k: v for k, v in to_plain(data).items() if k not in ("calibration_batches",)},
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / "checkpoints" / f"{model.name}-{digest}.pt"
+
+
+def load_reference(
+    model: ModelConfig, data: DataConfig, *, base_dir: str | Path = ".", train: bool = True
+) -> Reference:
+    """Load the cached reference model, training it first if needed (and allowed)."""
+    path = checkpoint_path(model, data, base_dir)
+    splits = load_splits(data)
+    torch.manual_seed(model.train.seed)  # the initial weights are part of the cached config
+    net = build_model(model.name, splits.input_shape, splits.num_classes, model.kwargs)
+    if not path.exists():
+        if model.checkpoint or not train:
+            raise DataError(f"checkpoint {path} does not exist; train it or fix model.checkpoint")
+        train_reference(net, splits, model, path)
+    state, meta = read_checkpoint(path)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError:
+        raise DataError(
+            f"checkpoint {path} does not fit model {model.name!r} {model.kwargs}; "
+            f"use the matching model config or delete the file to retrain"
+        ) from None
+    net.eval()
+    return Reference(
+        model=net,
+        checkpoint=path,
+        val_accuracy=float(meta.get("val_accuracy", float("nan"))),
+        test_accuracy=float(meta.get("test_accuracy", float("nan"))),
+        meta=meta,
+    )
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read ``{"state_dict": ..., "meta": ...}`` (or a bare state dict) without running code."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or truncated files
+        raise DataError(
+            f"checkpoint {path} is corrupt or not a weights-only checkpoint "
+            f"({type(exc).__name__}); delete it to retrain"
+        ) from None
+    if isinstance(blob, dict) and "state_dict" in blob:
+        return blob["state_dict"], dict(blob.get("meta") or {})
+    if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
+        return blob, {}
+    raise DataError(f"checkpoint {path} holds no state dict; delete it to retrain")
+
+
+def train_reference(net: nn.Module, splits: Splits, model: ModelConfig, path: Path) -> None:
+    """Train ``net`` with SGD + one-cycle and write the checkpoint atomically."""
+    cfg = model.train
+    torch.manual_seed(cfg.seed)
+    steps = max(1, math.ceil(cfg.epochs * len(splits.train_x) / cfg.batch_size))
+    opt = torch.optim.SGD(
+        net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
+    loss_fn = nn.CrossEntropyLoss()
+    stream = endless_batches(splits.train_x, splits.train_y, cfg.batch_size, seed=cfg.seed)
+    net.train()
+    start = time.perf_counter()
+    for step in range(steps):
+        x, y = next(stream)
+        loss = loss_fn(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            print(
+                f"  reference {model.name}: step {step + 1}/{steps} loss {loss.item():.3f}",
+                flush=True,
+            )
+    net.eval()
+    meta = {
+        "model": model.name,
+        "kwargs": model.kwargs,
+        "train": to_plain(cfg),
+        "train_seconds": time.perf_counter() - start,
+        "val_accuracy": accuracy(net, splits.val_x, splits.val_y),
+        "test_accuracy": accuracy(net, splits.test_x, splits.test_y),
+        "params": sum(p.numel() for p in net.parameters()),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"state_dict": net.state_dict(), "meta": meta}, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy of a torch model in eval mode."""
+    net.eval()
+    correct = 0
+    for bx, by in batches(x, y, batch_size):
+        correct += int((net(bx).argmax(1) == by).sum())
+    return correct / max(1, len(x))

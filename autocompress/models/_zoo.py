@@ -1,0 +1,165 @@
+"""Model builders, chosen by a short registry key (``model.name`` in an experiment).
+
+Every builder takes the per-sample input shape and the number of classes, so the same names work
+for Fashion-MNIST (1x28x28) and the 8x8 digits used in tests. Each activation is its own module
+instance (no ReLU reused twice in a forward pass): graph-based quantizers (PT2E) and exporters
+need one node per call, and torchvision's ``BasicBlock`` reuses its ReLU, so we rebind it.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from autocompress.errors import ConfigError
+
+
+class BasicBlock(nn.Module):
+    """A ResNet basic block with one ReLU module per call."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu2 = nn.ReLU()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu1(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu2(y + self.shortcut(x))
+
+
+class RefNet(nn.Module):
+    """The reference model: a 3-stage ResNet-style CNN (308k parameters at width 32).
+
+    Stages of widths w, 2w, 4w at strides 1, 2, 2, global average pooling, a linear head.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        width: int = 32,
+        blocks: Sequence[int] = (1, 1, 1),
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        stages = []
+        cin = width
+        for i, n in enumerate(blocks):
+            cout = width * 2**i
+            layers = [
+                BasicBlock(cin if j == 0 else cout, cout, 1 if i == 0 or j else 2)
+                for j in range(n)
+            ]
+            stages.append(nn.Sequential(*layers))
+            cin = cout
+        self.layer1, self.layer2, self.layer3 = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def refnet(input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
+    return RefNet(in_channels=input_shape[0], num_classes=num_classes, **kwargs)
+
+
+def mlp(
+    input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (256, 128)
+) -> nn.Module:
+    """A plain MLP: flatten, then Linear + ReLU per hidden width, then the head."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    cin = int(torch.tensor(list(input_shape)).prod())
+    for h in hidden:
+        layers += [nn.Linear(cin, h), nn.ReLU()]
+        cin = h
+    layers.append(nn.Linear(cin, num_classes))
+    return nn.Sequential(*layers)
+
+
+def resnet18(
+    input_shape: Sequence[int],
+    num_classes: int,
+    width: int = 64,
+    blocks: Sequence[int] = (2, 2, 2, 2),
+) -> nn.Module:
+    """torchvision's resnet18, adapted to small images: 3x3 stride-1 stem, no max-pool.
+
+    ``width`` scales the stage widths (64, 128, 256, 512 at the default) for tiny test models;
+    the blocks are torchvision's own, with their shared ReLU split into one module per call.
+    """
+    from torchvision.models import resnet as tv
+
+    model = tv.ResNet(tv.BasicBlock, list(blocks), num_classes=num_classes)
+    if width != 64:
+        model.inplanes = width
+        for i, n in enumerate(blocks, start=1):
+            layer = model._make_layer(
+                tv.BasicBlock, width * 2 ** (i - 1), n, stride=1 if i == 1 else 2
+            )
+            setattr(model, f"layer{i}", layer)
+        model.bn1 = nn.BatchNorm2d(width)
+        model.fc = nn.Linear(width * 8, num_classes)
+    model.conv1 = nn.Conv2d(input_shape[0], width, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    for block in model.modules():
+        if isinstance(block, tv.BasicBlock):
+            block.relu2 = nn.ReLU()
+            block.forward = types.MethodType(_torchvision_block_forward, block)
+    return model
+
+
+def _torchvision_block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    identity = x if self.downsample is None else self.downsample(x)
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    return self.relu2(out + identity)
+
+
+def mobilenet_v2(
+    input_shape: Sequence[int], num_classes: int, width_mult: float = 1.0
+) -> nn.Module:
+    """torchvision's mobilenet_v2 (depthwise convs, inverted residuals) with a stride-1 stem."""
+    from torchvision.models import mobilenet_v2 as tv_mobilenet_v2
+
+    model = tv_mobilenet_v2(num_classes=num_classes, width_mult=width_mult)
+    stem = model.features[0][0]
+    model.features[0][0] = nn.Conv2d(input_shape[0], stem.out_channels, 3, 1, 1, bias=False)
+    return model
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "refnet": refnet,
+    "resnet18": resnet18,
+    "mobilenet_v2": mobilenet_v2,
+    "mlp": mlp,
+}
+
+
+def build_model(
+    name: str, input_shape: Sequence[int], num_classes: int, kwargs: dict[str, Any] | None = None
+) -> nn.Module:
+    """Build registry model ``name`` with freshly initialised weights."""
+    if name not in MODELS:
+        raise ConfigError(f"model.name: {name!r} is not a model; use one of {sorted(MODELS)}")
+    try:
+        return MODELS[name](list(input_shape), num_classes, **(kwargs or {}))
+    except TypeError as exc:
+        raise ConfigError(f"model.kwargs for {name!r} do not fit: {exc}") from None

@@ -1,0 +1,213 @@
+"""The trial's currency: a compression plan keyed by module name.
+
+A :class:`CompressionPlan` says, for each layer named by its fully qualified module name
+(``"layer2.0.conv1"``), how many bits its weights get and what fraction of its output channels is
+removed, plus how the compressed model is fine-tuned (distillation). It follows torchao's
+``FqnToConfig`` rather than Torch-Pruning's module-keyed dicts so that it can be stored, sent to a
+worker and re-applied later: plans are frozen, versioned and round-trip through JSON exactly.
+
+Example:
+    >>> plan = CompressionPlan.uniform(["conv1", "fc"], weight_bits=8)
+    >>> CompressionPlan.from_json(plan.to_json()) == plan
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from autocompress.errors import ConfigError
+
+PLAN_VERSION = 1
+ALLOWED_BITS = (2, 3, 4, 5, 6, 7, 8)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What happens to one layer.
+
+    Attributes:
+        weight_bits: bits of the layer's weights (symmetric, per output channel), or None to keep
+            the layer in fp32. Activations of quantized layers are 8-bit.
+        prune_ratio: fraction of output channels removed, in [0, 1).
+    """
+
+    weight_bits: int | None = None
+    prune_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.weight_bits is not None and self.weight_bits not in ALLOWED_BITS:
+            raise ConfigError(
+                f"weight_bits={self.weight_bits!r} is not supported; use one of "
+                f"{list(ALLOWED_BITS)} or none"
+            )
+        if not 0.0 <= float(self.prune_ratio) < 1.0:
+            raise ConfigError(
+                f"prune_ratio={self.prune_ratio!r} is out of range; use a fraction in [0, 1)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weight_bits": self.weight_bits, "prune_ratio": float(self.prune_ratio)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerPlan:
+        _reject_unknown(data, {"weight_bits", "prune_ratio"}, "layer plan")
+        return cls(
+            weight_bits=data.get("weight_bits"), prune_ratio=float(data.get("prune_ratio", 0.0))
+        )
+
+
+@dataclass(frozen=True)
+class DistillPlan:
+    """How the compressed model is fine-tuned: QAT with knowledge distillation.
+
+    Attributes:
+        temperature: softmax temperature T of the distillation loss (> 0).
+        alpha: weight of the distillation term; ``1 - alpha`` weighs cross-entropy.
+    """
+
+    temperature: float = 1.0
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not float(self.temperature) > 0.0:
+            raise ConfigError(
+                f"distillation temperature={self.temperature!r} must be > 0 (e.g. 1 to 8)"
+            )
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ConfigError(f"distillation alpha={self.alpha!r} must be in [0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"temperature": float(self.temperature), "alpha": float(self.alpha)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DistillPlan:
+        _reject_unknown(data, {"temperature", "alpha"}, "distill plan")
+        return cls(
+            temperature=float(data.get("temperature", 1.0)), alpha=float(data.get("alpha", 0.5))
+        )
+
+
+@dataclass(frozen=True)
+class CompressionPlan:
+    """Per-layer bits and pruning ratios, plus the fine-tuning recipe.
+
+    Layers absent from ``layers`` stay as they are (fp32, unpruned). ``distill=None`` means no
+    fine-tuning: the plan is realized by post-training quantization alone.
+    """
+
+    layers: Mapping[str, LayerPlan] = field(default_factory=dict)
+    distill: DistillPlan | None = None
+    version: int = PLAN_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != PLAN_VERSION:
+            raise ConfigError(
+                f"plan version {self.version} is not supported by this autocompress "
+                f"(expects {PLAN_VERSION}); re-run the search or upgrade autocompress"
+            )
+        frozen = MappingProxyType(dict(sorted(self.layers.items())))
+        object.__setattr__(self, "layers", frozen)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CompressionPlan):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def uniform(
+        cls,
+        layer_names: Iterable[str],
+        *,
+        weight_bits: int | None = 8,
+        prune_ratio: float = 0.0,
+        distill: DistillPlan | None = None,
+    ) -> CompressionPlan:
+        """The same bits and ratio for every named layer (the baselines use this)."""
+        layer = LayerPlan(weight_bits=weight_bits, prune_ratio=prune_ratio)
+        return cls(layers={name: layer for name in layer_names}, distill=distill)
+
+    def without_finetuning(self) -> CompressionPlan:
+        """The same compression realized by post-training quantization only."""
+        return CompressionPlan(layers=dict(self.layers), distill=None)
+
+    # -- queries -------------------------------------------------------------------------
+    @property
+    def quantized_layers(self) -> dict[str, int]:
+        """Layer name -> weight bits, for layers that are quantized."""
+        return {n: p.weight_bits for n, p in self.layers.items() if p.weight_bits is not None}
+
+    @property
+    def pruned_layers(self) -> dict[str, float]:
+        """Layer name -> prune ratio, for layers with a non-zero ratio."""
+        return {n: p.prune_ratio for n, p in self.layers.items() if p.prune_ratio > 0.0}
+
+    @property
+    def is_fp32(self) -> bool:
+        return not self.quantized_layers and not self.pruned_layers
+
+    def summary(self) -> str:
+        """A short human summary, e.g. ``bits 8x3 4x5 fp32x1 | prune 0.25x4 | T=2.0``."""
+        bits: dict[str, int] = {}
+        for p in self.layers.values():
+            key = "fp32" if p.weight_bits is None else str(p.weight_bits)
+            bits[key] = bits.get(key, 0) + 1
+        text = "bits " + " ".join(f"{k}x{v}" for k, v in sorted(bits.items()))
+        ratios: dict[float, int] = {}
+        for r in self.pruned_layers.values():
+            ratios[round(r, 3)] = ratios.get(round(r, 3), 0) + 1
+        if ratios:
+            text += " | prune " + " ".join(f"{k:g}x{v}" for k, v in sorted(ratios.items()))
+        if self.distill is not None:
+            text += f" | T={self.distill.temperature:.3g} a={self.distill.alpha:.2g}"
+        return text
+
+    # -- serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "layers": {name: p.to_dict() for name, p in self.layers.items()},
+            "distill": None if self.distill is None else self.distill.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompressionPlan:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a plan must be a mapping, got {type(data).__name__}")
+        _reject_unknown(data, {"version", "layers", "distill"}, "plan")
+        layers = data.get("layers") or {}
+        if not isinstance(layers, Mapping):
+            raise ConfigError("plan.layers must map module names to layer plans")
+        distill = data.get("distill")
+        return cls(
+            layers={str(k): LayerPlan.from_dict(v) for k, v in layers.items()},
+            distill=None if distill is None else DistillPlan.from_dict(distill),
+            version=int(data.get("version", PLAN_VERSION)),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CompressionPlan:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"plan is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def _reject_unknown(data: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown} in {what}; allowed keys are {sorted(allowed)}"
+        )

@@ -1,0 +1,33 @@
+"""Runtimes that realize compressed models for a target, behind one small registry.
+
+``available_runtimes()`` lists the keys without importing any runtime library;
+``get_runtime(name)`` imports the one asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from autocompress.runtimes._base import Deployable, Runtime
+
+# key -> (module, class); modules are imported only when the runtime is used
+_REGISTRY = {
+    "onnxruntime": ("autocompress.runtimes._onnxrt", "OnnxRuntime"),
+    "eager": ("autocompress.runtimes._eager", "EagerRuntime"),
+}
+
+
+def available_runtimes() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def get_runtime(name: str) -> Runtime:
+    from autocompress.errors import ConfigError
+
+    if name not in _REGISTRY:
+        raise ConfigError(f"runtime {name!r} is unknown; use one of {sorted(_REGISTRY)}")
+    module, cls = _REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)()
+
+
+__all__ = ["Deployable", "Runtime", "available_runtimes", "get_runtime"]

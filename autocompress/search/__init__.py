@@ -1,0 +1,35 @@
+"""The search: driver (owns Optuna), executors (run trials), storage, samplers, Python API."""
+
+from autocompress.search._api import SearchResult, load, make_executor, run, search
+from autocompress.search._driver import (
+    add_budget_slots,
+    objective_values,
+    open_study,
+    optimize,
+    recover_stale_trials,
+)
+from autocompress.search._executors import Executor, LocalExecutor, Outcome, execute
+from autocompress.search._setup import SearchSetup, setup_from_experiment, setup_from_objects
+from autocompress.search._storage import open_storage, redact
+
+__all__ = [
+    "Executor",
+    "LocalExecutor",
+    "Outcome",
+    "SearchResult",
+    "SearchSetup",
+    "add_budget_slots",
+    "execute",
+    "load",
+    "make_executor",
+    "objective_values",
+    "open_storage",
+    "open_study",
+    "optimize",
+    "recover_stale_trials",
+    "redact",
+    "run",
+    "search",
+    "setup_from_experiment",
+    "setup_from_objects",
+]

@@ -1,0 +1,322 @@
+"""The search driver: the only code that talks to Optuna.
+
+    experiments/x.yaml --load_experiment--> ExperimentConfig --setup--> SearchSetup
+    study = open_study(setup)          create (with budget slots) or resume
+    recover_stale_trials(study)        RUNNING trials of dead drivers -> FAIL, plans re-queued
+    loop, up to executor.capacity trials in flight:
+        trial = study.ask()            pops a budget slot (baselines are the first slots)
+        plan  = space.sample(trial)    a CompressionPlan keyed by module name
+        executor.submit(trial.number, plan.to_dict(), task.to_dict())   plain data only
+        -- worker: run_trial(plan, task) -> result --
+        write artifacts; trial.set_user_attr(...); trial.set_constraint(...)
+        study.tell(trial, [accuracy, latency, size])  or FAIL / PRUNED with the reason
+    front = build_front(study) -> front.json
+
+Budget slots make "N completed trials" exact even with several drivers on one study: creating a
+study enqueues N waiting trials (the baselines first, then empty ones the sampler fills);
+``ask`` pops one atomically; a trial that fails or stops early is replaced by a new slot by the
+one driver that told it. A trial asked when no slot was left (another driver took the last one)
+is closed at once as FAIL with that reason, never run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from autocompress.errors import AutocompressError, StorageError
+from autocompress.front import DIRECTIONS, build_front
+from autocompress.search._executors import Executor, Outcome
+from autocompress.search._samplers import make_sampler
+from autocompress.search._setup import SearchSetup
+from autocompress.search._storage import open_storage
+
+HEARTBEAT_S = 15.0  # how often a driver stamps its running trials
+STALE_S = 90.0  # a RUNNING trial whose stamp is older than this belongs to a dead driver
+MAX_FAILURE_STREAK = 8
+SLOT = "slot"
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_study(setup: SearchSetup) -> optuna.Study:
+    """Create the study (with its budget slots) or load it and check it is the same search."""
+    setup.run_dir.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(setup.storage, setup.run_dir)
+    directions = [DIRECTIONS[o] for o in setup.objectives]
+    sampler = make_sampler(setup.search)
+    try:
+        study = optuna.create_study(
+            study_name=setup.name, storage=storage, sampler=sampler, directions=directions
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=setup.name, storage=storage, sampler=sampler)
+        _check_same_search(study, setup)
+    else:
+        _initialise(study, setup)
+    add_budget_slots(study, setup.search.n_trials)
+    return study
+
+
+def optimize(
+    study: optuna.Study,
+    setup: SearchSetup,
+    executor: Executor,
+    *,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> optuna.Study:
+    """Run trials until the study has ``n_trials`` COMPLETE trials (see the module docstring)."""
+    emit = on_event or (lambda kind, info: None)
+    driver = {"host": socket.gethostname(), "pid": os.getpid(), "id": uuid.uuid4().hex[:8]}
+    recovered = recover_stale_trials(study, driver["id"])
+    if recovered:
+        emit("recovered", {"trials": recovered})
+    in_flight: dict[int, Trial] = {}
+    streak, last_beat = 0, time.monotonic()
+    try:
+        while True:
+            while len(in_flight) < executor.capacity and _waiting(study) > 0:
+                trial = _start(study, setup, executor, driver, emit)
+                if trial is not None:
+                    in_flight[trial.number] = trial
+            if not in_flight:
+                break
+            for outcome in executor.wait(timeout=HEARTBEAT_S):
+                trial = in_flight.pop(outcome.number)
+                ok = record(study, setup, trial, outcome)
+                streak = 0 if ok else streak + 1
+                emit("finished", {"trial": trial.number, "outcome": outcome, "study": study})
+            if time.monotonic() - last_beat >= HEARTBEAT_S:
+                _heartbeat(in_flight.values())
+                last_beat = time.monotonic()
+            if streak >= MAX_FAILURE_STREAK:
+                raise AutocompressError(
+                    f"{streak} trials in a row failed; last reason: "
+                    f"{study.trials[-1].user_attrs.get('failure', '?')}. The study is kept; fix "
+                    "the cause and run the same command again to resume"
+                )
+    finally:
+        executor.close()
+    front = build_front(study)
+    front.write_json(setup.run_dir / "front.json")
+    return study
+
+
+def add_budget_slots(study: optuna.Study, n_trials: int) -> int:
+    """Enqueue empty waiting trials until COMPLETE + RUNNING + WAITING reaches ``n_trials``."""
+    counts = _counts(study)
+    missing = (
+        n_trials
+        - counts[TrialState.COMPLETE]
+        - counts[TrialState.RUNNING]
+        - counts[TrialState.WAITING]
+    )
+    for _ in range(max(0, missing)):
+        study.enqueue_trial({}, user_attrs={SLOT: True})
+    return max(0, missing)
+
+
+def recover_stale_trials(study: optuna.Study, me: str = "") -> list[int]:
+    """Close RUNNING trials whose driver is gone as FAIL, and re-queue their plans once.
+
+    ``me`` is the calling driver's id: its own trials are never stale.
+    """
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _is_stale(t, me):
+            continue
+        trial = Trial(study, t._trial_id)
+        driver = t.user_attrs.get("driver") or {}
+        trial.set_user_attr(
+            "failure",
+            f"driver {driver.get('host', '?')}:{driver.get('pid', '?')} stopped while this trial "
+            "was running; its plan was re-queued",
+        )
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # another driver recovered it first
+            continue
+        params = t.system_attrs.get("fixed_params") or t.params
+        attrs = {SLOT: True, "retry_of": t.number}
+        if t.user_attrs.get("baseline"):
+            attrs["baseline"] = t.user_attrs["baseline"]
+        study.enqueue_trial(dict(params), user_attrs=attrs)
+        recovered.append(t.number)
+    return recovered
+
+
+def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outcome) -> bool:
+    """Persist a finished trial: artifacts first, then attributes, then ``tell``."""
+    if outcome.kind != "ok" or outcome.result is None:
+        trial.set_user_attr("failure", outcome.reason or outcome.kind)
+        trial.set_user_attr("outcome", outcome.kind)
+        state = TrialState.PRUNED if outcome.kind == "hopeless" else TrialState.FAIL
+        if outcome.early_accuracy is not None:
+            trial.set_user_attr("early_accuracy", outcome.early_accuracy)
+        study.tell(trial, state=state)
+        add_budget_slots(study, setup.search.n_trials)
+        return outcome.kind == "hopeless"
+    result = outcome.result
+    values = objective_values(result, setup.objectives, setup.search.latency_unit)
+    if any(v != v for v in values):  # NaN: the trial measured nothing usable
+        return record(
+            study,
+            setup,
+            trial,
+            Outcome(outcome.number, "failed", reason=f"non-finite objectives {values}"),
+        )
+    artifact_dir = write_artifacts(setup.run_dir, trial.number, result, trial.user_attrs)
+    trial.set_user_attr("artifact_dir", str(artifact_dir))
+    trial.set_user_attr("result", summary(result))
+    trial.set_user_attr("outcome", "ok")
+    floor = setup.accuracy_floor
+    if floor is not None:
+        trial.set_constraint("accuracy_floor", floor - result["accuracy"])
+    if "fingerprint_key" not in study.user_attrs:
+        study.set_user_attr("fingerprint_key", result["fingerprint"]["key"])
+    study.tell(trial, values)
+    return True
+
+
+def objective_values(
+    result: dict[str, Any], objectives: list[str], latency_unit: str
+) -> list[float]:
+    latency = result["latency_ratio"] if latency_unit == "ratio" else result["latency_ms"]
+    table = {"accuracy": result["accuracy"], "latency": latency, "size": result["size_bytes"]}
+    return [float(table[o]) for o in objectives]
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The result without its artifact bytes (those go to files)."""
+    return {k: v for k, v in result.items() if k not in ("artifact", "packed")}
+
+
+def write_artifacts(
+    run_dir: Path, number: int, result: dict[str, Any], attrs: dict[str, Any]
+) -> Path:
+    """Write the deployable, the packed weights, the plan and the result atomically."""
+    final = run_dir / "trials" / f"{number:05d}"
+    tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / f"model{result['artifact_suffix']}").write_bytes(result["artifact"])
+    (tmp / "model.acpk").write_bytes(result["packed"])
+    (tmp / "plan.json").write_text(json.dumps(attrs.get("plan"), indent=2, sort_keys=True))
+    (tmp / "result.json").write_text(
+        json.dumps(summary(result), indent=2, sort_keys=True, default=str)
+    )
+    if final.exists():  # a re-run of the same number cannot happen; an orphan of a crash can
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def _start(
+    study: optuna.Study,
+    setup: SearchSetup,
+    executor: Executor,
+    driver: dict[str, Any],
+    emit: Callable[[str, dict[str, Any]], None],
+) -> Trial | None:
+    trial = study.ask()
+    trial.set_user_attr("driver", driver)
+    trial.set_user_attr("heartbeat", time.time())
+    if not trial.user_attrs.get(SLOT):  # no slot was left: ask() made a fresh trial
+        trial.set_user_attr("failure", "over budget: another driver took the last slot")
+        study.tell(trial, state=TrialState.FAIL)
+        return None
+    plan = setup.space.sample(trial)
+    if trial.user_attrs.get("baseline"):
+        plan = plan.without_finetuning()
+    trial.set_user_attr("plan", plan.to_dict())
+    executor.submit(trial.number, plan.to_dict(), setup.task.to_dict())
+    emit(
+        "started",
+        {"trial": trial.number, "plan": plan, "baseline": trial.user_attrs.get("baseline")},
+    )
+    return trial
+
+
+def _initialise(study: optuna.Study, setup: SearchSetup) -> None:
+    from autocompress import __version__
+
+    study.set_user_attr("autocompress_version", __version__)
+    study.set_user_attr("signature", setup.signature())
+    study.set_user_attr("objectives", setup.objectives)
+    study.set_user_attr("latency_unit", setup.search.latency_unit)
+    study.set_user_attr("reference", setup.reference)
+    study.set_user_attr("task", setup.task.to_dict())
+    study.set_user_attr("space", setup.space.space.to_dict())
+    study.set_user_attr("run_dir", str(setup.run_dir))
+    study.set_user_attr("experiment", setup.experiment)
+    for kind in setup.search.baselines:
+        study.enqueue_trial(
+            setup.space.baseline_params(kind), user_attrs={SLOT: True, "baseline": kind}
+        )
+
+
+def _check_same_search(study: optuna.Study, setup: SearchSetup) -> None:
+    stored = study.user_attrs.get("signature")
+    if stored is None:
+        raise StorageError(
+            f"study {setup.name!r} exists in this storage but was not made by autocompress; "
+            "choose another name"
+        )
+    if stored != setup.signature():
+        raise StorageError(
+            f"study {setup.name!r} was created with a different search space, objectives or "
+            f"model; resuming would mix two searches. Restore the original space, or fork with "
+            f"a new name (name={setup.name}-2)"
+        )
+
+
+def _counts(study: optuna.Study) -> dict[TrialState, int]:
+    counts = dict.fromkeys(TrialState, 0)
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state] += 1
+    return counts
+
+
+def _waiting(study: optuna.Study) -> int:
+    return _counts(study)[TrialState.WAITING]
+
+
+def _heartbeat(trials: Any) -> None:
+    now = time.time()
+    for trial in trials:
+        trial.set_user_attr("heartbeat", now)
+
+
+def _is_stale(t: FrozenTrial, me: str) -> bool:
+    driver = t.user_attrs.get("driver")
+    started = t.datetime_start.timestamp() if t.datetime_start else 0.0
+    if driver is None:  # killed between ask and the first stamp
+        return time.time() - started > 10.0
+    if driver.get("id") == me:
+        return False
+    pid = int(driver.get("pid", -1))
+    if driver.get("host") == socket.gethostname() and (pid == os.getpid() or not _pid_alive(pid)):
+        return True
+    beat = float(t.user_attrs.get("heartbeat", started))
+    return time.time() - beat > STALE_S
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

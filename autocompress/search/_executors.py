@@ -1,0 +1,110 @@
+"""Executors run trials on plain data and hand back outcomes; the driver alone talks to Optuna.
+
+The seam is three methods: ``submit`` a plan, ``wait`` for finished outcomes (with a timeout, so
+the driver can heartbeat), ``close``. :class:`LocalExecutor` runs one trial at a time in a worker
+thread of the driver process (the default, and what tests use); the Ray executor lives in
+``_ray_executor`` and is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from autocompress.errors import AutocompressError, HopelessTrialError, TrialTimeoutError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one trial ended."""
+
+    number: int
+    kind: str  # "ok" | "failed" | "hopeless" | "timeout" | "crashed"
+    result: dict[str, Any] | None = None  # run_trial's output when kind == "ok"
+    reason: str | None = None  # one line, stored on the trial when it did not succeed
+    early_accuracy: float | None = None  # for hopeless trials
+
+
+class Executor(Protocol):
+    """Runs trials; at most ``capacity`` in flight."""
+
+    capacity: int
+
+    def submit(self, number: int, plan: dict[str, Any], task: dict[str, Any]) -> None:
+        """Start trial ``number``; returns at once. Called only while fewer than capacity run."""
+        ...
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        """Outcomes finished since the last call; blocks up to ``timeout`` s for at least one."""
+        ...
+
+    def close(self) -> None:
+        """Stop workers; trials still running are abandoned (the driver re-queues them)."""
+        ...
+
+
+def execute(
+    plan: dict[str, Any], task: dict[str, Any], number: int, objects: Any = None
+) -> Outcome:
+    """Run one trial and classify how it ended; never raises (a worker must report, not die)."""
+    from autocompress.trial import run_trial
+
+    try:
+        return Outcome(number, "ok", result=run_trial(plan, task, objects=objects))
+    except HopelessTrialError as exc:
+        return Outcome(number, "hopeless", reason=str(exc), early_accuracy=exc.accuracy)
+    except TrialTimeoutError as exc:
+        return Outcome(number, "timeout", reason=str(exc))
+    except AutocompressError as exc:
+        return Outcome(number, "failed", reason=str(exc))
+    except Exception as exc:  # a bug or a library failure: keep the study going, keep the reason
+        return Outcome(number, "failed", reason=failure_reason(exc))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line: the exception type and message, and where in our code it came from."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "autocompress" in f.filename]
+    where = (
+        f" (at {frames[-1].name}, {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})"
+    )
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {message[:300]}{where if frames else ''}"
+
+
+class LocalExecutor:
+    """One trial at a time, in a worker thread of this process.
+
+    A thread (not the driver's own loop) so the driver keeps heartbeating while a trial trains.
+    """
+
+    capacity = 1
+
+    def __init__(self, objects: Any = None) -> None:
+        self._objects = objects
+        self._done: queue.Queue[Outcome] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, number: int, plan: dict[str, Any], task: dict[str, Any]) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("LocalExecutor runs one trial at a time")
+        self._thread = threading.Thread(
+            target=lambda: self._done.put(execute(plan, task, number, self._objects)),
+            name=f"autocompress-trial-{number}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        try:
+            out = [self._done.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while not self._done.empty():
+            out.append(self._done.get_nowait())
+        return out
+
+    def close(self) -> None:
+        self._thread = None  # a daemon thread still running dies with the process

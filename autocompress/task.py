@@ -1,0 +1,36 @@
+"""The task: everything a worker needs to run a trial, as plain data.
+
+The driver builds a :class:`Task` from the experiment once; ``task.to_dict()`` crosses to workers
+(local or Ray) together with ``plan.to_dict()``. Workers never see the study, the storage or the
+experiment file, so they are testable with no Optuna and no Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from autocompress.config import DataConfig, FinetuneConfig, ModelConfig, TargetConfig
+from autocompress.config._schema import build, to_plain
+
+
+@dataclass(frozen=True)
+class Task:
+    """One search's fixed inputs to every trial."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    checkpoint: str | None = None  # resolved fp32 reference checkpoint (None: user objects)
+    hopeless_floor: float | None = None  # stop a trial whose early accuracy is below this
+    checkpoint_every: int = 0  # fine-tuning steps between early-stop checks (0: BN check only)
+    trial_timeout_s: float | None = None
+    val_limit: int | None = None  # evaluate on at most this many validation images
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        return build(cls, data, "task")

@@ -1,0 +1,66 @@
+"""The plan: frozen, versioned, keyed by module name, exact JSON round-trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from autocompress.errors import ConfigError
+from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
+
+
+def make_plan() -> CompressionPlan:
+    return CompressionPlan(
+        layers={
+            "layer2.0.conv1": LayerPlan(4, 0.5),
+            "fc": LayerPlan(8, 0.0),
+            "stem.0": LayerPlan(None, 0.25),
+        },
+        distill=DistillPlan(temperature=4.0, alpha=0.7),
+    )
+
+
+def test_json_round_trip_is_exact() -> None:
+    plan = make_plan()
+    again = CompressionPlan.from_json(plan.to_json())
+    assert again == plan
+    assert again.to_json() == plan.to_json()
+    assert json.loads(plan.to_json())["version"] == 1
+
+
+def test_plan_is_frozen_and_hashable() -> None:
+    plan = make_plan()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.distill = None  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        plan.layers["fc"] = LayerPlan(2)  # type: ignore[index]
+    assert hash(plan) == hash(CompressionPlan.from_dict(plan.to_dict()))
+
+
+def test_queries_and_summary() -> None:
+    plan = make_plan()
+    assert plan.quantized_layers == {"fc": 8, "layer2.0.conv1": 4}
+    assert plan.pruned_layers == {"layer2.0.conv1": 0.5, "stem.0": 0.25}
+    assert not plan.is_fp32
+    assert "T=4" in plan.summary() and "4x1" in plan.summary()
+    assert plan.without_finetuning().distill is None
+    assert CompressionPlan.uniform(["a", "b"], weight_bits=None).is_fp32
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"layers": {"a": {"weight_bits": 0}}}, "weight_bits=0"),
+        ({"layers": {"a": {"weight_bits": 33}}}, "weight_bits=33"),
+        ({"layers": {"a": {"prune_ratio": 1.5}}}, "prune_ratio=1.5"),
+        ({"layers": {}, "distill": {"temperature": -1}}, "temperature=-1"),
+        ({"layers": {}, "version": 7}, "plan version 7"),
+        ({"layers": {}, "extra": 1}, "unknown key"),
+    ],
+)
+def test_bad_plans_are_one_line_config_errors(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        CompressionPlan.from_dict(data)
+    assert "\n" not in str(info.value)
