@@ -28,13 +28,19 @@ from autocompress.backend._layers import resolve_layers
 EPS = 1e-12
 
 
+QParams = tuple[float, int]  # (scale, zero point) of an 8-bit unsigned affine tensor
+
+
 @dataclass(frozen=True)
 class QuantizedWeight:
-    """A layer's weight on its k-bit grid: ``weight = scale[c] * q[c, ...]``."""
+    """A layer's weight on its k-bit grid (``weight = scale[c] * q[c, ...]``), and, after QAT,
+    the 8-bit ranges its input and fused output were trained with (None: calibrate later)."""
 
     q: torch.Tensor  # int8, values in [-(2**(bits-1) - 1), 2**(bits-1) - 1]
     scale: torch.Tensor  # float32, one per output channel
     bits: int
+    input_qparams: QParams | None = None
+    output_qparams: QParams | None = None
 
     def dequantize(self) -> torch.Tensor:
         return self.q.float() * self.scale.view(-1, *([1] * (self.q.dim() - 1)))
@@ -123,30 +129,92 @@ class QatHandle:
         for fq in self.activations.values():
             fq.observing = on
 
+    def activation_qparams(self, layer: str) -> tuple[QParams | None, QParams | None]:
+        """The (input, output) ranges this layer's activations were observed with."""
+
+        def read(key: str) -> QParams | None:
+            fq = self.activations.get(key)
+            if fq is None or torch.isinf(fq.lo):
+                return None
+            scale, zero_point = fq.qparams()
+            return float(scale), int(zero_point)
+
+        return read(layer), read(f"{layer}:out")
+
     def remove(self) -> dict[str, QuantizedWeight]:
-        """Bake the k-bit weights into the model and return them; drop the activation hooks."""
+        """Bake the k-bit weights into the model and return them with the trained activation
+        ranges; drop the hooks."""
         for h in self._hooks:
             h.remove()
         out = {}
         for name, module in resolve_layers(self.model, self.bits).items():
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-            out[name] = quantize_weight(module.weight, self.bits[name])
+            qw = quantize_weight(module.weight, self.bits[name])
+            inp, outp = self.activation_qparams(name)
+            out[name] = QuantizedWeight(qw.q, qw.scale, qw.bits, inp, outp)
             with torch.no_grad():
-                module.weight.copy_(out[name].dequantize())
+                module.weight.copy_(qw.dequantize())
         return out
 
 
 def attach_fake_quant(model: nn.Module, bits: Mapping[str, int]) -> QatHandle:
-    """Make ``model`` simulate k-bit weights and 8-bit input activations of the named layers."""
+    """Make ``model`` simulate the int8 deployable for the named layers.
+
+    Mirrors where ONNX Runtime's QDQ quantizer puts 8-bit activations: the input of every
+    quantized layer, and its output after any BN/activation that the kernel fuses (so the
+    tensors entering residual adds and pooling are quantized too). Weights are k-bit.
+    """
     handle = QatHandle(model, bits)
+    modules = dict(model.named_modules())
+    ends = _fused_ends(model, bits)
     for name, module in resolve_layers(model, bits).items():
         parametrize.register_parametrization(module, "weight", WeightFakeQuant(bits[name]))
-        fq = ActivationFakeQuant().to(module.weight.device)
-        handle.activations[name] = fq
+        fq_in = ActivationFakeQuant().to(module.weight.device)
+        handle.activations[name] = fq_in
         handle._hooks.append(
-            module.register_forward_pre_hook(lambda _m, args, fq=fq: (fq(args[0]),))
+            module.register_forward_pre_hook(lambda _m, args, fq=fq_in: (fq(args[0]),))
+        )
+        end = ends.get(name)
+        if end is None:
+            continue
+        fq_out = ActivationFakeQuant().to(module.weight.device)
+        handle.activations[f"{name}:out"] = fq_out
+        handle._hooks.append(
+            modules[end].register_forward_hook(lambda _m, _a, out, fq=fq_out: fq(out))
         )
     return handle
+
+
+_FUSABLE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Identity, nn.ReLU, nn.ReLU6, nn.Hardtanh)
+
+
+def _fused_ends(model: nn.Module, names: Mapping[str, int]) -> dict[str, str]:
+    """For each named layer, the last module of its conv -> (BN|Identity)* -> activation? chain.
+
+    That module's output is the tensor the int8 kernel writes (quantized in the deployable).
+    Found with torch.fx; a model fx cannot trace gets input quantization only.
+    """
+    import torch.fx as fx
+
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception:  # untraceable control flow: fall back to inputs only
+        return {}
+    modules = dict(model.named_modules())
+    out = {}
+    for node in graph.nodes:
+        if node.op != "call_module" or node.target not in names:
+            continue
+        end = node
+        while len(end.users) == 1:
+            (user,) = end.users
+            if user.op != "call_module" or not isinstance(modules.get(user.target), _FUSABLE):
+                break
+            end = user
+            if isinstance(modules[user.target], (nn.ReLU, nn.ReLU6, nn.Hardtanh)):
+                break
+        out[str(node.target)] = str(end.target)
+    return out
 
 
 @torch.no_grad()

@@ -45,6 +45,7 @@ from autocompress.errors import UnsupportedPlanError
 OPSET = 17
 INPUT, OUTPUT = "input", "logits"
 _WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+_PASS_THROUGH = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity")
 
 
 class OnnxDeployable:
@@ -134,7 +135,7 @@ def quantize_qdq(
     """Static QDQ quantization with the given k-bit weight scales (see the module docstring)."""
     graph = onnx.load_from_string(fp32).graph
     weight_nodes = _weight_nodes(graph)
-    overrides = {}
+    overrides: dict[str, list[dict[str, object]]] = {}
     for layer, qw in quantized.items():
         if f"{layer}.weight" not in weight_nodes:
             raise UnsupportedPlanError(
@@ -142,6 +143,7 @@ def quantize_qdq(
                 "the exporter renamed or transposed it, so its bits cannot be pinned"
             )
         overrides[f"{layer}.weight"] = _channel_overrides(qw)
+        overrides.update(_activation_overrides(graph, f"{layer}.weight", qw))
     excluded = [
         n
         for w, nodes in weight_nodes.items()
@@ -202,6 +204,40 @@ def _weight_nodes(graph: onnx.GraphProto) -> dict[str, list[str]]:
         if node.op_type in _WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in inits:
             out.setdefault(node.input[1], []).append(node.name)
     return out
+
+
+def _activation_overrides(
+    graph: onnx.GraphProto, weight: str, qw: QuantizedWeight
+) -> dict[str, list[dict[str, object]]]:
+    """The trained 8-bit ranges of a layer's input and fused output, keyed by ONNX tensor.
+
+    The layer's node is the one consuming its weight initializer; its output tensor is the one
+    after a directly following Relu/Clip (which the int8 kernel fuses), else its own output.
+    """
+    node = next(n for n in graph.node if len(n.input) > 1 and n.input[1] == weight)
+    producers = {o: n for n in graph.node for o in n.output}
+    out: dict[str, list[dict[str, object]]] = {}
+    if qw.input_qparams is not None:
+        tensor = node.input[0]
+        out[tensor] = [_qparams(qw.input_qparams)]
+        # ORT gives a pass-through op (Flatten, Reshape...) its input's scale: pin that too
+        while tensor in producers and producers[tensor].op_type in _PASS_THROUGH:
+            tensor = producers[tensor].input[0]
+            out[tensor] = [_qparams(qw.input_qparams)]
+    if qw.output_qparams is not None:
+        tensor = node.output[0]
+        users = [n for n in graph.node if tensor in n.input]
+        if len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
+            tensor = users[0].output[0]
+        out[tensor] = [_qparams(qw.output_qparams)]
+    return out
+
+
+def _qparams(qparams: tuple[float, int]) -> dict[str, object]:
+    return {
+        "scale": np.array(qparams[0], dtype=np.float32),
+        "zero_point": np.array(qparams[1], dtype=np.uint8),
+    }
 
 
 def _channel_overrides(qw: QuantizedWeight) -> list[dict[str, object]]:

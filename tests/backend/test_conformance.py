@@ -1,0 +1,164 @@
+"""Backend conformance: every architecture in the zoo passes the same checks, unchanged code.
+
+refnet (residual adds), torchvision resnet18 (downsample shortcuts), mobilenet_v2 (depthwise
+convs, inverted residuals) and a plain MLP, at tiny widths on 8x8 digits:
+
+- the plan is applied: pruned layers lose channels (multiples of round_to), the head keeps its own;
+- the parameter count falls as the ratios say;
+- the compressed model still runs forward, and fine-tuning steps run;
+- the realized ONNX Runtime deployable agrees with the torch model it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from autocompress.backend import (
+    FinetuneSettings,
+    attach_fake_quant,
+    finetune,
+    fold_batchnorm,
+    head_name,
+    layer_inventory,
+    parameter_count,
+    prune_channels,
+    recalibrate_batchnorm,
+    snap_weights,
+)
+from autocompress.config import DataConfig, TargetConfig
+from autocompress.data import endless_batches, load_splits
+from autocompress.models import build_model
+from autocompress.runtimes import get_runtime
+
+ARCHITECTURES = {
+    "refnet": {"width": 8},
+    "resnet18": {"width": 8},
+    "mobilenet_v2": {"width_mult": 0.5},
+    "mlp": {"hidden": [64, 32]},
+}
+
+
+STEPS = {"refnet": 60, "resnet18": 60, "mobilenet_v2": 120, "mlp": 60}
+RATIO = 0.25  # a collapsed (heavily pruned, untuned) net makes agreement a coin toss
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return load_splits(DataConfig(dataset="digits", val_size=300))
+
+
+def trained(name: str, splits) -> torch.nn.Module:
+    """A fresh copy of the trained model (training is shared by the tests of this module)."""
+    return copy.deepcopy(_trained(name, splits))
+
+
+@functools.cache
+def _trained(name: str, splits) -> torch.nn.Module:
+    """Enough Adam steps that logits are not near ties (agreement on a random net is noise)."""
+    torch.manual_seed(0)
+    model = build_model(name, splits.input_shape, splits.num_classes, ARCHITECTURES[name])
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    stream = endless_batches(splits.train_x, splits.train_y, 64)
+    model.train()
+    for _ in range(STEPS[name]):
+        x, y = next(stream)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_backend_conformance(name: str, splits) -> None:
+    teacher = trained(name, splits)
+    example = splits.train_x[:2]
+    layers = layer_inventory(teacher, example)
+    head = head_name(layers)
+    body = [layer.name for layer in layers if layer.name != head]
+
+    model = copy.deepcopy(teacher)
+    params_before = parameter_count(model)
+    realized = prune_channels(model, dict.fromkeys(body, RATIO), example, head=head, round_to=4)
+
+    # the plan was applied: channels removed in multiples of round_to, the head untouched
+    after = {layer.name: layer for layer in layer_inventory(model, example)}
+    assert realized, "nothing was pruned"
+    assert after[head].out_channels == splits.num_classes
+    for layer in layers:
+        if layer.name in realized and layer.out_channels > 4:
+            assert after[layer.name].out_channels % 4 == 0
+    # parameters fall as the ratios say: most weights lose RATIO of both dimensions
+    ratio = parameter_count(model) / params_before
+    assert 0.45 < ratio < (1 - RATIO) ** 2 + 0.15, ratio
+
+    batches = (x for x, _ in endless_batches(splits.train_x, splits.train_y, 64, seed=1))
+    recalibrate_batchnorm(model, batches, 3)
+    fold_batchnorm(model)
+    assert model(splits.val_x[:8]).shape == (8, splits.num_classes)
+
+    bits = {layer: 4 if layer != head else 8 for layer in after}
+    stream = endless_batches(splits.train_x, splits.train_y, 32)
+    quantized, report = finetune(
+        model, teacher, bits, None, stream, FinetuneSettings(steps=40, lr=0.01)
+    )
+    assert report.steps == 40 and set(quantized) == set(bits)
+
+    assert all(q.input_qparams is not None for q in quantized.values())
+
+    # the deployable runs the trained numerics: the same k-bit weights and 8-bit ranges
+    calibration = [splits.train_x[i : i + 64].numpy() for i in range(0, 256, 64)]
+    simulation = copy.deepcopy(model)
+    handle = attach_fake_quant(simulation, bits)
+    _copy_ranges(quantized, handle)
+    deployable = get_runtime("onnxruntime").realize(model, quantized, calibration, TargetConfig())
+    x = splits.val_x
+    with torch.no_grad():
+        expected = simulation(x).numpy()
+    got = deployable.predict(x.numpy())
+    agreement = float(np.mean(expected.argmax(1) == got.argmax(1)))
+    y = splits.val_y.numpy()
+    accuracies = float(np.mean(expected.argmax(1) == y)), float(np.mean(got.argmax(1) == y))
+    assert accuracies[0] > 0.5, accuracies  # the compressed model is a real classifier
+    assert agreement >= 0.95, agreement
+    assert abs(accuracies[0] - accuracies[1]) <= 0.02, accuracies
+
+
+def _copy_ranges(quantized, handle) -> None:
+    """Freeze the simulation's observers at the ranges the fine-tuning ended with."""
+    handle.set_observing(False)
+    for name, qw in quantized.items():
+        for key, qparams in ((name, qw.input_qparams), (f"{name}:out", qw.output_qparams)):
+            fq = handle.activations.get(key)
+            if fq is None or qparams is None:
+                continue
+            scale, zero_point = qparams
+            fq.lo.fill_(-zero_point * scale)
+            fq.hi.fill_((255 - zero_point) * scale)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_fp32_realization_matches_torch_exactly(name: str, splits) -> None:
+    model = trained(name, splits)
+    fold_batchnorm(model)
+    calibration = [splits.train_x[:64].numpy()]
+    deployable = get_runtime("onnxruntime").realize(model, {}, calibration, TargetConfig())
+    with torch.no_grad():
+        expected = model(splits.val_x[:64]).numpy()
+    assert np.allclose(deployable.predict(splits.val_x[:64].numpy()), expected, atol=1e-4)
+
+
+def test_snap_then_realize_keeps_exact_weights(splits) -> None:
+    model = trained("refnet", splits)
+    fold_batchnorm(model)
+    names = [layer.name for layer in layer_inventory(model, splits.train_x[:2])]
+    quantized = snap_weights(model, dict.fromkeys(names, 3))
+    for name, qw in quantized.items():
+        weight = dict(model.named_modules())[name].weight
+        assert torch.equal(weight, qw.dequantize())
+        assert int(qw.q.abs().max()) <= 3

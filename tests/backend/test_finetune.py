@@ -1,0 +1,113 @@
+"""QAT + knowledge distillation: stable for every temperature, lean, baked k-bit weights."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from autocompress.backend import (
+    FinetuneSettings,
+    distillation_loss,
+    effective_lr,
+    finetune,
+    fold_batchnorm,
+)
+from autocompress.config import DataConfig
+from autocompress.data import endless_batches, load_splits
+from autocompress.errors import TrialTimeoutError
+from autocompress.models import build_model
+from autocompress.plan import DistillPlan
+
+
+@pytest.fixture(scope="module")
+def setting():
+    splits = load_splits(DataConfig(dataset="digits", val_size=300))
+    torch.manual_seed(0)
+    teacher = build_model("refnet", splits.input_shape, 10, {"width": 8})
+    opt = torch.optim.SGD(teacher.parameters(), lr=0.05, momentum=0.9)
+    stream = endless_batches(splits.train_x, splits.train_y, 64)
+    for _ in range(60):
+        x, y = next(stream)
+        loss = torch.nn.functional.cross_entropy(teacher(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return splits, teacher.eval()
+
+
+def student(teacher: torch.nn.Module) -> torch.nn.Module:
+    model = copy.deepcopy(teacher)
+    fold_batchnorm(model)
+    with torch.no_grad():  # start far from the teacher so there is something to learn
+        for p in model.parameters():
+            p.mul_(0.5)
+    return model
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0, 8.0])
+def test_kd_loss_falls_at_every_temperature(setting, temperature: float) -> None:
+    splits, teacher = setting
+    model = student(teacher)
+    bits = {
+        n: 4 for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    }
+    distill = DistillPlan(temperature=temperature, alpha=0.9)
+    stream = endless_batches(splits.train_x, splits.train_y, 64, seed=3)
+    _, report = finetune(
+        model, teacher, bits, distill, stream, FinetuneSettings(steps=60, lr=0.05)
+    )
+    first = sum(report.losses[:2]) / 2
+    last = sum(report.losses[-2:]) / 2
+    assert all(torch.isfinite(torch.tensor(report.losses)))
+    assert last < 0.7 * first, (temperature, report.losses)
+
+
+def test_lr_rule_scales_with_temperature() -> None:
+    assert effective_lr(0.01, None) == 0.01
+    assert effective_lr(0.01, DistillPlan(1.0, 0.5)) == 0.01
+    assert effective_lr(0.01, DistillPlan(8.0, 1.0)) == pytest.approx(0.01 / 8)
+
+
+def test_loss_is_t2_scaled_kl_plus_ce() -> None:
+    torch.manual_seed(0)
+    s, t, y = torch.randn(16, 10), torch.randn(16, 10), torch.randint(0, 10, (16,))
+    d = DistillPlan(temperature=4.0, alpha=0.7)
+    kl = torch.nn.functional.kl_div(
+        torch.log_softmax(s / 4, 1), torch.softmax(t / 4, 1), reduction="batchmean"
+    )
+    ce = torch.nn.functional.cross_entropy(s, y)
+    assert torch.allclose(distillation_loss(s, t, y, d), 0.7 * 16 * kl + 0.3 * ce, atol=1e-5)
+
+
+def test_finetune_bakes_weights_on_the_kbit_grid(setting) -> None:
+    splits, teacher = setting
+    model = student(teacher)
+    bits = {"layer2.0.conv1": 3, "fc": 8}
+    quantized, _ = finetune(
+        model,
+        teacher,
+        bits,
+        DistillPlan(2.0, 0.5),
+        endless_batches(splits.train_x, splits.train_y, 32),
+        FinetuneSettings(steps=5),
+    )
+    modules = dict(model.named_modules())
+    for name, qw in quantized.items():
+        assert torch.equal(modules[name].weight, qw.dequantize())
+        assert int(qw.q.abs().max()) <= 2 ** (bits[name] - 1) - 1
+    assert not any("parametrizations" in n for n, _ in model.named_parameters())
+
+
+def test_deadline_stops_the_loop(setting) -> None:
+    splits, teacher = setting
+    with pytest.raises(TrialTimeoutError):
+        finetune(
+            student(teacher),
+            teacher,
+            {},
+            None,
+            endless_batches(splits.train_x, splits.train_y, 32),
+            FinetuneSettings(steps=50, deadline=0.0),
+        )
