@@ -27,6 +27,7 @@ class Task:
     checkpoint_every: int = 0  # fine-tuning steps between early-stop checks (0: BN check only)
     trial_timeout_s: float | None = None
     val_limit: int | None = None  # evaluate on at most this many validation images
+    ray_address: str | None = None  # cluster to time remote targets on (None: local / auto)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)

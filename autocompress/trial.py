@@ -37,7 +37,7 @@ from autocompress.backend._layers import COMPRESSIBLE
 from autocompress.errors import HopelessTrialError, TrialTimeoutError
 from autocompress.measure import busy, default_cores, fingerprint, measure
 from autocompress.plan import CompressionPlan
-from autocompress.runtimes import Deployable
+from autocompress.runtimes import Deployable, compute_precision
 from autocompress.task import Task
 
 EARLY_EVAL_IMAGES = 1000
@@ -109,11 +109,24 @@ def deployable_accuracy(deployable: Deployable, batches: Iterator[Any]) -> float
 
 
 def time_deployable(deployable: Deployable, ctx: TrialContext, task: Task) -> dict[str, Any]:
-    """Latency of ``deployable`` beside the fp32 reference, with the device fingerprint."""
+    """Latency of ``deployable`` beside the fp32 reference, with the device fingerprint.
+
+    Local targets are timed here under the machine-wide lock; a target naming Ray node
+    resources is timed on such a node (``measure/_remote.py``).
+    """
     target = task.target
-    batch = np.ascontiguousarray(
-        np.repeat(ctx.calibration[0][:1], target.batch_size, axis=0), dtype=np.float32
-    )
+    batch = timing_batch(ctx, target)
+    if target.node_resources:
+        from autocompress.measure._remote import measure_on_node
+
+        return measure_on_node(
+            target.runtime,
+            deployable.artifact,
+            ctx.reference.artifact,
+            batch,
+            target,
+            task.ray_address,
+        )
     with busy():
         candidate = deployable.timer(batch, target.threads)
         reference = ctx.reference.timer(batch, target.threads)
@@ -126,8 +139,19 @@ def time_deployable(deployable: Deployable, ctx: TrialContext, task: Task) -> di
         cores=target.cores or default_cores(),
         batch_size=target.batch_size,
         input_shape=list(batch.shape[1:]),
+        precision=compute_precision(target),
     )
     return result
+
+
+def timing_batch(ctx: TrialContext, target: Any) -> np.ndarray:
+    """The timed input: real images, or the target's declared input shape (random data)."""
+    shape = list(target.input_shape or ctx.data.input_shape)
+    if shape == list(ctx.calibration[0].shape[1:]):
+        sample = ctx.calibration[0][:1]
+        return np.ascontiguousarray(np.repeat(sample, target.batch_size, axis=0), np.float32)
+    rng = np.random.default_rng(0)
+    return rng.standard_normal([target.batch_size, *shape]).astype(np.float32)
 
 
 def _prune(model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task) -> None:

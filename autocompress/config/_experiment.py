@@ -86,6 +86,7 @@ class TargetConfig:
 
     runtime: str = "onnxruntime"  # see `autocompress ls runtimes`
     device: str = "cpu"  # "cpu" or "cuda:N"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # cuda compute; auto: fp16
     cores: list[int] | None = None  # CPU cores to pin timing to; None: the last core
     threads: int = field(default=1, metadata={"ge": 1})  # intra-op threads while timing
     batch_size: int = field(default=1, metadata={"ge": 1})

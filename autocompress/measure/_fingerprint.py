@@ -61,6 +61,7 @@ def fingerprint(
     batch_size: int,
     input_shape: Sequence[int],
     node: str | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """The fingerprint of a measurement taken here, now, with these settings."""
     import torch
@@ -74,6 +75,7 @@ def fingerprint(
         "logical_cpus": os.cpu_count(),
         "device": device,
         "runtime": runtime,
+        "precision": precision,
         "versions": {
             "torch": torch.__version__,
             "python": platform.python_version(),

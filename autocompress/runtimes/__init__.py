@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from autocompress.runtimes._base import Deployable, Runtime
 
@@ -14,11 +15,21 @@ from autocompress.runtimes._base import Deployable, Runtime
 _REGISTRY = {
     "onnxruntime": ("autocompress.runtimes._onnxrt", "OnnxRuntime"),
     "eager": ("autocompress.runtimes._eager", "EagerRuntime"),
+    "inductor": ("autocompress.runtimes._inductor", "InductorRuntime"),
+    "cuda": ("autocompress.runtimes._cuda", "CudaRuntime"),
 }
 
 
 def available_runtimes() -> tuple[str, ...]:
     return tuple(_REGISTRY)
+
+
+def compute_precision(target: Any) -> str | None:
+    """The arithmetic a CUDA target runs in (``auto`` = fp16); None for the CPU runtimes,
+    whose precision the plan's bits decide."""
+    if target.runtime != "cuda":
+        return None
+    return "fp16" if target.precision == "auto" else str(target.precision)
 
 
 def get_runtime(name: str) -> Runtime:
@@ -30,4 +41,4 @@ def get_runtime(name: str) -> Runtime:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["Deployable", "Runtime", "available_runtimes", "get_runtime"]
+__all__ = ["Deployable", "Runtime", "available_runtimes", "compute_precision", "get_runtime"]

@@ -63,6 +63,8 @@ class EagerRuntime:
         calibration: list[np.ndarray],
         target: TargetConfig,
     ) -> ExportedDeployable:
+        if target.device != "cpu":
+            raise UnsupportedPlanError("runtime eager times on cpu; use runtime cuda on a GPU")
         if quantized:
             raise UnsupportedPlanError(
                 "runtime eager runs fp32 plans only (no fast int8 kernels without compilation); "

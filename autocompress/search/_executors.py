@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -82,8 +83,9 @@ class LocalExecutor:
 
     capacity = 1
 
-    def __init__(self, objects: Any = None) -> None:
+    def __init__(self, objects: Any = None, work: Callable[..., Outcome] | None = None) -> None:
         self._objects = objects
+        self._work = work or execute
         self._done: queue.Queue[Outcome] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -91,7 +93,7 @@ class LocalExecutor:
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("LocalExecutor runs one trial at a time")
         self._thread = threading.Thread(
-            target=lambda: self._done.put(execute(plan, task, number, self._objects)),
+            target=lambda: self._done.put(self._work(plan, task, number, self._objects)),
             name=f"autocompress-trial-{number}",
             daemon=True,
         )

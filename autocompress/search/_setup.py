@@ -19,6 +19,7 @@ from autocompress._context import UserObjects, loader_data, splits_data
 from autocompress.backend import fold_batchnorm, head_name, layer_inventory, packed_size
 from autocompress.config import BoundSpace, ExperimentConfig, SearchConfig, SearchSpace
 from autocompress.config._schema import to_plain
+from autocompress.errors import ConfigError
 from autocompress.task import Task
 
 
@@ -70,6 +71,7 @@ def setup_from_experiment(config: ExperimentConfig) -> SearchSetup:
         target=config.target,
         checkpoint=str(reference.checkpoint),
         trial_timeout_s=config.search.trial_timeout_s,
+        ray_address=config.search.ray_address,
     )
     data = splits_data(task)
     return _finish(
@@ -127,6 +129,7 @@ def _finish(
 ) -> SearchSetup:
     model = model.cpu().eval()
     example = next(iter(data.val()))[0][:2].float()
+    _check_input_shape(model, task.target.input_shape)
     layers = layer_inventory(model, example)
     bound = space.bind([layer.name for layer in layers], head=head_name(layers))
     reference = _reference_figures(model, data)
@@ -141,6 +144,21 @@ def _finish(
             checkpoint_every=max(1, task.finetune.steps // 4),
         )
     return setup
+
+
+def _check_input_shape(model: torch.nn.Module, shape: list[int] | None) -> None:
+    """A declared target input shape must be one the model accepts."""
+    if shape is None:
+        return
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *shape))
+    except Exception as exc:  # shape errors come from deep inside torch in many types
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"target.input_shape {shape} does not fit the model ({first}); use the per-sample "
+            "shape the model takes, e.g. [1, 28, 28]"
+        ) from None
 
 
 def _reference_figures(model: torch.nn.Module, data: Any) -> dict[str, float]:

@@ -1,0 +1,77 @@
+"""Timing on another machine: a target that names Ray node resources is timed on such a node.
+
+The trial trains wherever it runs; its deployable's bytes (and the fp32 reference's) are shipped
+in a Ray task that requires ``target.node_resources`` (e.g. ``{"edge_x86": 1}``), rebuilt there
+by the same runtime, and timed under the same protocol and lock on that node. The fingerprint
+names the node. The task asks for no CPU so that a node kept for timing is never filled by
+training tasks waiting on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autocompress.config import TargetConfig
+from autocompress.config._schema import to_plain
+
+
+def measure_on_node(
+    runtime: str,
+    artifact: bytes,
+    reference: bytes,
+    batch: Any,
+    target: TargetConfig,
+    ray_address: str | None = None,
+) -> dict[str, Any]:
+    """Time ``artifact`` beside ``reference`` on a node with ``target.node_resources``."""
+    import ray
+
+    from autocompress.errors import UnsupportedPlanError
+    from autocompress.search._ray_executor import ensure_ray
+
+    ensure_ray(ray_address)
+    wanted = dict(target.node_resources)
+    if not any(
+        all(n.get("Resources", {}).get(k, 0) >= v for k, v in wanted.items())
+        for n in ray.nodes()
+        if n.get("Alive")
+    ):
+        raise UnsupportedPlanError(
+            f"target.node_resources {wanted} match no live Ray node; start the target node with "
+            f"`ray start --resources '{wanted}'` or fix the target"
+        )
+    task = ray.remote(num_cpus=0, resources=wanted, max_retries=0)(_time_here)
+    return ray.get(task.remote(runtime, artifact, reference, batch, to_plain(target)))
+
+
+def _time_here(
+    runtime: str, artifact: bytes, reference: bytes, batch: Any, target_data: dict[str, Any]
+) -> dict[str, Any]:
+    """Runs on the target node: rebuild both deployables, time them, fingerprint this node."""
+    import ray
+
+    from autocompress.config._schema import build
+    from autocompress.measure._fingerprint import fingerprint
+    from autocompress.measure._latency import default_cores, measure
+    from autocompress.runtimes import compute_precision, get_runtime
+
+    target = build(TargetConfig, target_data, "target")
+    rt = get_runtime(runtime)
+    candidate = rt.load(artifact, target).timer(batch, target.threads)
+    ref = rt.load(reference, target).timer(batch, target.threads)
+    result = measure(candidate, ref, target.measure, target.cores).to_dict()
+    context = ray.get_runtime_context()
+    node = context.get_node_id()
+    result["fingerprint"] = fingerprint(
+        device=target.device,
+        runtime=runtime,
+        versions=rt.versions(),
+        threads=target.threads,
+        cores=target.cores or default_cores(),
+        batch_size=target.batch_size,
+        input_shape=list(batch.shape[1:]),
+        node=node,
+        precision=compute_precision(target),
+    )
+    result["fingerprint"]["node_resources"] = dict(target.node_resources)
+    return result

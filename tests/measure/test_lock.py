@@ -1,0 +1,84 @@
+"""The measurement lock: timing never overlaps CPU-heavy work of any process on the machine."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import pytest
+
+from autocompress.measure import busy, exclusive
+
+
+def _worker(path: str, lock_dir: str, seconds: float) -> None:
+    """Another process doing 'training steps': each one inside busy(), logged with times."""
+    import os
+
+    os.environ["AUTOCOMPRESS_LOCK_DIR"] = lock_dir
+    from autocompress.measure import busy as worker_busy
+
+    end = time.monotonic() + seconds
+    with open(path, "a") as log:
+        while time.monotonic() < end:
+            with worker_busy():
+                start = time.monotonic()
+                x = 0
+                for i in range(20000):  # ~ a millisecond of CPU work
+                    x += i * i
+                log.write(f"{start} {time.monotonic()}\n")
+                log.flush()
+
+
+def _intervals(path: Path) -> list[tuple[float, float]]:
+    return [tuple(map(float, line.split())) for line in path.read_text().splitlines()]
+
+
+def test_timing_never_overlaps_work_of_other_processes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path / "locks"))
+    log = tmp_path / "work.log"
+    ctx = mp.get_context("spawn")
+    workers = [
+        ctx.Process(target=_worker, args=(str(log), str(tmp_path / "locks"), 3.0))
+        for _ in range(2)
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(1.0)  # both workers are looping busy sections by now
+    timed = []
+    for _ in range(5):
+        with exclusive():
+            start = time.monotonic()
+            time.sleep(0.05)
+            timed.append((start, time.monotonic()))
+        time.sleep(0.05)
+    for w in workers:
+        w.join()
+    work = _intervals(log)
+    assert len(work) > 50  # the workers really worked around the timing windows
+    for t0, t1 in timed:
+        overlapping = [(a, b) for a, b in work if a < t1 and b > t0]
+        assert not overlapping, (t0, t1, overlapping[:3])
+
+
+def test_timing_waits_for_work_in_flight_and_blocks_new_work(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path / "locks"))
+    ctx = mp.get_context("spawn")
+    log = tmp_path / "work.log"
+    worker = ctx.Process(target=_worker, args=(str(log), str(tmp_path / "locks"), 1.0))
+    worker.start()
+    time.sleep(0.5)
+    with exclusive() as waited:
+        n_before = len(_intervals(log))
+        time.sleep(0.3)
+        assert len(_intervals(log)) == n_before  # no new work started while we hold the lock
+    worker.join()
+    assert waited < 0.5
+
+
+def test_nested_busy_is_fine_but_timing_inside_busy_is_refused(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path / "locks"))
+    with busy(), busy(), pytest.raises(RuntimeError, match="inside a busy"), exclusive():
+        pass
+    with exclusive():
+        pass
