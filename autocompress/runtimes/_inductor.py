@@ -93,12 +93,12 @@ class InductorRuntime:
         if target.device != "cpu":
             raise UnsupportedPlanError(f"runtime inductor targets x86 cpu, not {target.device}")
         example = torch.from_numpy(calibration[0][:2])
-        batch = torch.export.Dim("batch", min=1, max=65536)
+        dynamic = ({0: torch.export.Dim("batch", min=1, max=65536)},)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                program = self._convert(model, quantized, calibration, example)
-                final = torch.export.export(program, (example,), dynamic_shapes=({0: batch},))
+                program = self._convert(model, quantized, calibration, example, dynamic)
+                final = torch.export.export(program, (example,), dynamic_shapes=dynamic)
             except UnsupportedPlanError:
                 raise
             except Exception as exc:  # export and PT2E raise many types
@@ -123,9 +123,10 @@ class InductorRuntime:
         quantized: Mapping[str, QuantizedWeight],
         calibration: list[np.ndarray],
         example: torch.Tensor,
+        dynamic: tuple[dict[int, object], ...],
     ) -> nn.Module:
         model.eval()
-        exported = torch.export.export(model, (example,)).module()
+        exported = torch.export.export(model, (example,), dynamic_shapes=dynamic).module()
         if not quantized:
             return exported
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e

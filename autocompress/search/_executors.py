@@ -68,11 +68,12 @@ def execute(
 def failure_reason(exc: BaseException) -> str:
     """One line: the exception type and message, and where in our code it came from."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "autocompress" in f.filename]
-    where = (
-        f" (at {frames[-1].name}, {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})"
-    )
+    where = ""
+    if frames:
+        last = frames[-1]
+        where = f" (at {last.name}, {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {message[:300]}{where if frames else ''}"
+    return f"{type(exc).__name__}: {message[:300]}{where}"
 
 
 class LocalExecutor:
