@@ -22,9 +22,9 @@ from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
 __version__ = "0.1.0"
 
 _LAZY = {
-    "search": "autocompress.search",
-    "load": "autocompress.search",
-    "SearchResult": "autocompress.search",
+    "search": "autocompress.study",
+    "load": "autocompress.study",
+    "SearchResult": "autocompress.study",
     "run_trial": "autocompress.trial",
     "load_experiment": "autocompress.config",
     "SearchSpace": "autocompress.config",

@@ -126,7 +126,7 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     from autocompress.front._table import format_front
-    from autocompress.search import search
+    from autocompress.study import search
 
     result = search(args.experiment, overrides=args.overrides, progress=not args.quiet)
     front = result.front
@@ -146,7 +146,7 @@ def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from autocompress.front._table import format_front
-    from autocompress.search import load
+    from autocompress.study import load
 
     result = load(args.storage, args.study)
     counts = Counter(t.state.name for t in result.study.get_trials(deepcopy=False))

@@ -78,3 +78,113 @@ def require_fashion_mnist() -> None:
     if os.environ.get("CI"):
         pytest.fail("Fashion-MNIST is missing in CI: apt-get install dataset-fashion-mnist")
     pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A real PostgreSQL server on 127.0.0.1 for the session (Debian's postgresql package).
+
+    Runs as the ``postgres`` user when the tests run as root (the server refuses root).
+    """
+    server = _PostgresServer(tmp_path_factory.mktemp("pg"))
+    try:
+        url = server.start()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL unavailable in CI: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    yield url
+    server.stop()
+
+
+class _PostgresServer:
+    PASSWORD = "s3cret-pw"
+
+    def __init__(self, base: Path) -> None:
+        import glob
+        import shutil
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        self.bin = Path(bins[-1]).parent if bins else None
+        self.base = base
+        self.data = base / "data"
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+        self.port = _free_port()
+        self._shutil = shutil
+
+    def _run(self, *args: str) -> None:
+        import subprocess
+
+        env = {**os.environ, "PGPASSWORD": self.PASSWORD}
+        subprocess.run(
+            [*self.as_user, *args],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def start(self) -> str:
+        if self.bin is None:
+            raise RuntimeError("postgresql is not installed (apt-get install postgresql)")
+        if self.as_user:
+            self._shutil.chown(self.base, "postgres", "postgres")
+            for parent in self.base.parents:  # the server user must reach its directory
+                if parent == Path(tempfile.gettempdir()) or parent == Path("/"):
+                    break
+                parent.chmod(parent.stat().st_mode | 0o011)
+        pwfile = self.base / "pw"
+        pwfile.write_text(self.PASSWORD)
+        if self.as_user:
+            self._shutil.chown(pwfile, "postgres", "postgres")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "autocompress",
+            "--pwfile",
+            str(pwfile),
+            "-A",
+            "scram-sha-256",
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-l",
+            str(self.base / "log"),
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base}",
+            "start",
+        )
+        self._run(
+            str(self.bin / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "autocompress",
+            "studies",
+        )
+        return f"postgresql://autocompress:{self.PASSWORD}@127.0.0.1:{self.port}/studies"
+
+    def stop(self) -> None:
+        import subprocess
+
+        subprocess.run(
+            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -19,7 +19,7 @@ def test_import_is_lean() -> None:
 
 def test_search_machinery_does_not_import_ray_or_plotly() -> None:
     code = (
-        "import sys, autocompress.search, autocompress.trial, autocompress.cli\n"
+        "import sys, autocompress.study, autocompress.trial, autocompress.cli\n"
         "import torch\n"
         "print(','.join(m for m in ('ray', 'plotly') if m in sys.modules), "
         "torch.cuda.is_initialized())\n"

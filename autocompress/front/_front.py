@@ -10,6 +10,7 @@ of the fp32 model's; the reference point is (1, 1, 1) in that space unless one i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,7 @@ class Front:
         }
 
     def write_json(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # drivers sharing a run dir
         tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
         tmp.replace(path)
 

@@ -27,7 +27,7 @@ def measure_on_node(
     import ray
 
     from autocompress.errors import UnsupportedPlanError
-    from autocompress.search._ray_executor import ensure_ray
+    from autocompress.study._ray_executor import ensure_ray
 
     ensure_ray(ray_address)
     wanted = dict(target.node_resources)

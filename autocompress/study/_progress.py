@@ -14,12 +14,12 @@ from optuna.trial import TrialState
 
 from autocompress.front import build_front
 from autocompress.front._table import fmt_bytes, fmt_ms
-from autocompress.search._setup import SearchSetup
-from autocompress.search._storage import storage_label
+from autocompress.study._setup import SearchSetup
+from autocompress.study._storage import storage_label
 
 
 class Progress:
-    """An ``on_event`` callback for :func:`autocompress.search._driver.optimize`."""
+    """An ``on_event`` callback for :func:`autocompress.study._driver.optimize`."""
 
     def __init__(
         self, setup: SearchSetup, *, enabled: bool = True, out: TextIO | None = None
@@ -50,6 +50,12 @@ class Progress:
             )
         elif kind == "finished":
             self._finished(info)
+        elif kind == "duplicate":
+            self._say(
+                f"  trial {info['trial']:3d} same plan as trial {info['of']}: its "
+                "measurements are reused (no retraining)"
+            )
+            self._status(info["study"])
 
     def _finished(self, info: dict[str, Any]) -> None:
         number, outcome, study = info["trial"], info["outcome"], info["study"]

@@ -34,10 +34,10 @@ from autocompress.config import (
 from autocompress.config._schema import build
 from autocompress.errors import ConfigError, StorageError
 from autocompress.front import Front, build_front
-from autocompress.search._driver import open_study, optimize
-from autocompress.search._progress import Progress
-from autocompress.search._setup import SearchSetup, setup_from_experiment, setup_from_objects
-from autocompress.search._storage import open_storage
+from autocompress.study._driver import open_study, optimize
+from autocompress.study._progress import Progress
+from autocompress.study._setup import SearchSetup, setup_from_experiment, setup_from_objects
+from autocompress.study._storage import open_storage
 from autocompress.task import Task
 
 
@@ -145,7 +145,7 @@ def load(storage: str, name: str | None = None, run_dir: str | Path | None = Non
 
 def make_executor(setup: SearchSetup) -> Any:
     if setup.search.executor == "ray":
-        from autocompress.search._ray_executor import RayExecutor
+        from autocompress.study._ray_executor import RayExecutor
 
         return RayExecutor(
             n_workers=setup.search.n_workers,
@@ -153,7 +153,7 @@ def make_executor(setup: SearchSetup) -> Any:
             objects=setup.objects,
             trial_timeout_s=setup.search.trial_timeout_s,
         )
-    from autocompress.search._executors import LocalExecutor
+    from autocompress.study._executors import LocalExecutor
 
     return LocalExecutor(setup.objects)
 

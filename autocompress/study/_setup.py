@@ -36,6 +36,7 @@ class SearchSetup:
     reference: dict[str, float]  # val_accuracy, size_bytes, params
     objects: UserObjects | None = None
     experiment: dict[str, Any] = field(default_factory=dict)
+    sensitivity: dict[str, float] = field(default_factory=dict)  # bits parameter -> acc drop
 
     @property
     def objectives(self) -> list[str]:
@@ -136,6 +137,10 @@ def _finish(
     setup = SearchSetup(
         name, bound, task, search, run_dir, storage, reference, objects, experiment
     )
+    if search.sensitivity_warm_start:
+        from autocompress.study._sensitivity import layer_sensitivity
+
+        setup.sensitivity = layer_sensitivity(model, bound, data.val)
     floor = setup.accuracy_floor
     if floor is not None and search.hopeless_margin is not None:
         setup.task = _replace_task(

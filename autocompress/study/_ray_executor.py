@@ -22,7 +22,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelledError
 
 from autocompress.errors import ConfigError
-from autocompress.search._executors import Outcome, execute, failure_reason
+from autocompress.study._executors import Outcome, execute, failure_reason
 
 _FORWARDED_ENV = ("AUTOCOMPRESS_LOCK_DIR", "AUTOCOMPRESS_CACHE", "AUTOCOMPRESS_DATA")
 CANCEL_GRACE_S = 30.0
@@ -42,8 +42,8 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
     try:
         if address:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+        else:  # "local": a fresh cluster, never the leftovers of a killed driver's one
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
     except ConnectionError as exc:
         raise ConfigError(
             f"search.ray_address {address!r}: no Ray cluster there ({exc}); start one with "

@@ -77,28 +77,39 @@ def failure_reason(exc: BaseException) -> str:
 
 
 class LocalExecutor:
-    """One trial at a time, in a worker thread of this process.
+    """Trials in worker threads of this process, one at a time by default.
 
     A thread (not the driver's own loop) so the driver keeps heartbeating while a trial trains.
+    ``n_workers > 1`` runs several at once in threads; that suits cheap or I/O-bound work
+    functions (tests, remote services). Real trials in parallel belong on the Ray executor,
+    where each worker is a process with its own torch threads and latency lock.
     """
 
-    capacity = 1
-
-    def __init__(self, objects: Any = None, work: Callable[..., Outcome] | None = None) -> None:
+    def __init__(
+        self,
+        objects: Any = None,
+        work: Callable[..., Outcome] | None = None,
+        n_workers: int = 1,
+    ) -> None:
+        if n_workers < 1:
+            raise ValueError(f"n_workers must be at least 1, got {n_workers}")
+        self.capacity = n_workers
         self._objects = objects
         self._work = work or execute
         self._done: queue.Queue[Outcome] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: set[threading.Thread] = set()
 
     def submit(self, number: int, plan: dict[str, Any], task: dict[str, Any]) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError("LocalExecutor runs one trial at a time")
-        self._thread = threading.Thread(
+        self._threads = {t for t in self._threads if t.is_alive()}
+        if len(self._threads) >= self.capacity:
+            raise RuntimeError(f"LocalExecutor runs at most {self.capacity} trials at a time")
+        thread = threading.Thread(
             target=lambda: self._done.put(self._work(plan, task, number, self._objects)),
             name=f"autocompress-trial-{number}",
             daemon=True,
         )
-        self._thread.start()
+        self._threads.add(thread)
+        thread.start()
 
     def wait(self, timeout: float) -> list[Outcome]:
         try:
@@ -110,4 +121,4 @@ class LocalExecutor:
         return out
 
     def close(self) -> None:
-        self._thread = None  # a daemon thread still running dies with the process
+        self._threads = set()  # a daemon thread still running dies with the process

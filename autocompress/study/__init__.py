@@ -1,16 +1,16 @@
 """The search: driver (owns Optuna), executors (run trials), storage, samplers, Python API."""
 
-from autocompress.search._api import SearchResult, load, make_executor, run, search
-from autocompress.search._driver import (
+from autocompress.study._api import SearchResult, load, make_executor, run, search
+from autocompress.study._driver import (
     add_budget_slots,
     objective_values,
     open_study,
     optimize,
     recover_stale_trials,
 )
-from autocompress.search._executors import Executor, LocalExecutor, Outcome, execute
-from autocompress.search._setup import SearchSetup, setup_from_experiment, setup_from_objects
-from autocompress.search._storage import open_storage, redact
+from autocompress.study._executors import Executor, LocalExecutor, Outcome, execute
+from autocompress.study._setup import SearchSetup, setup_from_experiment, setup_from_objects
+from autocompress.study._storage import open_storage, redact
 
 __all__ = [
     "Executor",

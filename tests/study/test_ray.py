@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 def crash_or_fail(plan, task, number, objects=None):
     """A work function: trial 2 raises inside, trial 3 kills its worker process, others run."""
-    from autocompress.search._executors import execute
+    from autocompress.study._executors import execute
 
     if number == 2:
         raise RuntimeError("boom from trial 2")
@@ -34,9 +34,9 @@ def local_ray():
 
 def test_two_workers_raise_and_crash_are_recorded(local_ray, tmp_path) -> None:
     from autocompress.config import ExperimentConfig
-    from autocompress.search import open_study, optimize
-    from autocompress.search._ray_executor import RayExecutor
-    from autocompress.search._setup import setup_from_experiment
+    from autocompress.study import open_study, optimize
+    from autocompress.study._ray_executor import RayExecutor
+    from autocompress.study._setup import setup_from_experiment
     from tests.conftest import tiny_experiment
 
     config = ExperimentConfig.from_dict(

@@ -9,7 +9,7 @@ import pytest
 
 from autocompress.config import ExperimentConfig
 from autocompress.front import non_dominated
-from autocompress.search import search
+from autocompress.study import search
 from tests.conftest import tiny_experiment
 
 

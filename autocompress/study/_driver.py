@@ -36,14 +36,15 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from autocompress.errors import AutocompressError, StorageError
 from autocompress.front import DIRECTIONS, build_front
-from autocompress.search._executors import Executor, Outcome
-from autocompress.search._samplers import make_sampler
-from autocompress.search._setup import SearchSetup
-from autocompress.search._storage import open_storage
+from autocompress.study._executors import Executor, Outcome
+from autocompress.study._samplers import make_sampler
+from autocompress.study._setup import SearchSetup
+from autocompress.study._storage import open_storage
 
 HEARTBEAT_S = 15.0  # how often a driver stamps its running trials
 STALE_S = 90.0  # a RUNNING trial whose stamp is older than this belongs to a dead driver
-MAX_FAILURE_STREAK = 8
+MAX_FAILURE_STREAK = 8  # failed trials in a row: something is broken, stop and say why
+MAX_HOPELESS_STREAK = 20  # early-stopped trials in a row: the accuracy floor looks unreachable
 SLOT = "slot"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -60,10 +61,11 @@ def open_study(setup: SearchSetup) -> optuna.Study:
         )
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=setup.name, storage=storage, sampler=sampler)
+        _wait_until_initialised(study)
         _check_same_search(study, setup)
+        add_budget_slots(study, setup.search.n_trials)
     else:
         _initialise(study, setup)
-    add_budget_slots(study, setup.search.n_trials)
     return study
 
 
@@ -81,10 +83,12 @@ def optimize(
     if recovered:
         emit("recovered", {"trials": recovered})
     in_flight: dict[int, Trial] = {}
-    streak, last_beat = 0, time.monotonic()
+    streaks = {"failed": 0, "hopeless": 0}
+    stop: str | None = None
+    last_beat = time.monotonic()
     try:
         while True:
-            while len(in_flight) < executor.capacity and _waiting(study) > 0:
+            while stop is None and len(in_flight) < executor.capacity and _waiting(study) > 0:
                 trial = _start(study, setup, executor, driver, emit)
                 if trial is not None:
                     in_flight[trial.number] = trial
@@ -92,23 +96,48 @@ def optimize(
                 break
             for outcome in executor.wait(timeout=HEARTBEAT_S):
                 trial = in_flight.pop(outcome.number)
-                ok = record(study, setup, trial, outcome)
-                streak = 0 if ok else streak + 1
+                _count_streaks(streaks, record(study, setup, trial, outcome))
                 emit("finished", {"trial": trial.number, "outcome": outcome, "study": study})
             if time.monotonic() - last_beat >= HEARTBEAT_S:
                 _heartbeat(in_flight.values())
                 last_beat = time.monotonic()
-            if streak >= MAX_FAILURE_STREAK:
-                raise AutocompressError(
-                    f"{streak} trials in a row failed; last reason: "
-                    f"{study.trials[-1].user_attrs.get('failure', '?')}. The study is kept; fix "
-                    "the cause and run the same command again to resume"
-                )
+            stop = stop or _stop_reason(study, streaks)
     finally:
         executor.close()
     front = build_front(study)
     front.write_json(setup.run_dir / "front.json")
+    if stop is not None:  # the trials in flight were finished and the front written first
+        raise AutocompressError(stop)
     return study
+
+
+def _count_streaks(streaks: dict[str, int], kind: str) -> None:
+    """Consecutive failures and consecutive early stops; a completed trial resets both."""
+    if kind == "ok":
+        streaks.update(failed=0, hopeless=0)
+    elif kind == "hopeless":
+        streaks.update(failed=0, hopeless=streaks["hopeless"] + 1)
+    else:
+        streaks.update(failed=streaks["failed"] + 1)
+
+
+def _stop_reason(study: optuna.Study, streaks: dict[str, int]) -> str | None:
+    """Why this driver stops submitting trials, or None to go on."""
+    if streaks["failed"] >= MAX_FAILURE_STREAK:
+        last = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))[-1]
+        return (
+            f"{streaks['failed']} trials in a row failed; last reason: "
+            f"{last.user_attrs.get('failure', '?')}. The study is kept; fix the cause and run "
+            "the same command again to resume"
+        )
+    if streaks["hopeless"] >= MAX_HOPELESS_STREAK:
+        return (
+            f"{streaks['hopeless']} trials in a row fell below the early-stop floor: the "
+            "accuracy floor looks unreachable in this space. The study and its front so far are "
+            "kept; raise search.max_accuracy_drop or search.hopeless_margin, or widen the space, "
+            "then run the same command again"
+        )
+    return None
 
 
 def add_budget_slots(study: optuna.Study, n_trials: int) -> int:
@@ -154,8 +183,11 @@ def recover_stale_trials(study: optuna.Study, me: str = "") -> list[int]:
     return recovered
 
 
-def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outcome) -> bool:
-    """Persist a finished trial: artifacts first, then attributes, then ``tell``."""
+def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outcome) -> str:
+    """Persist a finished trial: artifacts first, then attributes, then ``tell``.
+
+    Returns the outcome kind as recorded (an "ok" run that measured NaN is recorded "failed").
+    """
     if outcome.kind != "ok" or outcome.result is None:
         trial.set_user_attr("failure", outcome.reason or outcome.kind)
         trial.set_user_attr("outcome", outcome.kind)
@@ -164,7 +196,7 @@ def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outco
             trial.set_user_attr("early_accuracy", outcome.early_accuracy)
         study.tell(trial, state=state)
         add_budget_slots(study, setup.search.n_trials)
-        return outcome.kind == "hopeless"
+        return outcome.kind if outcome.kind != "ok" else "failed"
     result = outcome.result
     values = objective_values(result, setup.objectives, setup.search.latency_unit)
     if any(v != v for v in values):  # NaN: the trial measured nothing usable
@@ -184,7 +216,7 @@ def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outco
     if "fingerprint_key" not in study.user_attrs:
         study.set_user_attr("fingerprint_key", result["fingerprint"]["key"])
     study.tell(trial, values)
-    return True
+    return "ok"
 
 
 def objective_values(
@@ -238,12 +270,35 @@ def _start(
     if trial.user_attrs.get("baseline"):
         plan = plan.without_finetuning()
     trial.set_user_attr("plan", plan.to_dict())
+    earlier = _completed_with_plan(study, plan.to_dict())
+    if earlier is not None:  # the sampler proposed a plan already measured: reuse, don't retrain
+        _copy_result(study, trial, earlier)
+        emit("duplicate", {"trial": trial.number, "of": earlier.number, "study": study})
+        return None
     executor.submit(trial.number, plan.to_dict(), setup.task.to_dict())
     emit(
         "started",
         {"trial": trial.number, "plan": plan, "baseline": trial.user_attrs.get("baseline")},
     )
     return trial
+
+
+def _completed_with_plan(study: optuna.Study, plan: dict[str, Any]) -> FrozenTrial | None:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("plan") == plan:
+            return t
+    return None
+
+
+def _copy_result(study: optuna.Study, trial: Trial, earlier: FrozenTrial) -> None:
+    """Record ``trial`` with the measurements of ``earlier`` (same plan, same deployable)."""
+    trial.set_user_attr("duplicate_of", earlier.number)
+    for key in ("result", "artifact_dir", "outcome"):
+        if key in earlier.user_attrs:
+            trial.set_user_attr(key, earlier.user_attrs[key])
+    for key, value in earlier.constraints.items():
+        trial.set_constraint(key, value)
+    study.tell(trial, list(earlier.values))
 
 
 def _initialise(study: optuna.Study, setup: SearchSetup) -> None:
@@ -262,16 +317,36 @@ def _initialise(study: optuna.Study, setup: SearchSetup) -> None:
         study.enqueue_trial(
             setup.space.baseline_params(kind), user_attrs={SLOT: True, "baseline": kind}
         )
+    if setup.sensitivity:
+        from autocompress.study._sensitivity import warm_start_params
+
+        study.set_user_attr("sensitivity", setup.sensitivity)
+        for params in warm_start_params(setup.space, setup.sensitivity):
+            study.enqueue_trial(params, user_attrs={SLOT: True, "warm_start": True})
+    add_budget_slots(study, setup.search.n_trials)
+    study.set_user_attr("initialised", True)  # other drivers wait for this before joining
+
+
+def _wait_until_initialised(study: optuna.Study, timeout_s: float = 60.0) -> None:
+    """A driver joining a study that another driver is still creating waits for its slots."""
+    start = time.monotonic()
+    while not study.user_attrs.get("initialised"):
+        waited = time.monotonic() - start
+        if "signature" not in study.user_attrs and waited > 5.0:
+            raise StorageError(
+                f"study {study.study_name!r} exists in this storage but was not made by "
+                "autocompress; choose another name"
+            )
+        if waited > timeout_s:
+            raise StorageError(
+                f"study {study.study_name!r} was never fully initialised (its creator stopped "
+                "early?); choose another name"
+            )
+        time.sleep(0.25)
 
 
 def _check_same_search(study: optuna.Study, setup: SearchSetup) -> None:
-    stored = study.user_attrs.get("signature")
-    if stored is None:
-        raise StorageError(
-            f"study {setup.name!r} exists in this storage but was not made by autocompress; "
-            "choose another name"
-        )
-    if stored != setup.signature():
+    if study.user_attrs.get("signature") != setup.signature():
         raise StorageError(
             f"study {setup.name!r} was created with a different search space, objectives or "
             f"model; resuming would mix two searches. Restore the original space, or fork with "

@@ -12,6 +12,7 @@ Passwords never reach logs or reports: use :func:`redact` whenever a URL is show
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import optuna
@@ -80,11 +81,11 @@ def _rdb(url: str, engine_kwargs: dict[str, object], *, sqlite: bool) -> BaseSto
         if db and db != ":memory:":
             Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
     try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs)
+        storage = _create_rdb(url, engine_kwargs)
     except ImportError as exc:
         raise StorageError(
             f"storage {redact(url)!r} needs a database driver ({exc.name}); "
-            "pip install 'autocompress[postgres]'"
+            "pip install 'psycopg[binary]'"
         ) from None
     except Exception as exc:  # sqlalchemy wraps connection failures in many types
         raise StorageError(
@@ -94,6 +95,24 @@ def _rdb(url: str, engine_kwargs: dict[str, object], *, sqlite: bool) -> BaseSto
     if sqlite:
         _enable_wal(storage)
     return storage
+
+
+def _create_rdb(url: str, engine_kwargs: dict[str, object], attempts: int = 5) -> RDBStorage:
+    """``RDBStorage`` that survives drivers creating the schema of a new database at once.
+
+    Optuna creates its tables on first use; two processes doing that together on PostgreSQL
+    collide on the catalog (``UniqueViolation``); the loser retries and finds the tables made.
+    """
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _enable_wal(storage: RDBStorage) -> None:

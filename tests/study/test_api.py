@@ -1,0 +1,54 @@
+"""The Python API on a user's own model and DataLoaders, without any YAML."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import autocompress
+from autocompress.config import DataConfig
+from autocompress.data import load_splits
+from tests.conftest import FAST_MEASURE
+
+
+def test_search_on_a_user_model_and_loaders(tmp_path) -> None:
+    splits = load_splits(DataConfig(dataset="digits", val_size=300))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 48), torch.nn.ReLU(), torch.nn.Linear(48, 10)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(100):
+        idx = torch.randint(0, len(splits.train_x), (64,))
+        loss = torch.nn.functional.cross_entropy(model(splits.train_x[idx]), splits.train_y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    train = DataLoader(TensorDataset(splits.train_x, splits.train_y), batch_size=64, shuffle=True)
+    val = DataLoader(TensorDataset(splits.val_x, splits.val_y), batch_size=100)
+
+    result = autocompress.search(
+        model,
+        train,
+        val,
+        space={
+            "layers": [{"match": r"\d+", "bits": [4, 8, "none"], "prune": [0.0, 0.5]}],
+            "distill": {"temperature": [2.0]},
+        },
+        target={"measure": FAST_MEASURE},
+        finetune={"steps": 5},
+        storage=str(tmp_path / "mine.journal"),
+        run_dir=tmp_path / "run",
+        name="mine",
+        n_trials=4,
+        progress=False,
+    )
+    front = result.front
+    assert len(front.completed) == 4 and front.members
+    assert {m.baseline for m in front.completed} >= {"fp32", "int8"}
+    assert front.reference["val_accuracy"] > 0.8
+    table = result.trials_dataframe()
+    assert {"accuracy", "latency_ms", "size_bytes", "bits.1", "prune.1"} <= set(table.columns)
+
+    reopened = autocompress.load(str(tmp_path / "mine.journal"))
+    assert [m.number for m in reopened.front.members] == [m.number for m in front.members]

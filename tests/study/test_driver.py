@@ -1,0 +1,141 @@
+"""Driver behaviour: budgets, early stop, warm start, duplicate plans, changed spaces."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from optuna.trial import TrialState
+
+from autocompress.config import ExperimentConfig
+from autocompress.errors import StorageError
+from autocompress.study import open_study, optimize, search
+from autocompress.study._executors import LocalExecutor, Outcome
+from autocompress.study._setup import setup_from_experiment
+from tests.conftest import tiny_experiment
+
+
+def _shared_space(tmp_path, bits: str, prune: str):
+    space = tmp_path / "shared.yaml"
+    space.write_text(
+        f"version: 1\nlayers:\n  - match: '.*'\n    share: rule\n    bits: {bits}\n"
+        f"    prune: {prune}\ndistill: null\n"
+    )
+    return str(space)
+
+
+def test_hopeless_trials_stop_early_and_are_replaced(tmp_path) -> None:
+    # pruning 90% of every layer of the width-8 net leaves it guessing: hopeless after BN recal
+    space = _shared_space(tmp_path, "[8, none]", "[0.0, 0.9]")
+    config = ExperimentConfig.from_dict(
+        tiny_experiment(
+            tmp_path,
+            space=space,
+            search={
+                "n_trials": 4,
+                "max_accuracy_drop": 5.0,
+                "hopeless_margin": 0.0,
+                "sampler": "random",
+                "baselines": ["fp32"],
+                "seed": 1,
+            },
+        )
+    )
+    result = search(config, progress=False)
+    states = [t.state for t in result.study.trials]
+    assert states.count(TrialState.COMPLETE) == 4
+    pruned = [t for t in result.study.trials if t.state == TrialState.PRUNED]
+    assert pruned and all("early-stop floor" in t.user_attrs["failure"] for t in pruned)
+    assert all(0.9 in t.params.values() for t in pruned), [t.params for t in pruned]
+    assert all(t.user_attrs["early_accuracy"] < 0.5 for t in pruned)
+    for m in result.front.members:  # the front holds feasible trials only
+        assert m.result["accuracy"] >= result.front.reference["val_accuracy"] - 0.05
+
+
+def test_an_unreachable_floor_stops_the_search_with_the_front_kept(tmp_path, monkeypatch) -> None:
+    from autocompress.study import _driver
+
+    monkeypatch.setattr(_driver, "MAX_HOPELESS_STREAK", 3)
+    space = _shared_space(tmp_path, "[8]", "[0.9]")
+    config = ExperimentConfig.from_dict(
+        tiny_experiment(
+            tmp_path,
+            space=space,
+            search={
+                "n_trials": 4,
+                "max_accuracy_drop": 1.0,
+                "hopeless_margin": 0.0,
+                "baselines": [],
+            },
+        )
+    )
+    with pytest.raises(Exception, match="3 trials in a row fell below the early-stop floor"):
+        search(config, progress=False)
+    assert (tmp_path / "run" / "front.json").exists()
+    study = open_study(setup_from_experiment(config))
+    assert [t.state for t in study.trials].count(TrialState.PRUNED) == 3
+
+
+def test_sensitivity_warm_start_enqueues_guided_plans(tmp_path) -> None:
+    config = ExperimentConfig.from_dict(
+        tiny_experiment(tmp_path, search={"n_trials": 5, "sensitivity_warm_start": True})
+    )
+    result = search(config, progress=False)
+    sensitivity = result.study.user_attrs["sensitivity"]
+    assert set(sensitivity) >= {"bits.layer1.0.conv1", "bits.fc"}
+    warm = [t for t in result.study.trials if t.user_attrs.get("warm_start")]
+    assert warm and all(t.state == TrialState.COMPLETE for t in warm)
+
+
+def test_duplicate_plans_reuse_measurements(tmp_path) -> None:
+    space = tmp_path / "one.yaml"
+    space.write_text(
+        "version: 1\nlayers:\n  - match: '.*'\n    share: rule\n    bits: [8, none]\n"
+        "distill: null\n"
+    )
+    config = ExperimentConfig.from_dict(
+        tiny_experiment(tmp_path, space=str(space), search={"n_trials": 5})
+    )
+    calls = []
+
+    def work(plan, task, number, objects=None):
+        from autocompress.study._executors import execute
+
+        calls.append(number)
+        return execute(plan, task, number, objects)
+
+    setup = setup_from_experiment(config)
+    study = optimize(open_study(setup), setup, LocalExecutor(work=work))
+    completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    plans = {json.dumps(t.user_attrs["plan"], sort_keys=True) for t in completed}
+    assert len(completed) == 5 and len(calls) == len(plans) < 5  # each distinct plan ran once
+    copies = [t for t in completed if "duplicate_of" in t.user_attrs]
+    for t in copies:
+        earlier = study.trials[t.user_attrs["duplicate_of"]]
+        assert earlier.user_attrs["plan"] == t.user_attrs["plan"] and earlier.values == t.values
+
+
+def test_failures_in_a_row_stop_the_search_but_keep_the_study(tmp_path) -> None:
+    config = ExperimentConfig.from_dict(tiny_experiment(tmp_path))
+    setup = setup_from_experiment(config)
+    study = open_study(setup)
+
+    def broken(plan, task, number, objects=None):
+        return Outcome(number, "failed", reason="disk on fire")
+
+    with pytest.raises(Exception, match="trials in a row failed; last reason: disk on fire"):
+        optimize(study, setup, LocalExecutor(work=broken))
+    assert all(
+        t.user_attrs.get("failure") == "disk on fire"
+        for t in study.trials
+        if t.state == TrialState.FAIL
+    )
+
+
+def test_resuming_with_a_changed_space_is_refused(tmp_path) -> None:
+    search(ExperimentConfig.from_dict(tiny_experiment(tmp_path)), progress=False)
+    other = tmp_path / "other.yaml"
+    other.write_text("version: 1\nlayers:\n  - match: '.*'\n    bits: [4, 8, none]\n")
+    changed = ExperimentConfig.from_dict(tiny_experiment(tmp_path, space=str(other)))
+    with pytest.raises(StorageError, match=r"different search space.*fork with a new name"):
+        search(changed, progress=False)
