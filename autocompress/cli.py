@@ -17,6 +17,13 @@ EXAMPLES = {
     "search": "autocompress search experiments/fashion_mnist.yaml search.n_trials=40",
     "resume": "autocompress resume experiments/fashion_mnist.yaml",
     "status": "autocompress status runs/fmnist-refnet/study.journal",
+    "report": "autocompress report runs/fmnist-refnet/study.journal -o report.html --png",
+    "pick": "autocompress pick runs/fmnist-refnet/study.journal --max-latency-ms 0.3 "
+    "--min-accuracy 0.90 --prefer size",
+    "export": "autocompress export runs/fmnist-refnet/study.journal exported/ --prefer knee",
+    "verify": "autocompress verify runs/fmnist-refnet/study.journal   (or: autocompress verify "
+    "exported/)",
+    "dashboard": "autocompress dashboard runs/fmnist-refnet/study.journal --port 8080",
     "validate": "autocompress validate experiments/fashion_mnist.yaml search_spaces/joint.yaml",
     "ls": "autocompress ls",
 }
@@ -73,6 +80,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     _command(
         sub,
+        "report",
+        "write a standalone HTML report of a study (plots of the front, history, table)",
+        _report,
+        _report_args,
+    )
+    _command(
+        sub, "pick", "choose one model of the front by budget and preference", _pick, _pick_args
+    )
+    _command(
+        sub,
+        "export",
+        "write a picked model as a self-contained deployable plus manifest.json",
+        _export,
+        _export_args,
+    )
+    _command(
+        sub,
+        "verify",
+        "re-measure test accuracy and latency of the front (or of an export directory)",
+        _verify,
+        _verify_args,
+    )
+    _command(
+        sub,
+        "dashboard",
+        "browse a study in optuna-dashboard (on 127.0.0.1 unless --host says otherwise)",
+        _dashboard,
+        _dashboard_args,
+    )
+    _command(
+        sub,
         "validate",
         "check experiment / search-space YAML files without running",
         _validate,
@@ -122,6 +160,142 @@ def _storage_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--study", default=None, help="study name (needed if the storage holds several)"
     )
+
+
+def _pick_args(p: argparse.ArgumentParser, with_storage: bool = True) -> None:
+    if with_storage:
+        _storage_args(p)
+    g = p.add_argument_group("which model (default: the most accurate that fits; see --prefer)")
+    g.add_argument("--trial", type=int, default=None, help="a trial number")
+    g.add_argument("--max-latency-ms", type=float, default=None)
+    g.add_argument(
+        "--min-accuracy", type=float, default=None, help="fraction (0.9) or percent (90)"
+    )
+    g.add_argument("--max-size-kb", type=float, default=None)
+    g.add_argument(
+        "--prefer",
+        default="accuracy",
+        choices=["accuracy", "latency", "size", "knee"],
+        help="best by this among the members that fit (default accuracy)",
+    )
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    _storage_args(p)
+    p.add_argument("out", type=Path, help="directory to write model file + manifest.json into")
+    _pick_args(p, with_storage=False)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export there")
+
+
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a study storage (verifies the front) or an export directory")
+    p.add_argument("--study", default=None, help="study name (if the storage holds several)")
+    p.add_argument("--trial", type=int, action="append", help="only these trials (repeatable)")
+    p.add_argument("--run-dir", type=Path, default=None, help="the run directory, if it moved")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    _storage_args(p)
+    p.add_argument("-o", "--out", type=Path, default=None, help="default <run_dir>/report.html")
+    p.add_argument("--png", action="store_true", help="also PNGs of each figure (needs Chrome)")
+    p.add_argument(
+        "--trial", type=int, default=None, help="plan chart of this trial (default knee)"
+    )
+
+
+def _dashboard_args(p: argparse.ArgumentParser) -> None:
+    _storage_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default loopback)")
+    p.add_argument("--port", type=int, default=8080)
+
+
+def _pick_request(args: argparse.Namespace) -> dict:
+    accuracy = args.min_accuracy
+    if accuracy is not None and accuracy > 1.0:
+        accuracy /= 100.0
+    size = None if args.max_size_kb is None else args.max_size_kb * 1e3
+    return {
+        "number": args.trial,
+        "max_latency_ms": args.max_latency_ms,
+        "min_accuracy": accuracy,
+        "max_size_bytes": size,
+        "prefer": args.prefer,
+    }
+
+
+def _pick(args: argparse.Namespace) -> int:
+    from autocompress.front._pick import describe
+    from autocompress.study import load
+
+    result = load(args.storage, args.study)
+    member = result.front.pick(**_pick_request(args))
+    print(describe(member))
+    print(f"plan: {member.plan.summary()}")
+    print(f"artifacts: {member.artifact_dir}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from autocompress.export import export
+    from autocompress.front._pick import describe
+    from autocompress.study import load
+
+    result = load(args.storage, args.study)
+    member = result.front.pick(**_pick_request(args))
+    manifest = export(result.study, member, args.out, overwrite=args.overwrite)
+    print(f"exported {describe(member)}")
+    print(f"-> {manifest.parent} ({', '.join(sorted(p.name for p in manifest.parent.iterdir()))})")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    from autocompress.study import load
+    from autocompress.verify import candidate_of_export, candidates_of_front, format_verified
+    from autocompress.verify import verify as run_verify
+
+    source = Path(args.source)
+    if source.is_dir() and (source / "manifest.json").exists():
+        task, candidate = candidate_of_export(source)
+        rows, reference_test = run_verify(task, [candidate])
+    else:
+        result = load(args.source, args.study)
+        candidates = candidates_of_front(result.front, args.trial, args.run_dir)
+        rows, reference_test = run_verify(result.study.user_attrs["task"], candidates)
+    print(format_verified(rows, reference_test))
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {"reference_test_accuracy": reference_test, "rows": [r.to_dict() for r in rows]},
+                indent=2,
+            )
+        )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from autocompress.report import write_report
+    from autocompress.study import load
+
+    result = load(args.storage, args.study)
+    front = result.front
+    picked = front.pick(number=args.trial) if args.trial is not None else None
+    out = args.out or result.run_dir / "report.html"
+    written = write_report(
+        front, out, title=f"autocompress: {result.study.study_name}", picked=picked, png=args.png
+    )
+    for path in written:
+        print(f"written {path}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from autocompress.dashboard import serve
+
+    serve(args.storage, host=args.host, port=args.port)
+    return 0
 
 
 def _search(args: argparse.Namespace) -> int:

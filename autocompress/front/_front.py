@@ -85,6 +85,35 @@ class Front:
             self.members, self.objectives, self.reference, reference_point
         )
 
+    def pick(self, **request: Any) -> Member:
+        """One member by budget and preference; see :func:`autocompress.front.pick`.
+
+        ``front.pick(max_latency_ms=0.3, min_accuracy=0.89, prefer="size")``,
+        ``front.pick(number=7)``, ``front.pick(prefer="knee")``
+        """
+        from autocompress.front._pick import pick
+
+        return pick(self, **request)
+
+    def hypervolume_history(self) -> list[tuple[int, float]]:
+        """(trial number, hypervolume of the front of the trials completed up to it), per trial.
+
+        Trials are taken in the order they were asked (their numbers), feasible ones of the
+        front's device only, so the curve shows how the search improved its front over time.
+        """
+        history, seen = [], []
+        for m in sorted(self.completed, key=lambda m: m.number):
+            if m.feasible and (not self.members or m.fingerprint_key == self.fingerprint_key):
+                seen.append(m)
+            history.append(
+                (m.number, normalized_hypervolume(seen, self.objectives, self.reference))
+            )
+        return history
+
+    @property
+    def fingerprint_key(self) -> str | None:
+        return self.members[0].fingerprint_key if self.members else None
+
     def to_dict(self) -> dict[str, Any]:
         knee = self.knee
         return {

@@ -9,6 +9,7 @@ training tasks waiting on it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from autocompress.config import TargetConfig
@@ -31,17 +32,47 @@ def measure_on_node(
 
     ensure_ray(ray_address)
     wanted = dict(target.node_resources)
-    if not any(
+    if not target_node_exists(wanted):
+        raise UnsupportedPlanError(no_node_message(wanted))
+    task = ray.remote(num_cpus=0, resources=wanted, max_retries=0)(_time_here)
+    return ray.get(task.remote(runtime, artifact, reference, batch, to_plain(target)))
+
+
+def target_node_exists(wanted: dict[str, float]) -> bool:
+    """Whether a live node of the connected Ray cluster has ``wanted`` resources."""
+    import ray
+
+    return any(
         all(n.get("Resources", {}).get(k, 0) >= v for k, v in wanted.items())
         for n in ray.nodes()
         if n.get("Alive")
-    ):
-        raise UnsupportedPlanError(
-            f"target.node_resources {wanted} match no live Ray node; start the target node with "
-            f"`ray start --resources '{wanted}'` or fix the target"
-        )
-    task = ray.remote(num_cpus=0, resources=wanted, max_retries=0)(_time_here)
-    return ray.get(task.remote(runtime, artifact, reference, batch, to_plain(target)))
+    )
+
+
+def no_node_message(wanted: dict[str, float]) -> str:
+    return (
+        f"target.node_resources {wanted} match no live Ray node; start the target node with "
+        f"`ray start --resources '{json.dumps(wanted)}'` or fix the target"
+    )
+
+
+def check_target_node(target: TargetConfig, ray_address: str | None) -> None:
+    """Before a search: refuse a target no node of the cluster can time (a config error)."""
+    if not target.node_resources:
+        return
+    import ray
+
+    from autocompress.errors import ConfigError
+    from autocompress.study._ray_executor import ensure_ray
+
+    started = not ray.is_initialized()
+    ensure_ray(ray_address)
+    try:
+        if not target_node_exists(dict(target.node_resources)):
+            raise ConfigError(no_node_message(dict(target.node_resources)))
+    finally:
+        if started:  # leave the process as we found it; the executor connects on its own
+            ray.shutdown()
 
 
 def _time_here(

@@ -57,6 +57,29 @@ class SearchResult:
 
         return to_pandas(self.study)
 
+    def export(self, out_dir: str | Path, *, overwrite: bool = False, **request: Any) -> Path:
+        """Pick a member (``front.pick`` arguments; the knee by default) and export it."""
+        from autocompress.export import export
+
+        member = self.front.pick(**(request or {"prefer": "knee"}))
+        return export(self.study, member, out_dir, overwrite=overwrite)
+
+    def verify(self, numbers: Sequence[int] | None = None, test_loader: Any = None) -> Any:
+        """Test accuracy and re-measured latency of the front (or of the named trials)."""
+        from autocompress.verify import candidates_of_front, verify
+
+        task = self.study.user_attrs["task"]
+        return verify(task, candidates_of_front(self.front, numbers), test_loader=test_loader)
+
+    def report(self, path: str | Path | None = None, *, png: bool = False) -> list[Path]:
+        """Write the standalone HTML report (default: <run_dir>/report.html)."""
+        from autocompress.report import write_report
+
+        target = Path(path) if path is not None else self.run_dir / "report.html"
+        return write_report(
+            self.front, target, title=f"autocompress: {self.study.study_name}", png=png
+        )
+
 
 def search(
     experiment_or_model: Any,
@@ -120,6 +143,9 @@ def search(
 
 def run(setup: SearchSetup, *, progress: bool = True) -> SearchResult:
     """Open or resume the study of ``setup`` and drive it to its budget."""
+    from autocompress.measure._remote import check_target_node
+
+    check_target_node(setup.task.target, setup.task.ray_address)  # before anything is written
     study = open_study(setup)
     executor = make_executor(setup)
     reporter = Progress(setup, enabled=progress)
@@ -129,6 +155,11 @@ def run(setup: SearchSetup, *, progress: bool = True) -> SearchResult:
 
 def load(storage: str, name: str | None = None, run_dir: str | Path | None = None) -> SearchResult:
     """Reopen a stored study (read-only use: front, tables, export)."""
+    if "://" not in storage and not Path(storage).expanduser().is_file():
+        raise StorageError(
+            f"no study storage at {storage}; give the journal file a search wrote "
+            "(runs/<name>/study.journal) or a database URL"
+        )
     backend = open_storage(storage, Path(run_dir or "."))
     names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
     if not names:

@@ -1,0 +1,182 @@
+"""Export a picked model as a self-contained deployable plus a JSON manifest.
+
+    out/model.onnx       (ONNX Runtime targets)  or  out/model.pt2 (torch.export program)
+    out/manifest.json    plan, measured figures, device fingerprint, fp32 reference, input spec
+
+The model file is the exact artifact the search measured (copied byte for byte from the trial's
+run directory, checked by SHA-256), so the figures in the manifest are the figures of that file;
+nothing is re-trained or re-converted. It loads with its runtime alone (``onnxruntime`` or
+``torch``); the manifest says how.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autocompress.errors import ConfigError, DataError
+from autocompress.front import Member
+
+FORMAT = "autocompress-export/1"
+MANIFEST = "manifest.json"
+HOW_TO_LOAD = {
+    ".onnx": "import onnxruntime as ort; s = ort.InferenceSession('model.onnx'); "
+    "logits = s.run(None, {s.get_inputs()[0].name: x})[0]",
+    ".pt2": "import torch; m = torch.export.load('model.pt2').module(); logits = m(x)",
+}
+
+
+class ExportError(ConfigError):
+    """The export cannot be written where asked (exit code 2: choose another place)."""
+
+
+def export(
+    study: optuna.Study,
+    member: Member,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    run_dir: str | Path | None = None,
+) -> Path:
+    """Write ``member``'s deployable and manifest into ``out_dir``; returns the manifest path.
+
+    ``run_dir``: where the study's run directory is now, if it moved since the search.
+    """
+    out = Path(out_dir).expanduser()
+    artifact = artifact_path(member, run_dir)
+    _prepare(out, overwrite)
+    data = artifact.read_bytes()
+    model_file = out / f"model{artifact.suffix}"
+    tmp = model_file.with_name(f".{model_file.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(model_file)
+    manifest = build_manifest(study, member, model_file.name, data)
+    path = out / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+    return path
+
+
+def artifact_path(member: Member, run_dir: str | Path | None = None) -> Path:
+    """The deployable the search measured for ``member`` (looked up in ``run_dir`` too)."""
+    folders = [Path(member.artifact_dir)] if member.artifact_dir else []
+    if run_dir is not None and member.artifact_dir:
+        folders.append(Path(run_dir) / "trials" / Path(member.artifact_dir).name)
+    for folder in folders:
+        found = sorted(folder.glob("model.onnx")) + sorted(folder.glob("model.pt2"))
+        if found:
+            return found[0]
+    raise DataError(
+        f"trial {member.number}: its deployable is missing from "
+        f"{folders[-1] if folders else 'the run directory'} (was the run directory moved or "
+        "deleted?); pass --run-dir with the run directory where it now lives"
+    )
+
+
+def build_manifest(
+    study: optuna.Study, member: Member, model_file: str, data: bytes
+) -> dict[str, Any]:
+    from autocompress import __version__
+
+    r = member.result
+    task = study.user_attrs.get("task") or {}
+    suffix = Path(model_file).suffix
+    return {
+        "format": FORMAT,
+        "model_file": model_file,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "runtime": r.get("runtime") or (task.get("target") or {}).get("runtime"),
+        "how_to_load": HOW_TO_LOAD.get(suffix, ""),
+        "input": input_spec(task, data, suffix),
+        "trial": member.number,
+        "baseline": member.baseline,
+        "plan": member.plan.to_dict(),
+        "plan_summary": member.plan.summary(),
+        "objectives": member.objectives,
+        "measured": {
+            "val_accuracy": r.get("accuracy"),
+            "latency_ms": r.get("latency_ms"),
+            "latency_ratio_vs_fp32": r.get("latency_ratio"),
+            "size_bytes": r.get("size_bytes"),
+            "deploy_bytes": r.get("deploy_bytes"),
+            "params": r.get("params"),
+        },
+        "fingerprint": r.get("fingerprint"),
+        "reference_fp32": study.user_attrs.get("reference"),
+        "task": task,
+        "study": {"name": study.study_name, "objectives": study.user_attrs.get("objectives")},
+        "autocompress_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def input_spec(task: dict[str, Any], data: bytes, suffix: str) -> dict[str, Any]:
+    """Shape, dtype and preprocessing the model expects."""
+    spec: dict[str, Any] = {"dtype": "float32", "layout": "NCHW", "batch": "any"}
+    if suffix == ".onnx":
+        import onnx
+
+        graph = onnx.load_from_string(data).graph
+        first = graph.input[0]
+        dims = first.type.tensor_type.shape.dim
+        spec["name"] = first.name
+        spec["shape"] = [d.dim_value if d.dim_value else d.dim_param or "N" for d in dims]
+    data_cfg = task.get("data") or {}
+    if task.get("checkpoint") and data_cfg.get("dataset"):
+        spec["preprocessing"] = (
+            f"{data_cfg['dataset']} images scaled to [0, 1], then (x - mean) / std with the "
+            "training split's mean and std (recorded as input.mean / input.std)"
+        )
+        spec.update(_normalisation(task))
+    else:
+        spec["preprocessing"] = "as your data loaders yielded them during the search"
+    return spec
+
+
+def _normalisation(task: dict[str, Any]) -> dict[str, float]:
+    from autocompress.config import DataConfig
+    from autocompress.config._schema import build
+    from autocompress.data import load_splits
+
+    try:
+        splits = load_splits(build(DataConfig, task["data"], "data"))
+    except Exception:  # the data set is not on this machine: the manifest just lacks the numbers
+        return {}
+    return {"mean": float(splits.mean), "std": float(splits.std), "shape_chw": splits.input_shape}
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
+    if (out / MANIFEST).exists() and not overwrite:
+        raise ExportError(
+            f"{out} already holds an export; choose a new directory or pass --overwrite"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ExportError(
+            f"export path {out} is not writable ({exc.strerror}); choose another directory"
+        ) from None
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of an export directory (or a manifest file)."""
+    p = Path(path)
+    p = p / MANIFEST if p.is_dir() else p
+    try:
+        manifest = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{p} is not an autocompress export manifest ({exc})") from None
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"{p} is not an autocompress export manifest (format {FORMAT} expected)")
+    return manifest

@@ -1,0 +1,122 @@
+"""Choose one model from a front: by budget and preference, by trial number, or the knee.
+
+Pure functions on :class:`Front`; the CLI's ``pick`` / ``export`` / ``verify`` and
+``Front.pick`` all come here, so "which model did I get" has one answer.
+
+When nothing meets the budget the error names the closest feasible points (smallest total relative
+violation) with their figures, so the user sees what the budget would have to be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autocompress.errors import ConfigError
+from autocompress.front._front import Front, Member
+
+PREFERENCES = ("accuracy", "latency", "size", "knee")
+
+
+class PickError(ConfigError):
+    """No member of the front meets the request (exit code 2: the request must change)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits a picked model must meet; None means no limit."""
+
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None  # fraction, 0-1
+    max_size_bytes: float | None = None
+
+    def violation(self, m: Member) -> float:
+        """Sum of relative excesses over the limits (0 when every limit is met)."""
+        r = m.result
+        total = 0.0
+        if self.max_latency_ms is not None:
+            total += max(0.0, r["latency_ms"] / self.max_latency_ms - 1.0)
+        if self.min_accuracy is not None:
+            total += max(0.0, (self.min_accuracy - r["accuracy"]) / max(self.min_accuracy, 1e-9))
+        if self.max_size_bytes is not None:
+            total += max(0.0, r["size_bytes"] / self.max_size_bytes - 1.0)
+        return total
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_latency_ms is not None:
+            parts.append(f"latency <= {self.max_latency_ms:g} ms")
+        if self.min_accuracy is not None:
+            parts.append(f"accuracy >= {self.min_accuracy:.2%}")
+        if self.max_size_bytes is not None:
+            parts.append(f"size <= {self.max_size_bytes / 1e3:g} kB")
+        return ", ".join(parts) or "no limits"
+
+
+def pick(
+    front: Front,
+    *,
+    number: int | None = None,
+    max_latency_ms: float | None = None,
+    min_accuracy: float | None = None,
+    max_size_bytes: float | None = None,
+    prefer: str = "accuracy",
+) -> Member:
+    """The member that meets every limit and is best by ``prefer`` (or trial ``number``).
+
+    ``prefer``: "accuracy" (highest), "latency" (fastest), "size" (smallest), or "knee" (the
+    knee of the members that meet the limits). ``number`` may name any completed trial of the
+    front's device, on the front or not (a user may want a dominated baseline to compare).
+    """
+    if prefer not in PREFERENCES:
+        raise PickError(f"prefer={prefer!r} is not a preference; use one of {PREFERENCES}")
+    if number is not None:
+        return _by_number(front, number)
+    if not front.members:
+        raise PickError(
+            f"the front is empty ({len(front.completed)} completed trials, none feasible); run "
+            "more trials or relax search.max_accuracy_drop, then pick again"
+        )
+    budget = Budget(max_latency_ms, min_accuracy, max_size_bytes)
+    fits = [m for m in front.members if budget.violation(m) == 0.0]
+    if not fits:
+        raise PickError(
+            f"no front member meets {budget.describe()}; closest: {_closest(front, budget)}"
+        )
+    return _best(fits, prefer, front)
+
+
+def _by_number(front: Front, number: int) -> Member:
+    for m in front.completed:
+        if m.number == number:
+            return m
+    numbers = [m.number for m in front.members]
+    raise PickError(
+        f"trial {number} is not a completed trial of this study; front members: {numbers}"
+    )
+
+
+def _best(members: Sequence[Member], prefer: str, front: Front) -> Member:
+    if prefer == "knee":
+        sub = Front(front.objectives, list(members), list(members), front.reference)
+        return sub.knee or members[0]
+    if prefer == "accuracy":
+        return max(members, key=lambda m: (m.result["accuracy"], -m.result["latency_ms"]))
+    if prefer == "latency":
+        return min(members, key=lambda m: (m.result["latency_ms"], -m.result["accuracy"]))
+    return min(members, key=lambda m: (m.result["size_bytes"], -m.result["accuracy"]))
+
+
+def _closest(front: Front, budget: Budget, k: int = 3) -> str:
+    ranked = sorted(front.members, key=budget.violation)[:k]
+    return "; ".join(describe(m) for m in ranked)
+
+
+def describe(m: Member) -> str:
+    """One line: trial number, accuracy, latency, size."""
+    r = m.result
+    tag = f" ({m.baseline})" if m.baseline else ""
+    return (
+        f"trial {m.number}{tag} {r['accuracy']:.2%}, {r['latency_ms']:.3f} ms, "
+        f"{r['size_bytes'] / 1e3:.1f} kB"
+    )

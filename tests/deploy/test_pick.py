@@ -1,0 +1,74 @@
+"""Picking from a front: budgets, preferences, numbers, the knee, and errors that help."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from autocompress.front import Front, Member, PickError, pick
+from autocompress.plan import CompressionPlan
+
+
+def _member(n: int, acc: float, ms: float, size: float, baseline: str | None = None) -> Member:
+    result = {"accuracy": acc, "latency_ms": ms, "latency_ratio": ms / 1.0, "size_bytes": size}
+    return Member(
+        n, {"accuracy": acc, "latency": ms, "size": size}, CompressionPlan(), result, baseline
+    )
+
+
+FRONT_MEMBERS = [
+    _member(0, 0.92, 1.00, 1_200_000, "fp32"),
+    _member(3, 0.915, 0.40, 300_000),
+    _member(5, 0.90, 0.20, 60_000),
+    _member(7, 0.86, 0.12, 40_000),
+]
+FRONT = Front(
+    ["accuracy", "latency", "size"],
+    FRONT_MEMBERS,
+    [*FRONT_MEMBERS, _member(9, 0.5, 2.0, 2e6)],
+    {"val_accuracy": 0.92, "size_bytes": 1_200_000},
+)
+
+
+def test_budget_and_preference() -> None:
+    assert pick(FRONT, max_latency_ms=0.5).number == 3  # most accurate under 0.5 ms
+    assert pick(FRONT, max_latency_ms=0.5, prefer="size").number == 7
+    assert pick(FRONT, min_accuracy=0.89, prefer="latency").number == 5
+    assert FRONT.pick(max_latency_ms=0.3, min_accuracy=0.89, prefer="size").number == 5
+    assert pick(FRONT, max_size_bytes=100_000).number == 5
+
+
+def test_by_number_and_knee() -> None:
+    assert pick(FRONT, number=9).number == 9  # any completed trial, dominated or not
+    knee = pick(FRONT, prefer="knee")
+    assert knee.number == FRONT.knee.number and knee.number in (3, 5)
+
+
+def test_nothing_fits_names_the_closest_points() -> None:
+    with pytest.raises(PickError) as err:
+        pick(FRONT, max_latency_ms=0.15, min_accuracy=0.9)
+    message = str(err.value)
+    assert "no front member meets latency <= 0.15 ms, accuracy >= 90.00%" in message
+    # trial 7 misses by 4.4% (accuracy), trial 5 by 33% (latency): the closest comes first
+    assert message.index("trial 7") < message.index("trial 5")
+    assert "\n" not in message
+
+
+def test_bad_requests() -> None:
+    with pytest.raises(PickError, match="trial 42 is not a completed trial"):
+        pick(FRONT, number=42)
+    with pytest.raises(PickError, match="prefer='speed' is not a preference"):
+        pick(FRONT, prefer="speed")
+    empty = Front(["accuracy", "latency", "size"], [], FRONT.completed, FRONT.reference)
+    with pytest.raises(PickError, match="the front is empty"):
+        pick(empty)
+
+
+def test_hypervolume_history_is_monotone(finished) -> None:
+    result, _ = finished
+    history = result.front.hypervolume_history()
+    values = [hv for _, hv in history]
+    assert len(history) == len(result.front.completed)
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(values))
+    assert values[-1] == pytest.approx(result.front.hypervolume())

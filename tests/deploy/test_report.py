@@ -1,0 +1,120 @@
+"""The HTML report, rendered by a real browser (Debian chromium), and the dashboard's HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from autocompress.cli import main
+
+pytestmark = pytest.mark.browser
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: apt-get install chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def _rendered_dom(html_path) -> str:
+    """The page's DOM after its scripts ran, as the browser holds it."""
+    proc = subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_report_renders_one_marker_per_front_member_and_the_baselines(finished, tmp_path):
+    from bs4 import BeautifulSoup
+
+    result, journal = finished
+    out = tmp_path / "report.html"
+    assert main(["report", journal, "-o", str(out)]) == 0
+    front = result.front
+    baselines = [m for m in front.completed if m.baseline]
+    others = [m for m in front.completed if not m.baseline and m not in front.members]
+
+    dom = BeautifulSoup(_rendered_dom(out), "html.parser")
+    plot = dom.find(id="pareto-accuracy-latency")
+    assert plot is not None and plot.select("svg.main-svg"), "plotly did not render the plot"
+    traces = plot.select("g.scatterlayer g.trace")
+    counts = [len(t.select("path.point")) for t in traces]
+    assert counts == [len(others), len(front.members), len(baselines)]
+    legend = [t.get_text() for t in plot.select("g.legend text.legendtext")]
+    assert legend == ["other trials", "Pareto front", "baselines"]
+    assert dom.find(id="hypervolume").select("g.scatterlayer path.point")
+    assert dom.find(id="picked-plan").select("g.barlayer path")  # per-layer bits and pruning
+    table_rows = dom.find(id="front-table").find_all("tr")
+    assert len(table_rows) == 1 + len(front.members)
+    assert "s3cret" not in out.read_text()
+
+
+def test_report_png_through_kaleido(finished, tmp_path) -> None:
+    _chromium()
+    _, journal = finished
+    assert main(["report", journal, "-o", str(tmp_path / "r.html"), "--png"]) == 0
+    pngs = sorted(tmp_path.glob("r-*.png"))
+    assert len(pngs) >= 5
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_serves_the_study_on_loopback(finished) -> None:
+    result, journal = finished
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autocompress.cli", "dashboard", journal, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline, studies = time.monotonic() + 60, None
+        while time.monotonic() < deadline and studies is None:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies", timeout=2
+                ) as r:
+                    studies = json.loads(r.read())["study_summaries"]
+            except OSError:
+                time.sleep(0.3)
+        assert studies is not None, "the dashboard never answered"
+        assert [s["study_name"] for s in studies] == [result.study.study_name]
+        with socket.socket() as s:  # not listening on other interfaces
+            host_ip = socket.gethostbyname(socket.gethostname())
+            if not host_ip.startswith("127."):
+                assert s.connect_ex((host_ip, port)) != 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
