@@ -45,6 +45,10 @@ class TrialTimeoutError(AutocompressError):
     """A trial ran past its time budget (``search.trial_timeout_s``)."""
 
 
+class DivergedError(AutocompressError):
+    """Fine-tuning produced a non-finite loss; the trial fails with the step and the fix."""
+
+
 class HopelessTrialError(AutocompressError):
     """A trial's early accuracy is so far below the floor that fine-tuning cannot rescue it."""
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from autocompress import _faults as faults
 from autocompress._context import TrialContext, UserObjects, trial_context
 from autocompress.backend import (
     FinetuneSettings,
@@ -254,6 +255,7 @@ class _Clock:
     def __call__(self, stage: str) -> Iterator[None]:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise TrialTimeoutError(f"trial ran past its time budget before stage {stage!r}")
+        faults.point(f"trial.{stage}")
         start = time.perf_counter()
         try:
             yield

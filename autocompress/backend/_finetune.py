@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autocompress.backend._quant import QuantizedWeight, attach_fake_quant
-from autocompress.errors import TrialTimeoutError
+from autocompress.errors import DivergedError, TrialTimeoutError
 from autocompress.plan import DistillPlan
 
 Gate = Callable[[], AbstractContextManager[object]]
@@ -120,6 +120,11 @@ def finetune(
             with torch.no_grad():
                 target = teacher(x)
             loss = distillation_loss(model(x), target, y, distill)
+            if not torch.isfinite(loss):
+                raise DivergedError(
+                    f"fine-tuning loss became {float(loss.detach())} at step {step}; "
+                    "lower finetune.lr"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, settings.clip_norm)

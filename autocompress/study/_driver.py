@@ -34,6 +34,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from autocompress import _faults as faults
 from autocompress.errors import AutocompressError, StorageError
 from autocompress.front import DIRECTIONS, build_front
 from autocompress.study._executors import Executor, Outcome
@@ -45,27 +46,47 @@ HEARTBEAT_S = 15.0  # how often a driver stamps its running trials
 STALE_S = 90.0  # a RUNNING trial whose stamp is older than this belongs to a dead driver
 MAX_FAILURE_STREAK = 8  # failed trials in a row: something is broken, stop and say why
 MAX_HOPELESS_STREAK = 20  # early-stopped trials in a row: the accuracy floor looks unreachable
+WAIT_OTHERS_S = 1.0  # poll period while only other drivers' trials are running
 SLOT = "slot"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def open_study(setup: SearchSetup) -> optuna.Study:
     """Create the study (with its budget slots) or load it and check it is the same search."""
-    setup.run_dir.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(setup.storage, setup.run_dir)
+    storage = open_storage(setup.storage, setup.run_dir)  # a bad storage fails before any mkdir
+    setup.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # user-only: the study's work
     directions = [DIRECTIONS[o] for o in setup.objectives]
     sampler = make_sampler(setup.search)
+    if _exists(storage, setup.name):  # resume (checked first: a journal logs failed creates)
+        return _join(
+            optuna.load_study(study_name=setup.name, storage=storage, sampler=sampler), setup
+        )
     try:
         study = optuna.create_study(
             study_name=setup.name, storage=storage, sampler=sampler, directions=directions
         )
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=setup.name, storage=storage, sampler=sampler)
-        _wait_until_initialised(study)
-        _check_same_search(study, setup)
-        add_budget_slots(study, setup.search.n_trials)
-    else:
+    except optuna.exceptions.DuplicatedStudyError:  # another driver created it just now
+        return _join(
+            optuna.load_study(study_name=setup.name, storage=storage, sampler=sampler), setup
+        )
+    _initialise(study, setup)
+    return study
+
+
+def _exists(storage: Any, name: str) -> bool:
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _join(study: optuna.Study, setup: SearchSetup) -> optuna.Study:
+    """Resume a study: check it is the same search, then top its budget up."""
+    if not _wait_until_initialised(study):  # its creator died half-way: finish for it
         _initialise(study, setup)
+    _check_same_search(study, setup)
+    add_budget_slots(study, setup.search.n_trials)
     return study
 
 
@@ -93,6 +114,13 @@ def optimize(
                 if trial is not None:
                     in_flight[trial.number] = trial
             if not in_flight:
+                if stop is None and _running_elsewhere(study):
+                    # trials of other drivers: wait for them, or recover them if their driver died
+                    time.sleep(WAIT_OTHERS_S)
+                    recovered = recover_stale_trials(study, driver["id"])
+                    if recovered:
+                        emit("recovered", {"trials": recovered})
+                    continue
                 break
             for outcome in executor.wait(timeout=HEARTBEAT_S):
                 trial = in_flight.pop(outcome.number)
@@ -150,37 +178,45 @@ def add_budget_slots(study: optuna.Study, n_trials: int) -> int:
         - counts[TrialState.WAITING]
     )
     for _ in range(max(0, missing)):
+        faults.point("driver.slots")
         study.enqueue_trial({}, user_attrs={SLOT: True})
     return max(0, missing)
 
 
 def recover_stale_trials(study: optuna.Study, me: str = "") -> list[int]:
-    """Close RUNNING trials whose driver is gone as FAIL, and re-queue their plans once.
+    """Close RUNNING trials whose driver is gone as FAIL, and re-queue each one's plan once.
 
-    ``me`` is the calling driver's id: its own trials are never stale.
+    ``me`` is the calling driver's id: its own trials are never stale. The retry is enqueued
+    *before* the stale trial is closed, so a driver killed in between leaves the stale trial
+    RUNNING with its retry already queued; the next driver sees the retry and only closes it.
     """
     recovered = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not _is_stale(t, me):
             continue
-        trial = Trial(study, t._trial_id)
+        if not _has_retry(study, t.number):
+            params = t.system_attrs.get("fixed_params") or t.params
+            attrs = {SLOT: True, "retry_of": t.number}
+            if t.user_attrs.get("baseline"):
+                attrs["baseline"] = t.user_attrs["baseline"]
+            study.enqueue_trial(dict(params), user_attrs=attrs)
+        faults.point("driver.recovering")
         driver = t.user_attrs.get("driver") or {}
-        trial.set_user_attr(
-            "failure",
-            f"driver {driver.get('host', '?')}:{driver.get('pid', '?')} stopped while this trial "
-            "was running; its plan was re-queued",
-        )
         try:
+            Trial(study, t._trial_id).set_user_attr(
+                "failure",
+                f"driver {driver.get('host', '?')}:{driver.get('pid', '?')} stopped while this "
+                "trial was running; its plan was re-queued",
+            )
             study.tell(t.number, state=TrialState.FAIL)
         except (RuntimeError, ValueError):  # another driver recovered it first
             continue
-        params = t.system_attrs.get("fixed_params") or t.params
-        attrs = {SLOT: True, "retry_of": t.number}
-        if t.user_attrs.get("baseline"):
-            attrs["baseline"] = t.user_attrs["baseline"]
-        study.enqueue_trial(dict(params), user_attrs=attrs)
         recovered.append(t.number)
     return recovered
+
+
+def _has_retry(study: optuna.Study, number: int) -> bool:
+    return any(r.user_attrs.get("retry_of") == number for r in study.get_trials(deepcopy=False))
 
 
 def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outcome) -> str:
@@ -207,6 +243,7 @@ def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outco
             Outcome(outcome.number, "failed", reason=f"non-finite objectives {values}"),
         )
     artifact_dir = write_artifacts(setup.run_dir, trial.number, result, trial.user_attrs)
+    faults.point("driver.artifacts")
     trial.set_user_attr("artifact_dir", str(artifact_dir))
     trial.set_user_attr("result", summary(result))
     trial.set_user_attr("outcome", "ok")
@@ -216,6 +253,7 @@ def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outco
     if "fingerprint_key" not in study.user_attrs:
         study.set_user_attr("fingerprint_key", result["fingerprint"]["key"])
     study.tell(trial, values)
+    faults.point("driver.told")
     return "ok"
 
 
@@ -241,6 +279,7 @@ def write_artifacts(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     (tmp / f"model{result['artifact_suffix']}").write_bytes(result["artifact"])
+    faults.point("artifacts.partial")
     (tmp / "model.acpk").write_bytes(result["packed"])
     (tmp / "plan.json").write_text(json.dumps(attrs.get("plan"), indent=2, sort_keys=True))
     (tmp / "result.json").write_text(
@@ -260,6 +299,7 @@ def _start(
     emit: Callable[[str, dict[str, Any]], None],
 ) -> Trial | None:
     trial = study.ask()
+    faults.point("driver.asked")
     trial.set_user_attr("driver", driver)
     trial.set_user_attr("heartbeat", time.time())
     if not trial.user_attrs.get(SLOT):  # no slot was left: ask() made a fresh trial
@@ -270,6 +310,7 @@ def _start(
     if trial.user_attrs.get("baseline"):
         plan = plan.without_finetuning()
     trial.set_user_attr("plan", plan.to_dict())
+    faults.point("driver.sampled")
     earlier = _completed_with_plan(study, plan.to_dict())
     if earlier is not None:  # the sampler proposed a plan already measured: reuse, don't retrain
         _copy_result(study, trial, earlier)
@@ -302,8 +343,16 @@ def _copy_result(study: optuna.Study, trial: Trial, earlier: FrozenTrial) -> Non
 
 
 def _initialise(study: optuna.Study, setup: SearchSetup) -> None:
+    """Stamp the study and enqueue its baselines, warm starts and budget slots.
+
+    Idempotent, so a driver that finds a study whose creator was killed half-way through this can
+    run it again: what was already enqueued is not enqueued twice.
+    """
     from autocompress import __version__
 
+    if "signature" in study.user_attrs and study.user_attrs["signature"] != setup.signature():
+        _check_same_search(study, setup)  # raises: someone else's half-made study
+    study.set_user_attr("creator", {"host": socket.gethostname(), "pid": os.getpid()})
     study.set_user_attr("autocompress_version", __version__)
     study.set_user_attr("signature", setup.signature())
     study.set_user_attr("objectives", setup.objectives)
@@ -313,11 +362,15 @@ def _initialise(study: optuna.Study, setup: SearchSetup) -> None:
     study.set_user_attr("space", setup.space.space.to_dict())
     study.set_user_attr("run_dir", str(setup.run_dir))
     study.set_user_attr("experiment", setup.experiment)
+    existing = study.get_trials(deepcopy=False)
+    have = {t.user_attrs.get("baseline") for t in existing}
     for kind in setup.search.baselines:
-        study.enqueue_trial(
-            setup.space.baseline_params(kind), user_attrs={SLOT: True, "baseline": kind}
-        )
-    if setup.sensitivity:
+        if kind not in have:
+            faults.point("driver.initialising")
+            study.enqueue_trial(
+                setup.space.baseline_params(kind), user_attrs={SLOT: True, "baseline": kind}
+            )
+    if setup.sensitivity and not any(t.user_attrs.get("warm_start") for t in existing):
         from autocompress.study._sensitivity import warm_start_params
 
         study.set_user_attr("sensitivity", setup.sensitivity)
@@ -327,12 +380,23 @@ def _initialise(study: optuna.Study, setup: SearchSetup) -> None:
     study.set_user_attr("initialised", True)  # other drivers wait for this before joining
 
 
-def _wait_until_initialised(study: optuna.Study, timeout_s: float = 60.0) -> None:
-    """A driver joining a study that another driver is still creating waits for its slots."""
+def _wait_until_initialised(study: optuna.Study, timeout_s: float = 60.0) -> bool:
+    """A driver joining a study that another driver is still creating waits for its slots.
+
+    Returns False when the creator is known dead (same host, process gone) or never stamped
+    anything on an empty study: the caller then finishes the initialisation itself.
+    """
     start = time.monotonic()
     while not study.user_attrs.get("initialised"):
         waited = time.monotonic() - start
+        creator = study.user_attrs.get("creator") or {}
+        if creator.get("host") == socket.gethostname() and not _pid_alive(
+            int(creator.get("pid", -1))
+        ):
+            return False
         if "signature" not in study.user_attrs and waited > 5.0:
+            if not study.get_trials(deepcopy=False) and not study.user_attrs:
+                return False  # created, then its creator died before stamping it
             raise StorageError(
                 f"study {study.study_name!r} exists in this storage but was not made by "
                 "autocompress; choose another name"
@@ -343,6 +407,7 @@ def _wait_until_initialised(study: optuna.Study, timeout_s: float = 60.0) -> Non
                 "early?); choose another name"
             )
         time.sleep(0.25)
+    return True
 
 
 def _check_same_search(study: optuna.Study, setup: SearchSetup) -> None:
@@ -363,6 +428,11 @@ def _counts(study: optuna.Study) -> dict[TrialState, int]:
 
 def _waiting(study: optuna.Study) -> int:
     return _counts(study)[TrialState.WAITING]
+
+
+def _running_elsewhere(study: optuna.Study) -> bool:
+    """RUNNING trials remain (this driver has none in flight when it asks)."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def _heartbeat(trials: Any) -> None:

@@ -85,7 +85,7 @@ def setup_from_experiment(config: ExperimentConfig) -> SearchSetup:
         config.run_path,
         config.storage,
         objects=None,
-        experiment=config.to_dict(),
+        experiment=_redacted(config.to_dict()),
     )
 
 
@@ -185,3 +185,12 @@ def _replace_task(task: Task, **changes: Any) -> Task:
     import dataclasses
 
     return dataclasses.replace(task, **changes)
+
+
+def _redacted(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The experiment as stored in the study: a database password never goes into it."""
+    from autocompress.study._storage import redact
+
+    if experiment.get("storage"):
+        experiment = {**experiment, "storage": redact(str(experiment["storage"]))}
+    return experiment

@@ -60,7 +60,7 @@ def _journal(path: Path) -> BaseStorage:
             f"storage {path} is not an Optuna journal file; give a new path or the right file"
         )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     except OSError as exc:
         raise StorageError(
@@ -79,7 +79,7 @@ def _rdb(url: str, engine_kwargs: dict[str, object], *, sqlite: bool) -> BaseSto
     if sqlite:
         db = url.split("///", 1)[-1]
         if db and db != ":memory:":
-            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            Path(db).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         storage = _create_rdb(url, engine_kwargs)
     except ImportError as exc:

@@ -86,8 +86,11 @@ def test_two_cli_drivers_share_one_study(postgres_url, tmp_path) -> None:
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert all("s3cret-pw" not in out for out in outputs)  # the password is never printed
-    completed = _check_no_loss_no_duplicates(_load(postgres_url, name), 6)
+    study = _load(postgres_url, name)
+    completed = _check_no_loss_no_duplicates(study, 6)
     assert {t.user_attrs.get("baseline") for t in completed} >= {"fp32", "int8"}
+    assert "s3cret-pw" not in json.dumps(study.user_attrs)  # the study never stores it
+    assert "s3cret-pw" not in "".join(p.read_text() for p in (tmp_path / "run").rglob("*.json"))
 
 
 def test_four_workers_on_two_drivers_100_fast_trials(postgres_url, tmp_path) -> None:
@@ -105,3 +108,44 @@ def test_four_workers_on_two_drivers_100_fast_trials(postgres_url, tmp_path) -> 
     completed = _check_no_loss_no_duplicates(_load(postgres_url, name), 100)
     drivers = {t.user_attrs["driver"]["pid"] for t in completed}
     assert len(drivers) == 2  # both drivers did work
+
+
+def test_search_waits_out_a_database_outage(postgres_server, tmp_path) -> None:
+    """The server goes down for a few seconds mid-search: the driver waits, then completes."""
+    import time
+
+    name = f"outage-{uuid.uuid4().hex[:6]}"
+    n_trials = 40
+    data = tiny_experiment(
+        tmp_path,
+        name=name,
+        storage=postgres_server.url,
+        search={"n_trials": n_trials, "sampler": "random"},
+    )
+    slow = FAST_DRIVER.replace("rng.uniform(0.0, 0.05)", "rng.uniform(0.1, 0.3)")
+    cmd = [sys.executable, "-c", slow, json.dumps(data)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                done = _load(postgres_server.url, name).get_trials(
+                    deepcopy=False, states=(TrialState.COMPLETE,)
+                )
+            except Exception:  # the study is still being created
+                done = []
+            if len(done) >= 5:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the search finished before the outage could start"
+        postgres_server.stop()
+        time.sleep(5.0)  # unavailable for a while
+        postgres_server.launch()
+        output = proc.communicate(timeout=300)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "unavailable (OperationalError); retrying" in output
+    assert "s3cret-pw" not in output
+    _check_no_loss_no_duplicates(_load(postgres_server.url, name), n_trials)

@@ -1,0 +1,97 @@
+"""Does a second Ray worker pay on a 2-core machine, with latency isolation still in force?
+
+Runs the default Fashion-MNIST search twice, with the same seeded random sampler (so trial k has
+the same plan in both runs): once with 1 Ray worker, once with 2. Reports completed trials per
+hour (from the first trial's start to the last trial's end, as the study stored them; Ray and
+reference start-up excluded) and, for every plan measured in both runs, the ratio of its latency
+measured with 2 trials in flight to the latency measured with 1 (isolation: should be ~1).
+
+Run: python experiments/throughput_check.py [n_trials=10] [steps=60]   (about 10 minutes; opt-in)
+Writes runs/throughput_check.json.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from autocompress.study import search
+
+EXPERIMENT = "experiments/fashion_mnist.yaml"
+
+
+def run(n_workers: int, n_trials: int, steps: int) -> dict:
+    name = f"throughput-{n_workers}w"
+    result = search(
+        EXPERIMENT,
+        progress=True,
+        overrides=[
+            f"search.n_trials={n_trials}",
+            "search.executor=ray",
+            f"search.n_workers={n_workers}",
+            "search.sampler=random",
+            "search.seed=0",
+            f"finetune.steps={steps}",
+            f"name={name}",
+            f"run_dir=runs/{name}",
+        ],
+    )
+    trials = result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    start = min(t.datetime_start for t in trials)
+    end = max(t.datetime_complete for t in trials)
+    hours = (end - start).total_seconds() / 3600
+    return {
+        "n_workers": n_workers,
+        "completed": len(trials),
+        "wall_s": hours * 3600,
+        "trials_per_hour": len(trials) / hours,
+        "latency_ms": {
+            json.dumps(t.user_attrs["plan"], sort_keys=True): t.user_attrs["result"]["latency_ms"]
+            for t in trials
+        },
+    }
+
+
+def main(argv: list[str]) -> None:
+    args = dict(a.split("=", 1) for a in argv)
+    n_trials, steps = int(args.get("n_trials", 10)), int(args.get("steps", 60))
+    one = run(1, n_trials, steps)
+    two = run(2, n_trials, steps)
+    shared = sorted(set(one["latency_ms"]) & set(two["latency_ms"]))
+    ratios = [two["latency_ms"][p] / one["latency_ms"][p] for p in shared]
+    speedup = two["trials_per_hour"] / one["trials_per_hour"]
+    out = {
+        "command": " ".join(["python", *sys.argv]),
+        "one_worker": {k: v for k, v in one.items() if k != "latency_ms"},
+        "two_workers": {k: v for k, v in two.items() if k != "latency_ms"},
+        "speedup": speedup,
+        "same_plan_latency_2w_over_1w": {
+            "plans": len(ratios),
+            "median": statistics.median(ratios) if ratios else None,
+            "min": min(ratios, default=None),
+            "max": max(ratios, default=None),
+        },
+    }
+    for row in (one, two):
+        print(
+            f"{row['n_workers']} worker(s): {row['completed']} trials in {row['wall_s']:.0f} s "
+            f"-> {row['trials_per_hour']:.0f} trials/hour"
+        )
+    print(f"speedup 2 vs 1 worker: {speedup:.2f}x")
+    if ratios:
+        print(
+            f"same plan, latency with 2 in flight / with 1: median {statistics.median(ratios):.3f}"
+            f" range {min(ratios):.3f}-{max(ratios):.3f} over {len(ratios)} plans"
+        )
+    path = Path("runs/throughput_check.json")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
