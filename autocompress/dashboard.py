@@ -26,6 +26,7 @@ def serve(storage: str, host: str = DEFAULT_HOST, port: int = 8080) -> None:
 
     load(storage)  # a clear error for a storage with no study, before a server starts
     backend = open_storage(storage, Path("."))
+    backend = getattr(backend, "inner", backend)  # the dashboard reads; no outage retries
     print(f"dashboard for {redact(storage)} on http://{host}:{port} (Ctrl-C stops)", flush=True)
     if host not in (DEFAULT_HOST, "localhost", "::1"):
         print(f"warning: listening on {host}: anyone who can reach it sees the study", flush=True)

@@ -81,20 +81,25 @@ def require_fashion_mnist() -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory):
+def postgres_server(tmp_path_factory):
     """A real PostgreSQL server on 127.0.0.1 for the session (Debian's postgresql package).
 
     Runs as the ``postgres`` user when the tests run as root (the server refuses root).
     """
     server = _PostgresServer(tmp_path_factory.mktemp("pg"))
     try:
-        url = server.start()
+        server.url = server.start()
     except RuntimeError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL unavailable in CI: {exc}")
         pytest.skip(f"PostgreSQL unavailable: {exc}")
-    yield url
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server) -> str:
+    return postgres_server.url
 
 
 class _PostgresServer:
@@ -149,17 +154,7 @@ class _PostgresServer:
             "-A",
             "scram-sha-256",
         )
-        self._run(
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-w",
-            "-l",
-            str(self.base / "log"),
-            "-o",
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base}",
-            "start",
-        )
+        self.launch()
         self._run(
             str(self.bin / "createdb"),
             "-h",
@@ -171,6 +166,20 @@ class _PostgresServer:
             "studies",
         )
         return f"postgresql://autocompress:{self.PASSWORD}@127.0.0.1:{self.port}/studies"
+
+    def launch(self) -> None:
+        """Start the server on its data directory (again, after :meth:`stop`)."""
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-l",
+            str(self.base / "log"),
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base}",
+            "start",
+        )
 
     def stop(self) -> None:
         import subprocess

@@ -137,3 +137,62 @@ def test_nan_loss_and_timeout_fail_the_trial_not_the_search(fault: str, tmp_path
     states = [t.state for t in _trials(tmp_path / "run" / "study.journal")]
     assert states.count(TrialState.COMPLETE) == 2  # the baselines (no fine-tuning) completed
     assert (tmp_path / "run" / "front.json").exists()
+
+
+def test_journal_locked_for_a_while_then_released(tmp_path) -> None:
+    """Another process holds the journal's lock for 3 s mid-search: the driver waits, goes on."""
+    import json
+    import random
+    import threading
+    import time
+
+    from autocompress.config import ExperimentConfig
+    from autocompress.study import open_study, optimize
+    from autocompress.study._executors import LocalExecutor, Outcome
+    from autocompress.study._setup import setup_from_experiment
+
+    def fast(plan, task, number, objects=None):
+        rng = random.Random(json.dumps(plan, sort_keys=True) + str(number))
+        time.sleep(0.05)
+        result = {
+            "accuracy": rng.uniform(0.5, 1.0),
+            "latency_ms": rng.uniform(0.1, 1.0),
+            "latency_ratio": rng.uniform(0.2, 1.0),
+            "size_bytes": rng.randint(10**4, 10**6),
+            "fingerprint": {"key": "synthetic"},
+            "artifact": b"x",
+            "packed": b"y",
+            "artifact_suffix": ".bin",
+        }
+        return Outcome(number, "ok", result=result)
+
+    data = tiny_experiment(tmp_path, search={"n_trials": 30, "sampler": "random"})
+    setup = setup_from_experiment(ExperimentConfig.from_dict(data))
+    study = open_study(setup)
+    journal = tmp_path / "run" / "study.journal"
+    lock = Path(str(journal) + ".lock")
+    held = {}
+
+    def hold_lock() -> None:  # what a hung writer looks like to the journal: its lock link
+        time.sleep(0.5)
+        while True:
+            try:
+                os.symlink(journal, lock)
+                break
+            except FileExistsError:
+                time.sleep(0.001)
+        held["at"] = time.monotonic()
+        time.sleep(3.0)
+        os.unlink(lock)
+
+    holder = threading.Thread(target=hold_lock, daemon=True)
+    holder.start()
+    optimize(study, setup, LocalExecutor(work=fast, n_workers=2))
+    end = time.monotonic()
+    holder.join()
+    assert held["at"] + 3.0 < end  # the lock was taken mid-search and the search outlived it
+    trials = _trials(journal)
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(completed) == 30
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert not [t for t in trials if t.state != TrialState.COMPLETE]

@@ -6,6 +6,8 @@
 - ``sqlite:///path.db``: SQLite (WAL mode, so readers do not block the writer);
 - ``postgresql://user:pass@host/db``: PostgreSQL, for several drivers or machines.
 
+Database storages wait out an outage of their server (``_patient.py``) rather than end the search.
+
 Passwords never reach logs or reports: use :func:`redact` whenever a URL is shown.
 """
 
@@ -20,6 +22,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from autocompress.errors import StorageError
+from autocompress.study._patient import PatientStorage
 
 _URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+]*)://", re.I)
 
@@ -94,7 +97,8 @@ def _rdb(url: str, engine_kwargs: dict[str, object], *, sqlite: bool) -> BaseSto
         ) from None
     if sqlite:
         _enable_wal(storage)
-    return storage
+    # cached (Optuna's own wrapper for RDB studies), then patient through database outages
+    return PatientStorage(optuna.storages.get_storage(storage), redact(url))
 
 
 def _create_rdb(url: str, engine_kwargs: dict[str, object], attempts: int = 5) -> RDBStorage:

@@ -146,6 +146,6 @@ def test_search_waits_out_a_database_outage(postgres_server, tmp_path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output
-    assert "unavailable (OperationalError); retrying" in output
+    assert "unavailable (StorageInternalError); retrying for up to 600 s" in output
     assert "s3cret-pw" not in output
     _check_no_loss_no_duplicates(_load(postgres_server.url, name), n_trials)
