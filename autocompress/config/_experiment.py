@@ -108,7 +108,9 @@ class SearchConfig:
         default_factory=lambda: list(OBJECTIVES)
     )
     latency_unit: Literal["ms", "ratio"] = "ms"  # ratio: candidate / fp32 in the same sitting
-    baselines: list[Literal["fp32", "int8"]] = field(default_factory=lambda: ["fp32", "int8"])
+    baselines: list[Literal["fp32", "int8", "int8-prune50"]] = field(
+        default_factory=lambda: ["fp32", "int8"]
+    )
     max_accuracy_drop: float | None = field(default=None, metadata={"ge": 0})  # pts vs fp32
     hopeless_margin: float | None = field(default=None, metadata={"ge": 0})  # pts under floor
     sensitivity_warm_start: bool = False  # enqueue plans biased by per-layer sensitivity

@@ -169,20 +169,34 @@ class BoundSpace:
         return CompressionPlan(layers=layers, distill=self._sample_distill(trial))
 
     def baseline_params(self, kind: str) -> dict[str, Any]:
-        """Parameter values that make the fp32 or uniform-int8 baseline, for ``enqueue_trial``."""
+        """Parameter values that make a baseline, for ``enqueue_trial``.
+
+        ``fp32``: nothing compressed; ``int8``: uniform int8, unpruned (post-training);
+        ``int8-prune50``: uniform int8 with half of every prunable layer's channels removed,
+        fine-tuned with the experiment's budget (what a user would hand-pick without a search).
+        """
         want_bits = NONE_BITS if kind == "fp32" else 8
+        want_prune = 0.5 if kind == "int8-prune50" else None
         params: dict[str, Any] = {}
         for slot in self.slots:
-            choices = _bits_choices(self._rule_of[slot.layer])
-            if want_bits not in choices:
+            rule = self._rule_of[slot.layer]
+            if want_bits not in _bits_choices(rule):
                 raise ConfigError(
                     f"{self.space.source}: the {kind} baseline needs bits {want_bits!r} for layer "
                     f"{slot.layer!r}; add it to that rule's bits, or drop {kind} from "
                     f"search.baselines"
                 )
             params[slot.bits_param] = want_bits
-            if slot.prune_param is not None:
-                params[slot.prune_param] = _lowest(self._rule_of[slot.layer].prune)
+            if slot.prune_param is None:
+                continue
+            if want_prune is not None and not _allows(rule.prune, want_prune):
+                raise ConfigError(
+                    f"{self.space.source}: the {kind} baseline needs prune {want_prune} for layer "
+                    f"{slot.layer!r}; add it to that rule's prune, or drop {kind} from "
+                    f"search.baselines"
+                )
+            lowest = _lowest(rule.prune)
+            params[slot.prune_param] = want_prune if want_prune is not None else lowest
         distill = self.space.config.distill
         if distill is not None:
             params.update(self._fixed_distill_params(distill))
@@ -218,6 +232,12 @@ class BoundSpace:
             if _match_key(rule, i, layer) is not None:
                 return rule
         raise KeyError(layer)  # unreachable: slots only hold matched layers
+
+
+def _allows(spec: list[Any] | Range, value: float) -> bool:
+    if isinstance(spec, Range):
+        return float(spec.low) <= value <= float(spec.high)
+    return any(float(v) == value for v in spec)
 
 
 def _match_key(rule: LayerRule, index: int, layer: str) -> str | None:

@@ -48,6 +48,7 @@ MAX_FAILURE_STREAK = 8  # failed trials in a row: something is broken, stop and 
 MAX_HOPELESS_STREAK = 20  # early-stopped trials in a row: the accuracy floor looks unreachable
 WAIT_OTHERS_S = 1.0  # poll period while only other drivers' trials are running
 SLOT = "slot"
+POST_TRAINING_BASELINES = ("fp32", "int8")  # int8-prune50 is fine-tuned like any trial
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -307,7 +308,7 @@ def _start(
         study.tell(trial, state=TrialState.FAIL)
         return None
     plan = setup.space.sample(trial)
-    if trial.user_attrs.get("baseline"):
+    if trial.user_attrs.get("baseline") in POST_TRAINING_BASELINES:
         plan = plan.without_finetuning()
     trial.set_user_attr("plan", plan.to_dict())
     faults.point("driver.sampled")

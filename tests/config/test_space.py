@@ -59,6 +59,20 @@ def test_baseline_params_reproduce_fp32_and_int8() -> None:
         assert not plan.pruned_layers
 
 
+def test_int8_prune50_baseline_halves_every_prunable_layer() -> None:
+    bound = space().bind(LAYERS, head="fc")
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial(bound.baseline_params("int8-prune50"))
+    plan = bound.sample(study.ask())
+    assert {p.weight_bits for p in plan.layers.values()} == {8}
+    assert {n: p.prune_ratio for n, p in plan.layers.items()} == {
+        n: (0.0 if n == "fc" else 0.5) for n in plan.layers
+    }
+    no_half = space(prune=[0.0, 0.25]).bind(LAYERS, head="fc")
+    with pytest.raises(ConfigError, match=r"int8-prune50 baseline needs prune 0\.5 for layer"):
+        no_half.baseline_params("int8-prune50")
+
+
 def test_baseline_outside_the_space_is_explained() -> None:
     bound = SearchSpace.from_dict({"layers": [{"match": ".*", "bits": [4, 8]}]}).bind(
         LAYERS, head="fc"

@@ -1,0 +1,332 @@
+"""Benchmark: the default search against what a user would do instead, measured in one sitting.
+
+On the Fashion-MNIST reference model and the default target (ONNX Runtime, one pinned core):
+
+- baselines: fp32, uniform int8 post-training quantization, and uniform int8 with 50% of every
+  prunable layer's channels removed, fine-tuned with the search's own budget (one study);
+- the default search (NSGA-II) with ``n`` completed trials and random search with ``2n``, per seed;
+- then **one verification sitting**: every front member and every baseline is re-timed on the
+  target and scored on the held-out test split, so all latency comparisons are side by side.
+
+Reports per search: hypervolume of the front in (error, latency / fp32, size / fp32) with the
+fixed reference point (1, 1, 1), front size, wall time, median trial wall time, CPU time
+(user + system, this process and its children); and the issue's criteria: the fastest front member
+within 0.5 pt of fp32 test accuracy vs uniform int8 PTQ (speed and size ratios), whether a
+baseline dominates any front member, median hypervolume of default(n) vs random(2n).
+
+Run (opt-in, not part of the tests; ~25 s per trial on a 2-core machine):
+    python benchmarks/fmnist.py n=40 seeds=0,1,2            # the full protocol (~2.5 h)
+    python benchmarks/fmnist.py n=10 seeds=0                # a short sitting (~15 min)
+Options: steps=<fine-tuning steps> batch=<target batch size> out=<folder> (docs/benchmarks).
+Writes <out>/fmnist-b<batch>.{json,md,png}; runs live in runs/bench/.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+
+from autocompress.front._front import Member
+from autocompress.study import search
+from autocompress.verify import Candidate, candidates_of_front, verify
+
+EXPERIMENT = "experiments/fashion_mnist.yaml"
+BASELINES = ("fp32", "int8", "int8-prune50")
+OBJECTIVES = ("accuracy", "latency", "size")
+
+
+@dataclass
+class Arm:
+    """One search (or the baselines study) and what it cost."""
+
+    label: str
+    sampler: str
+    seed: int
+    n_trials: int
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    result: Any = None
+    verified: dict[int, Any] = field(default_factory=dict)
+
+
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_arm(arm: Arm, common: list[str], baselines: tuple[str, ...], batch: int) -> None:
+    name = f"bench-{arm.label}-b{batch}"
+    start_wall, start_cpu = time.monotonic(), _cpu_s()
+    arm.result = search(
+        EXPERIMENT,
+        progress=True,
+        overrides=[
+            *common,
+            f"name={name}",
+            f"run_dir=runs/bench/{name}",
+            f"search.sampler={arm.sampler}",
+            f"search.seed={arm.seed}",
+            f"search.n_trials={arm.n_trials}",
+            f"search.baselines=[{','.join(baselines)}]",
+        ],
+    )
+    arm.wall_s = time.monotonic() - start_wall
+    arm.cpu_s = _cpu_s() - start_cpu
+
+
+def trial_wall_median(arm: Arm) -> float:
+    trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ran = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    return statistics.median((t.datetime_complete - t.datetime_start).total_seconds() for t in ran)
+
+
+def verify_all(arms: list[Arm]) -> tuple[float, dict[str, Any]]:
+    """Re-time and test every front member and baseline in one sitting."""
+    task = arms[0].result.study.user_attrs["task"]
+    jobs: list[tuple[Arm, Candidate]] = []
+    for arm in arms:
+        front = arm.result.front
+        members = front.completed if arm.label == "baselines" else front.members
+        for c in candidates_of_front(front, [m.number for m in members], arm.result.run_dir):
+            jobs.append((arm, c))
+    rows, reference_test = verify(task, [c for _, c in jobs])
+    for (arm, c), row in zip(jobs, rows, strict=True):
+        arm.verified[c.trial] = row
+    return reference_test, task
+
+
+def point(arm: Arm, m: Member) -> dict[str, Any]:
+    v = arm.verified[m.number]
+    return {
+        "arm": arm.label,
+        "trial": m.number,
+        "baseline": m.baseline,
+        "val_accuracy": m.result["accuracy"],
+        "test_accuracy": v.test_accuracy,
+        "search_latency_ms": m.result["latency_ms"],
+        "latency_ms": v.verified_latency_ms,
+        "size_bytes": m.result["size_bytes"],
+        "plan": m.plan.summary(),
+    }
+
+
+def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """a dominates b on (test accuracy max, verified latency min, size min)."""
+    ge = (
+        a["test_accuracy"] >= b["test_accuracy"]
+        and a["latency_ms"] <= b["latency_ms"]
+        and a["size_bytes"] <= b["size_bytes"]
+    )
+    gt = (
+        a["test_accuracy"] > b["test_accuracy"]
+        or a["latency_ms"] < b["latency_ms"]
+        or a["size_bytes"] < b["size_bytes"]
+    )
+    return ge and gt
+
+
+def summarise(arms: list[Arm], reference_test: float) -> dict[str, Any]:
+    base_arm = arms[0]
+    baselines = {m.baseline: point(base_arm, m) for m in base_arm.result.front.completed}
+    int8 = baselines["int8"]
+    searches = []
+    for arm in arms[1:]:
+        front = [point(arm, m) for m in arm.result.front.members]
+        floor = baselines["fp32"]["test_accuracy"] - 0.005
+        close = [p for p in front if p["test_accuracy"] >= floor and p["baseline"] != "fp32"]
+        best = min(close, key=lambda p: p["latency_ms"], default=None)
+        found = [p for p in front if not p["baseline"]]  # the search's own finds
+        dominated = [
+            (b["baseline"], p["trial"])
+            for b in baselines.values()
+            for p in found
+            if dominates(b, p)
+        ]
+        searches.append(
+            {
+                "arm": arm.label,
+                "sampler": arm.sampler,
+                "seed": arm.seed,
+                "n_trials": arm.n_trials,
+                "hypervolume": arm.result.front.hypervolume([1.0, 1.0, 1.0]),
+                "front_size": len(front),
+                "wall_s": arm.wall_s,
+                "cpu_s": arm.cpu_s,
+                "trial_wall_median_s": trial_wall_median(arm),
+                "within_0.5pt": None
+                if best is None
+                else {
+                    **best,
+                    "speedup_vs_int8": int8["latency_ms"] / best["latency_ms"],
+                    "smaller_vs_int8": int8["size_bytes"] / best["size_bytes"],
+                },
+                "dominated_by_baseline": dominated,
+                "front": front,
+            }
+        )
+    hv = {
+        s: statistics.median(x["hypervolume"] for x in searches if x["sampler"] == s)
+        for s in {x["sampler"] for x in searches}
+    }
+    return {
+        "reference_test_accuracy": reference_test,
+        "baselines": baselines,
+        "baselines_wall_s": base_arm.wall_s,
+        "baselines_cpu_s": base_arm.cpu_s,
+        "searches": searches,
+        "median_hypervolume": hv,
+    }
+
+
+def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    b = summary["baselines"]
+    lines = [
+        f"# Fashion-MNIST benchmark, batch {meta['batch']}",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Device: {meta['device']}  ",
+        f"Date: {meta['date']}; all latencies re-measured in one verification sitting after the "
+        "searches (median of the protocol's repeats, one pinned core); test accuracy on the "
+        "held-out 10,000 images; size is the packed artifact's bytes.",
+        "",
+        "| model | val acc | test acc | latency ms | x int8 speed | size kB | x int8 size |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    int8 = b["int8"]
+    for kind in BASELINES:
+        p = b[kind]
+        lines.append(
+            f"| {kind} (baseline) | {p['val_accuracy']:.2%} | {p['test_accuracy']:.2%} | "
+            f"{p['latency_ms']:.4f} | {int8['latency_ms'] / p['latency_ms']:.2f} | "
+            f"{p['size_bytes'] / 1e3:.1f} | {int8['size_bytes'] / p['size_bytes']:.2f} |"
+        )
+    for s in summary["searches"]:
+        p = s["within_0.5pt"]
+        if p is None:
+            lines.append(f"| {s['arm']}: none within 0.5 pt of fp32 | | | | | | |")
+            continue
+        lines.append(
+            f"| {s['arm']}: fastest within 0.5 pt of fp32 (trial {p['trial']}) | "
+            f"{p['val_accuracy']:.2%} | {p['test_accuracy']:.2%} | {p['latency_ms']:.4f} | "
+            f"{p['speedup_vs_int8']:.2f} | {p['size_bytes'] / 1e3:.1f} | "
+            f"{p['smaller_vs_int8']:.2f} |"
+        )
+    lines += [
+        "",
+        "| search | sampler | seed | trials | hypervolume | front | wall min | median trial s "
+        "| CPU min | baseline dominates |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary["searches"]:
+        lines.append(
+            f"| {s['arm']} | {s['sampler']} | {s['seed']} | {s['n_trials']} | "
+            f"{s['hypervolume']:.4f} | {s['front_size']} | {s['wall_s'] / 60:.1f} | "
+            f"{s['trial_wall_median_s']:.1f} | {s['cpu_s'] / 60:.1f} | "
+            f"{', '.join(f'{k} > trial {t}' for k, t in s['dominated_by_baseline']) or 'no'} |"
+        )
+    hv = ", ".join(f"{k} {v:.4f}" for k, v in sorted(summary["median_hypervolume"].items()))
+    lines += ["", f"Median hypervolume (reference point (1, 1, 1)): {hv}.", ""]
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: Path) -> Path:
+    """Verified test accuracy vs verified latency: every front, the baselines marked."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for s in summary["searches"]:
+        pts = sorted(s["front"], key=lambda p: p["latency_ms"])
+        fig.add_trace(
+            go.Scatter(
+                x=[p["latency_ms"] for p in pts],
+                y=[p["test_accuracy"] for p in pts],
+                mode="markers+lines",
+                name=f"{s['arm']} front",
+                text=[p["plan"] for p in pts],
+            )
+        )
+    for kind, p in summary["baselines"].items():
+        fig.add_trace(
+            go.Scatter(
+                x=[p["latency_ms"]],
+                y=[p["test_accuracy"]],
+                mode="markers+text",
+                marker={"symbol": "x", "size": 12, "color": "black"},
+                text=[kind],
+                textposition="top center",
+                name=kind,
+            )
+        )
+    fig.update_layout(
+        title="Fashion-MNIST: verified test accuracy vs latency (fronts and baselines)",
+        xaxis_title="latency, ms (ONNX Runtime, one pinned core)",
+        yaxis_title="test accuracy",
+        width=900,
+        height=600,
+    )
+    try:
+        fig.write_image(path.with_suffix(".png"))
+        return path.with_suffix(".png")
+    except Exception as exc:  # no Chrome for kaleido: keep an HTML file instead
+        print(f"PNG export unavailable ({exc}); writing HTML", file=sys.stderr)
+        fig.write_html(path.with_suffix(".html"), include_plotlyjs="cdn")
+        return path.with_suffix(".html")
+
+
+def main(argv: list[str]) -> None:
+    args = dict(a.split("=", 1) for a in argv)
+    n = int(args.get("n", 40))
+    seeds = [int(s) for s in args.get("seeds", "0,1,2").split(",")]
+    batch = int(args.get("batch", 1))
+    out = Path(args.get("out", "docs/benchmarks"))
+    common = [f"target.batch_size={batch}"]
+    if "steps" in args:
+        common.append(f"finetune.steps={args['steps']}")
+    arms = [Arm("baselines", "random", 0, len(BASELINES))]
+    for seed in seeds:
+        arms.append(Arm(f"nsga2-n{n}-s{seed}", "nsga2", seed, n))
+        arms.append(Arm(f"random-n{2 * n}-s{seed}", "random", seed, 2 * n))
+    run_arm(arms[0], common, BASELINES, batch)
+    for arm in arms[1:]:
+        run_arm(arm, common, ("fp32", "int8"), batch)
+    reference_test, _ = verify_all(arms)
+    summary = summarise(arms, reference_test)
+    fingerprint = arms[1].result.front.members[0].result.get("fingerprint", {})
+    meta = {
+        "command": " ".join(["python", *sys.argv]),
+        "device": (
+            f"{fingerprint.get('cpu')}, {fingerprint.get('runtime')} "
+            f"{fingerprint.get('versions', {}).get('onnxruntime', '')}, "
+            f"{fingerprint.get('threads')} thread(s) on core(s) {fingerprint.get('cores')}, "
+            f"batch {fingerprint.get('batch_size')}, key {fingerprint.get('key')}"
+        ),
+        "fingerprint": fingerprint,
+        "date": time.strftime("%Y-%m-%d"),
+        "batch": batch,
+        "python": platform.python_version(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"fmnist-b{batch}"
+    stem.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, **summary}, indent=2, default=str)
+    )
+    figure = plot(summary, stem)
+    stem.with_suffix(".md").write_text(
+        markdown(summary, meta) + f"\n![Pareto fronts]({figure.name})\n"
+    )
+    print(markdown(summary, meta))
+    print(f"wrote {stem}.json, {stem}.md, {figure}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
