@@ -276,17 +276,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from autocompress.report import write_report
     from autocompress.study import load
 
     result = load(args.storage, args.study)
-    front = result.front
-    picked = front.pick(number=args.trial) if args.trial is not None else None
-    out = args.out or result.run_dir / "report.html"
-    written = write_report(
-        front, out, title=f"autocompress: {result.study.study_name}", picked=picked, png=args.png
-    )
-    for path in written:
+    for path in result.report(args.out, png=args.png, trial=args.trial):
         print(f"written {path}")
     return 0
 

@@ -70,33 +70,29 @@ def _corrupt_dataset(folder: Path) -> list[str]:
     ]
 
 
-def _empty_front(folder: Path) -> list[str]:
+def _study_file(folder: Path, name: str):
+    """A journal with one empty autocompress-shaped study in it."""
     import optuna
 
     from autocompress.study._storage import open_storage
 
-    journal = folder / "empty.journal"
+    journal = folder / f"{name}.journal"
     study = optuna.create_study(
-        study_name="empty",
+        study_name=name,
         storage=open_storage(str(journal), folder),
         directions=["maximize", "minimize", "minimize"],
     )
     study.set_user_attr("objectives", ["accuracy", "latency", "size"])
+    return journal, study
+
+
+def _empty_front(folder: Path) -> list[str]:
+    journal, _ = _study_file(folder, "empty")
     return ["pick", str(journal)]
 
 
 def _unwritable_export(folder: Path) -> list[str]:
-    import optuna
-
-    from autocompress.study._storage import open_storage
-
-    journal = folder / "one.journal"
-    study = optuna.create_study(
-        study_name="one",
-        storage=open_storage(str(journal), folder),
-        directions=["maximize", "minimize", "minimize"],
-    )
-    study.set_user_attr("objectives", ["accuracy", "latency", "size"])
+    journal, study = _study_file(folder, "one")
     plan = {"version": 1, "layers": {}, "distill": None}
     result = {
         "accuracy": 0.9,

@@ -71,13 +71,24 @@ class SearchResult:
         task = self.study.user_attrs["task"]
         return verify(task, candidates_of_front(self.front, numbers), test_loader=test_loader)
 
-    def report(self, path: str | Path | None = None, *, png: bool = False) -> list[Path]:
-        """Write the standalone HTML report (default: <run_dir>/report.html)."""
+    def report(
+        self, path: str | Path | None = None, *, png: bool = False, trial: int | None = None
+    ) -> list[Path]:
+        """Write the standalone HTML report (default: <run_dir>/report.html).
+
+        ``trial`` names the member whose plan is charted (default: the knee).
+        """
         from autocompress.report import write_report
 
+        front = self.front
+        picked = front.pick(number=trial) if trial is not None else None
         target = Path(path) if path is not None else self.run_dir / "report.html"
         return write_report(
-            self.front, target, title=f"autocompress: {self.study.study_name}", png=png
+            front,
+            target,
+            title=f"autocompress: {self.study.study_name}",
+            picked=picked,
+            png=png,
         )
 
 
