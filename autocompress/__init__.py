@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "search": "autocompress.study",
     "load": "autocompress.study",
+    "refine": "autocompress.study",
     "SearchResult": "autocompress.study",
     "run_trial": "autocompress.trial",
     "load_experiment": "autocompress.config",
@@ -54,6 +55,7 @@ __all__ = [
     "__version__",
     "load",
     "load_experiment",
+    "refine",
     "run_trial",
     "search",
 ]

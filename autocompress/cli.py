@@ -16,6 +16,7 @@ from autocompress.errors import AutocompressError
 EXAMPLES = {
     "search": "autocompress search experiments/fashion_mnist.yaml search.n_trials=40",
     "resume": "autocompress resume experiments/fashion_mnist.yaml",
+    "refine": "autocompress refine experiments/fashion_mnist.yaml --trials 12 30 --steps 1000",
     "status": "autocompress status runs/fmnist-refnet/study.journal",
     "report": "autocompress report runs/fmnist-refnet/study.journal -o report.html --png",
     "pick": "autocompress pick runs/fmnist-refnet/study.journal --max-latency-ms 0.3 "
@@ -70,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         "continue a stopped search (the same as running search again)",
         _search,
         _experiment_args,
+    )
+    _command(
+        sub,
+        "refine",
+        "fine-tune chosen front members again with a longer budget (new trials, same study)",
+        _refine,
+        _refine_args,
     )
     _command(
         sub,
@@ -153,6 +161,20 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
         help="override experiment keys, e.g. search.n_trials=40",
     )
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+
+
+def _refine_args(p: argparse.ArgumentParser) -> None:
+    _experiment_args(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trials", type=int, nargs="+", help="trial numbers to refine")
+    which.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="refine this many front members spread over latency (default 3)",
+    )
+    p.add_argument("--steps", type=int, default=None, help="steps (default search.refine_steps)")
+    p.add_argument("--lr", type=float, default=None, help="SGD rate (default finetune.lr)")
 
 
 def _storage_args(p: argparse.ArgumentParser) -> None:
@@ -306,6 +328,28 @@ def _search(args: argparse.Namespace) -> int:
         f"\nresults: {result.run_dir / 'front.json'} (front), {result.run_dir / 'trials'} "
         "(deployables, plans, measurements)"
     )
+    return 0
+
+
+def _refine(args: argparse.Namespace) -> int:
+    from autocompress.front._table import format_front
+    from autocompress.study import refine
+
+    if any(v is not None and v < 1 for v in (args.steps, args.members)):
+        from autocompress.errors import ConfigError
+
+        raise ConfigError("--steps and --members must be at least 1; e.g. --steps 1000")
+    result = refine(
+        args.experiment,
+        args.trials,
+        members=args.members,
+        steps=args.steps,
+        lr=args.lr,
+        overrides=args.overrides,
+        progress=not args.quiet,
+    )
+    print(f"\nPareto front after refinement ({len(result.front.members)} members):")
+    print(format_front(result.front))
     return 0
 
 

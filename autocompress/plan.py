@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -68,10 +68,16 @@ class DistillPlan:
     Attributes:
         temperature: softmax temperature T of the distillation loss (> 0).
         alpha: weight of the distillation term; ``1 - alpha`` weighs cross-entropy.
+        steps: optimizer steps, or None for the experiment's ``finetune.steps``. Set by
+            refinement (a front member fine-tuned again with a longer budget), which is why the
+            budget travels with the plan: the refined trial is the same plan, trained longer.
+        lr: SGD rate at T=1, or None for the experiment's ``finetune.lr``.
     """
 
     temperature: float = 1.0
     alpha: float = 0.5
+    steps: int | None = None
+    lr: float | None = None
 
     def __post_init__(self) -> None:
         if not float(self.temperature) > 0.0:
@@ -80,15 +86,28 @@ class DistillPlan:
             )
         if not 0.0 <= float(self.alpha) <= 1.0:
             raise ConfigError(f"distillation alpha={self.alpha!r} must be in [0, 1]")
+        if self.steps is not None and int(self.steps) < 1:
+            raise ConfigError(f"fine-tuning steps={self.steps!r} must be >= 1 (or none)")
+        if self.lr is not None and not float(self.lr) > 0.0:
+            raise ConfigError(f"fine-tuning lr={self.lr!r} must be > 0 (or none)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"temperature": float(self.temperature), "alpha": float(self.alpha)}
+        out: dict[str, Any] = {"temperature": float(self.temperature), "alpha": float(self.alpha)}
+        if self.steps is not None:  # omitted when unset: plans of earlier studies stay equal
+            out["steps"] = int(self.steps)
+        if self.lr is not None:
+            out["lr"] = float(self.lr)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DistillPlan:
-        _reject_unknown(data, {"temperature", "alpha"}, "distill plan")
+        _reject_unknown(data, {"temperature", "alpha", "steps", "lr"}, "distill plan")
+        steps, lr = data.get("steps"), data.get("lr")
         return cls(
-            temperature=float(data.get("temperature", 1.0)), alpha=float(data.get("alpha", 0.5))
+            temperature=float(data.get("temperature", 1.0)),
+            alpha=float(data.get("alpha", 0.5)),
+            steps=None if steps is None else int(steps),
+            lr=None if lr is None else float(lr),
         )
 
 
@@ -139,6 +158,16 @@ class CompressionPlan:
         """The same compression realized by post-training quantization only."""
         return CompressionPlan(layers=dict(self.layers), distill=None)
 
+    def with_budget(self, steps: int, lr: float | None = None) -> CompressionPlan:
+        """The same compression and distillation, fine-tuned for ``steps`` (refinement)."""
+        if self.distill is None:
+            raise ConfigError(
+                "this plan is realized by post-training quantization (no distillation); "
+                "there is no fine-tuning to lengthen"
+            )
+        distill = replace(self.distill, steps=int(steps), lr=lr)
+        return CompressionPlan(layers=dict(self.layers), distill=distill)
+
     # -- queries -------------------------------------------------------------------------
     @property
     def quantized_layers(self) -> dict[str, int]:
@@ -168,6 +197,8 @@ class CompressionPlan:
             text += " | prune " + " ".join(f"{k:g}x{v}" for k, v in sorted(ratios.items()))
         if self.distill is not None:
             text += f" | T={self.distill.temperature:.3g} a={self.distill.alpha:.2g}"
+            if self.distill.steps is not None:
+                text += f" steps={self.distill.steps}"
         return text
 
     # -- serialisation -----------------------------------------------------------------------

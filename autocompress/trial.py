@@ -65,7 +65,7 @@ def run_trial(
     with clock("fold"), busy():
         fold_batchnorm(model)
     finetune_report = None
-    if plan.distill is not None and task.finetune.steps > 0 and not plan.is_fp32:
+    if plan.distill is not None and _steps(plan, task) > 0 and not plan.is_fp32:
         with clock("finetune"):
             quantized, finetune_report = _finetune(model, plan, ctx, task, clock.deadline)
     else:
@@ -170,8 +170,8 @@ def _finetune(
 
     cfg = task.finetune
     settings = FinetuneSettings(
-        steps=cfg.steps,
-        lr=cfg.lr,
+        steps=_steps(plan, task),
+        lr=cfg.lr if plan.distill is None or plan.distill.lr is None else plan.distill.lr,
         momentum=cfg.momentum,
         deadline=deadline,
         checkpoint_every=task.checkpoint_every if task.hopeless_floor is not None else 0,
@@ -191,6 +191,13 @@ def _finetune(
         gate=busy,
         checkpoint=checkpoint,
     )
+
+
+def _steps(plan: CompressionPlan, task: Task) -> int:
+    """The plan's own budget (a refinement) or the experiment's."""
+    if plan.distill is not None and plan.distill.steps is not None:
+        return plan.distill.steps
+    return task.finetune.steps
 
 
 def _inputs(ctx: TrialContext, task: Task) -> Iterator[Any]:

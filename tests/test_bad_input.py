@@ -122,6 +122,12 @@ def _changed_space(folder: Path) -> list[str]:
     ]
 
 
+def _refine_unknown_trial(folder: Path) -> list[str]:
+    first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
+    assert main(["search", str(first), "--quiet"]) == 0
+    return ["refine", str(first), "--trials", "99", "--quiet"]
+
+
 CASES: dict[str, tuple[Case, str]] = {
     "unknown key": (search_with(search__nn_trials=3), "search.nn_trials"),
     "unknown section": (search_with(trainer={"steps": 3}), "trainer"),
@@ -194,6 +200,15 @@ CASES: dict[str, tuple[Case, str]] = {
     ),
     "empty front for pick": (_empty_front, "the front is empty"),
     "export path not writable": (_unwritable_export, "is not writable"),
+    "refine before any search": (
+        lambda f: ["refine", str(_experiment(f)), "--members", "2", "--quiet"],
+        "run the search first",
+    ),
+    "refine steps zero": (
+        lambda f: ["refine", str(_experiment(f)), "--steps", "0"],
+        "--steps and --members",
+    ),
+    "refine unknown trial": (_refine_unknown_trial, "trial 99 is not a completed trial"),
     "pick preference unknown": (lambda f: ["pick", "x.journal", "--prefer", "speed"], "speed"),
 }
 

@@ -49,6 +49,18 @@ def test_queries_and_summary() -> None:
     assert CompressionPlan.uniform(["a", "b"], weight_bits=None).is_fp32
 
 
+def test_a_refinement_budget_travels_with_the_plan() -> None:
+    plan = make_plan()
+    assert "steps" not in plan.to_dict()["distill"]  # unset: plans of older studies stay equal
+    longer = plan.with_budget(1000, lr=0.03)
+    assert longer.distill == DistillPlan(temperature=4.0, alpha=0.7, steps=1000, lr=0.03)
+    assert longer.layers == plan.layers and longer != plan
+    assert CompressionPlan.from_json(longer.to_json()) == longer
+    assert "steps=1000" in longer.summary()
+    with pytest.raises(ConfigError, match="post-training"):
+        plan.without_finetuning().with_budget(1000)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -57,6 +69,8 @@ def test_queries_and_summary() -> None:
         ({"layers": {"a": {"prune_ratio": 1.5}}}, "prune_ratio=1.5"),
         ({"layers": {}, "distill": {"temperature": -1}}, "temperature=-1"),
         ({"layers": {}, "version": 7}, "plan version 7"),
+        ({"layers": {}, "distill": {"steps": 0}}, "steps=0"),
+        ({"layers": {}, "distill": {"lr": -1}}, "lr=-1"),
         ({"layers": {}, "extra": 1}, "unknown key"),
     ],
 )

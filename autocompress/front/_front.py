@@ -38,6 +38,7 @@ class Member:
     baseline: str | None = None
     artifact_dir: str | None = None
     feasible: bool = True
+    refines: int | None = None  # the trial whose plan this one fine-tuned longer
 
     @property
     def fingerprint_key(self) -> str | None:
@@ -48,6 +49,7 @@ class Member:
         return {
             "trial": self.number,
             "baseline": self.baseline or "",
+            "refines": self.refines,
             "accuracy": r.get("accuracy"),
             "latency_ms": r.get("latency_ms"),
             "latency_ratio": r.get("latency_ratio"),
@@ -217,5 +219,6 @@ def _member(t: FrozenTrial, objectives: Sequence[str]) -> Member:
         result=dict(t.user_attrs.get("result") or {}),
         baseline=t.user_attrs.get("baseline"),
         artifact_dir=t.user_attrs.get("artifact_dir"),
+        refines=(t.user_attrs.get("refine") or {}).get("of"),
         feasible=all(v <= 0.0 for v in t.constraints.values()) if t.constraints else True,
     )

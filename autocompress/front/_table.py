@@ -29,7 +29,7 @@ def format_front(front: Front) -> str:
         speed = 1.0 / r["latency_ratio"] if r.get("latency_ratio") else float("nan")
         smaller = ref.get("size_bytes", float("nan")) / r["size_bytes"]
         mark = "knee" if knee is not None and m.number == knee.number else ""
-        tag = (m.baseline or mark).ljust(9)
+        tag = (m.baseline or (f"from {m.refines}" if m.refines is not None else mark)).ljust(9)
         lines.append(
             f"{m.number:>5}  {tag}{r['accuracy']:>9.2%}  {fmt_ms(r['latency_ms']):>10}  "
             f"{speed:>6.2f}x  {fmt_bytes(r['size_bytes']):>10}  {smaller:>6.1f}x  "

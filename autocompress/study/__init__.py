@@ -1,6 +1,6 @@
 """The search: driver (owns Optuna), executors (run trials), storage, samplers, Python API."""
 
-from autocompress.study._api import SearchResult, load, make_executor, run, search
+from autocompress.study._api import SearchResult, load, make_executor, refine, run, search
 from autocompress.study._driver import (
     add_budget_slots,
     objective_values,
@@ -28,6 +28,7 @@ __all__ = [
     "optimize",
     "recover_stale_trials",
     "redact",
+    "refine",
     "run",
     "search",
     "setup_from_experiment",

@@ -152,6 +152,54 @@ def search(
     return run(setup, progress=progress)
 
 
+def refine(
+    experiment: str | Path | ExperimentConfig,
+    trials: Sequence[int] | None = None,
+    *,
+    members: int | None = None,
+    steps: int | None = None,
+    lr: float | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> SearchResult:
+    """Fine-tune chosen members of a stored search again with a longer budget, and measure them.
+
+    The search ranks plans with its short ``finetune.steps`` budget; refinement re-runs the
+    plans of ``trials`` (or of ``members`` front members spread over latency) with ``steps``
+    (default ``search.refine_steps``) as new trials of the same study, measured like every trial,
+    so they join the front and can be picked, verified and exported.
+
+    Example::
+
+        autocompress.refine("experiments/fashion_mnist.yaml", [12, 30], steps=1000)
+    """
+    from autocompress.study._driver import enqueue_refinements, refine_candidates
+
+    setup = _setup_from_experiment(experiment, list(overrides), None, None, None)
+    if not _exists_study(setup):
+        raise StorageError(
+            f"no study {setup.name!r} in {setup.storage or setup.run_dir / 'study.journal'}; "
+            "run the search first (refine works on a stored search)"
+        )
+    study = open_study(setup)
+    budget = steps or setup.search.refine_steps
+    if trials is None:
+        trials = refine_candidates(build_front(study), members or 3)
+    queued = enqueue_refinements(study, list(trials), budget, lr or setup.search.refine_lr)
+    reporter = Progress(setup, enabled=progress)
+    reporter("refining", {"trials": queued, "steps": budget})
+    optimize(study, setup, make_executor(setup), on_event=reporter)
+    return SearchResult(study, setup.run_dir)
+
+
+def _exists_study(setup: SearchSetup) -> bool:
+    storage = setup.storage or str(setup.run_dir / "study.journal")
+    if "://" not in storage and not Path(storage).expanduser().is_file():
+        return False
+    backend = open_storage(setup.storage, setup.run_dir)
+    return setup.name in {s.study_name for s in optuna.get_all_study_summaries(backend)}
+
+
 def run(setup: SearchSetup, *, progress: bool = True) -> SearchResult:
     """Open or resume the study of ``setup`` and drive it to its budget."""
     from autocompress.measure._remote import check_target_node

@@ -10,6 +10,7 @@
         -- worker: run_trial(plan, task) -> result --
         write artifacts; trial.set_user_attr(...); trial.set_constraint(...)
         study.tell(trial, [accuracy, latency, size])  or FAIL / PRUNED with the reason
+    refine: search.refine_members front members re-queued with search.refine_steps (extra trials)
     front = build_front(study) -> front.json
 
 Budget slots make "N completed trials" exact even with several drivers on one study: creating a
@@ -35,7 +36,7 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from autocompress import _faults as faults
-from autocompress.errors import AutocompressError, StorageError
+from autocompress.errors import AutocompressError, ConfigError, StorageError
 from autocompress.front import DIRECTIONS, build_front
 from autocompress.study._executors import Executor, Outcome
 from autocompress.study._samplers import make_sampler
@@ -48,6 +49,7 @@ MAX_FAILURE_STREAK = 8  # failed trials in a row: something is broken, stop and 
 MAX_HOPELESS_STREAK = 20  # early-stopped trials in a row: the accuracy floor looks unreachable
 WAIT_OTHERS_S = 1.0  # poll period while only other drivers' trials are running
 SLOT = "slot"
+REFINE = "refine"  # user attribute of a refinement trial: {"of": number, "steps": S, "lr": lr}
 POST_TRAINING_BASELINES = ("fp32", "int8")  # int8-prune50 is fine-tuned like any trial
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -122,6 +124,9 @@ def optimize(
                     if recovered:
                         emit("recovered", {"trials": recovered})
                     continue
+                if stop is None and (queued := refine_front(study, setup)):
+                    emit("refining", {"trials": queued, "steps": setup.search.refine_steps})
+                    continue
                 break
             for outcome in executor.wait(timeout=HEARTBEAT_S):
                 trial = in_flight.pop(outcome.number)
@@ -170,8 +175,11 @@ def _stop_reason(study: optuna.Study, streaks: dict[str, int]) -> str | None:
 
 
 def add_budget_slots(study: optuna.Study, n_trials: int) -> int:
-    """Enqueue empty waiting trials until COMPLETE + RUNNING + WAITING reaches ``n_trials``."""
-    counts = _counts(study)
+    """Enqueue empty waiting trials until COMPLETE + RUNNING + WAITING reaches ``n_trials``.
+
+    Refinement trials are extra: they do not count against the search budget.
+    """
+    counts = _counts(study, search_only=True)
     missing = (
         n_trials
         - counts[TrialState.COMPLETE]
@@ -198,8 +206,9 @@ def recover_stale_trials(study: optuna.Study, me: str = "") -> list[int]:
         if not _has_retry(study, t.number):
             params = t.system_attrs.get("fixed_params") or t.params
             attrs = {SLOT: True, "retry_of": t.number}
-            if t.user_attrs.get("baseline"):
-                attrs["baseline"] = t.user_attrs["baseline"]
+            for key in ("baseline", REFINE):
+                if t.user_attrs.get(key):
+                    attrs[key] = t.user_attrs[key]
             study.enqueue_trial(dict(params), user_attrs=attrs)
         faults.point("driver.recovering")
         driver = t.user_attrs.get("driver") or {}
@@ -310,6 +319,9 @@ def _start(
     plan = setup.space.sample(trial)
     if trial.user_attrs.get("baseline") in POST_TRAINING_BASELINES:
         plan = plan.without_finetuning()
+    refine = trial.user_attrs.get(REFINE)
+    if refine:  # the same plan as trial refine["of"], fine-tuned with a longer budget
+        plan = plan.with_budget(refine["steps"], refine.get("lr"))
     trial.set_user_attr("plan", plan.to_dict())
     faults.point("driver.sampled")
     earlier = _completed_with_plan(study, plan.to_dict())
@@ -420,11 +432,87 @@ def _check_same_search(study: optuna.Study, setup: SearchSetup) -> None:
         )
 
 
-def _counts(study: optuna.Study) -> dict[TrialState, int]:
+def _counts(study: optuna.Study, search_only: bool = False) -> dict[TrialState, int]:
     counts = dict.fromkeys(TrialState, 0)
     for t in study.get_trials(deepcopy=False):
-        counts[t.state] += 1
+        if not (search_only and t.user_attrs.get(REFINE)):
+            counts[t.state] += 1
     return counts
+
+
+def enqueue_refinements(
+    study: optuna.Study, numbers: list[int], steps: int, lr: float | None = None
+) -> list[int]:
+    """Queue, once each, the plans of completed trials ``numbers`` with ``steps`` of fine-tuning.
+
+    A refinement is an ordinary trial (same plan, same measurement, its own number and
+    artifacts) whose plan carries the longer budget; the search's proxy budget ranks plans, the
+    refinement gives the members users pick the training they deserve (as AMC and HAQ fine-tune
+    their final policy). Returns the numbers newly queued; already queued or finished
+    refinements with the same budget are skipped, so calling this again after a crash is safe.
+    """
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for n in numbers:
+        t = trials.get(n)
+        if t is None or t.state != TrialState.COMPLETE:
+            raise ConfigError(
+                f"trial {n} is not a completed trial of study {study.study_name!r}; "
+                "choose one from `autocompress status` or the front"
+            )
+        if (t.user_attrs.get("plan") or {}).get("distill") is None:
+            raise ConfigError(
+                f"trial {n} is a post-training model (fp32 or int8 PTQ) with no fine-tuning to "
+                "lengthen; refine a fine-tuned member"
+            )
+    queued = []
+    for n in numbers:
+        want = {"of": n, "steps": int(steps), "lr": lr}
+        if any(
+            t.user_attrs.get(REFINE) == want and t.state != TrialState.FAIL
+            for t in trials.values()
+        ):
+            continue
+        params = trials[n].system_attrs.get("fixed_params") or trials[n].params
+        study.enqueue_trial(dict(params), user_attrs={SLOT: True, REFINE: want})
+        queued.append(n)
+    return queued
+
+
+def refine_front(study: optuna.Study, setup: SearchSetup) -> list[int]:
+    """The automatic refinement after the budget (``search.refine_members``): which members.
+
+    The choice is stored on the study before anything is queued, so a resumed driver refines
+    the same members even though refined trials have since changed the front.
+    """
+    k = setup.search.refine_members
+    if k <= 0:
+        return []
+    chosen = study.user_attrs.get("refine_chosen")
+    if chosen is None:
+        chosen = refine_candidates(build_front(study), k)
+        study.set_user_attr("refine_chosen", chosen)
+    return enqueue_refinements(study, chosen, setup.search.refine_steps, setup.search.refine_lr)
+
+
+def refine_candidates(front: Any, k: int) -> list[int]:
+    """``k`` fine-tuned search members spread over the front's latency range, ends excluded.
+
+    Members are sorted by latency and one is taken from the middle of each of ``k`` equal
+    bins: the fastest members are usually too inaccurate to be worth it, the slowest barely
+    differ from uniform int8, and what users pick lies between.
+    """
+    eligible = sorted(
+        (
+            m
+            for m in front.members
+            if m.feasible and m.plan.distill is not None and m.plan.distill.steps is None
+        ),
+        key=lambda m: m.objectives.get("latency", 0.0),
+    )
+    if len(eligible) <= k:
+        return [m.number for m in eligible]
+    picks = sorted({int((i + 0.5) * len(eligible) / k) for i in range(k)})
+    return [eligible[i].number for i in picks]
 
 
 def _waiting(study: optuna.Study) -> int:

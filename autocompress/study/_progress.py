@@ -48,6 +48,11 @@ class Progress:
                 f"resumed: trials {info['trials']} were left running by a stopped driver; "
                 "marked failed and re-queued"
             )
+        elif kind == "refining":
+            self._say(
+                f"refining trials {info['trials']}: the same plans fine-tuned for "
+                f"{info['steps']} steps (search.refine_members)"
+            )
         elif kind == "finished":
             self._finished(info)
         elif kind == "duplicate":
@@ -64,6 +69,8 @@ class Progress:
         trial = study.trials[number]
         tag = trial.user_attrs.get("baseline") or ""
         tag = f"{tag} baseline" if tag else "        "
+        if trial.user_attrs.get("refine"):
+            tag = f"refines {trial.user_attrs['refine']['of']:3d}"
         if outcome.kind == "ok":
             r = outcome.result
             ratio = r.get("latency_ratio") or float("nan")
