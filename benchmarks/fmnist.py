@@ -194,8 +194,9 @@ def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def summarise(arms: list[Arm], reference_test: float) -> dict[str, Any]:
     base_arm = arms[0]
-    baselines = {m.baseline: point(base_arm, m) for m in base_arm.result.front.completed}
-    for m in base_arm.result.front.completed:
+    completed = base_arm.result.front.completed
+    baselines = {m.baseline: point(base_arm, m) for m in completed if m.baseline}
+    for m in completed:
         if m.refines is not None:  # int8-prune50 with the refinement budget
             baselines[f"int8-prune50 {m.plan.distill.steps} steps"] = point(base_arm, m)
     int8 = baselines["int8"]
@@ -207,10 +208,7 @@ def summarise(arms: list[Arm], reference_test: float) -> dict[str, Any]:
         best = min(close, key=lambda p: p["latency_ms"], default=None)
         found = [p for p in front if not p["baseline"]]  # the search's own finds (and refined)
         dominated = [
-            (b["baseline"], p["trial"])
-            for b in baselines.values()
-            for p in found
-            if dominates(b, p)
+            (kind, p["trial"]) for kind, b in baselines.items() for p in found if dominates(b, p)
         ]
         searches.append(
             {
