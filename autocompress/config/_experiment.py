@@ -124,6 +124,9 @@ class SearchConfig:
     refine_members: int = field(default=0, metadata={"ge": 0})
     refine_steps: int = field(default=1000, metadata={"ge": 1})
     refine_lr: float | None = field(default=None, metadata={"gt": 0})  # None: finetune.lr
+    # points under the accuracy floor a member's short-budget accuracy may be and still be
+    # chosen for refinement (the long budget recovers most where pruning is heaviest)
+    refine_slack: float = field(default=3.0, metadata={"ge": 0})
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,8 @@ def refine(
     study = open_study(setup)
     budget = steps or setup.search.refine_steps
     if trials is None:
-        trials = refine_candidates(build_front(study), members or 3)
+        floor, slack = setup.accuracy_floor, setup.search.refine_slack
+        trials = refine_candidates(build_front(study), members or 3, floor, slack)
     queued = enqueue_refinements(study, list(trials), budget, lr or setup.search.refine_lr)
     reporter = Progress(setup, enabled=progress)
     reporter("refining", {"trials": queued, "steps": budget})

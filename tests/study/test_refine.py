@@ -83,18 +83,39 @@ def test_search_refines_members_after_its_budget_and_resumes_without_refining_tw
     assert len(search(config, progress=False).study.trials) == n  # resume: nothing new
 
 
-def test_refine_candidates_skip_the_ends_of_the_front():
+def _member(n, latency, accuracy, *, distill=True, steps=None, refines=None, key="k", t=None):
     from types import SimpleNamespace
 
-    def member(n, latency, distill=True, steps=None):
-        d = {"temperature": 1.0, "alpha": 0.5, **({"steps": steps} if steps else {})}
-        plan = CompressionPlan.from_dict({"layers": {}, "distill": d if distill else None})
-        return SimpleNamespace(number=n, objectives={"latency": latency}, plan=plan, feasible=True)
-
-    front = SimpleNamespace(
-        members=[member(i, float(i)) for i in range(10)]
-        + [member(20, 0.5, distill=False), member(21, 0.7, steps=100)]
+    d = {"temperature": t or 1.0 + n, "alpha": 0.5, **({"steps": steps} if steps else {})}
+    plan = CompressionPlan.from_dict({"layers": {}, "distill": d if distill else None})
+    objectives = {"accuracy": accuracy, "latency": latency, "size": 100.0}
+    return SimpleNamespace(
+        number=n, objectives=objectives, plan=plan, refines=refines, fingerprint_key=key
     )
-    assert refine_candidates(front, 2) == [2, 7]
-    assert refine_candidates(front, 1) == [5]
-    assert refine_candidates(SimpleNamespace(members=front.members[:2]), 3) == [0, 1]
+
+
+def _front(members):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        completed=members, fingerprint_key="k", objectives=["accuracy", "latency", "size"]
+    )
+
+
+def test_refine_candidates_come_from_the_pool_the_slack_allows_spread_over_latency():
+    curve = [_member(i, 1.0 + i, 0.80 + 0.01 * i) for i in range(10)]  # a trade-off: all optimal
+    others = [
+        _member(20, 0.5, 0.95, distill=False),  # post-training: nothing to fine-tune
+        _member(21, 4.0, 0.90, steps=100, refines=3),  # a refinement (and 3 is done already)
+        _member(22, 5.5, 0.70),  # dominated
+        _member(23, 0.1, 0.99, key="other"),  # another device's figures
+        _member(24, 6.0, 0.85, t=6.0),  # the plan of trial 5 again: one measurement
+    ]
+    front = _front(curve + others)
+    # floor 0.86, slack 3 pt: short-budget accuracy >= 0.83, so trials 4..9 (3 is refined)
+    assert refine_candidates(front, 2, 0.86, 3.0) == [5, 8]
+    assert refine_candidates(front, 1, 0.86, 3.0) == [7]
+    assert refine_candidates(front, 2, 0.86, 0.0) == [7, 9]  # no slack: only the slow end
+    assert refine_candidates(front, 2) == [2, 7]  # no floor: every fine-tuned member
+    assert refine_candidates(front, 9, 0.86, 3.0) == [4, 5, 6, 7, 8, 9]
+    assert refine_candidates(_front(others[:1]), 2) == []
