@@ -37,7 +37,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from autocompress import _faults as faults
 from autocompress.errors import AutocompressError, ConfigError, StorageError
-from autocompress.front import DIRECTIONS, build_front, non_dominated
+from autocompress.front import DIRECTIONS, Front, Member, build_front, non_dominated
 from autocompress.study._executors import Executor, Outcome
 from autocompress.study._samplers import make_sampler
 from autocompress.study._setup import SearchSetup
@@ -497,7 +497,7 @@ def refine_front(study: optuna.Study, setup: SearchSetup) -> list[int]:
 
 
 def refine_candidates(
-    front: Any, k: int, floor: float | None = None, slack: float = 0.0
+    front: Front, k: int, floor: float | None = None, slack: float = 0.0
 ) -> list[int]:
     """``k`` search members worth a longer fine-tuning, spread over latency, ends excluded.
 
@@ -517,12 +517,12 @@ def refine_candidates(
     return [pool[i].number for i in picks]
 
 
-def _refine_pool(front: Any, floor: float | None, slack: float) -> list[Any]:
+def _refine_pool(front: Front, floor: float | None, slack: float) -> list[Member]:
     """Refinable members of ``front`` (same fingerprint), non-dominated, sorted by latency."""
     refined = {m.refines for m in front.completed if m.refines is not None}
     lowest = -float("inf") if floor is None else floor - slack / 100.0
     key = front.fingerprint_key
-    plans: dict[str, Any] = {}  # one member per plan: duplicates share one measurement
+    plans: dict[str, Member] = {}  # one member per plan: duplicates share one measurement
     for m in front.completed:
         if (
             (key is None or m.fingerprint_key == key)
@@ -531,7 +531,7 @@ def _refine_pool(front: Any, floor: float | None, slack: float) -> list[Any]:
             and m.number not in refined
             and m.objectives.get("accuracy", 1.0) >= lowest
         ):
-            plans.setdefault(json.dumps(m.plan.to_dict(), sort_keys=True), m)
+            plans.setdefault(m.plan.to_json(), m)
     eligible = list(plans.values())
     if not eligible:
         return []

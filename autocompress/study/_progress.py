@@ -51,7 +51,7 @@ class Progress:
         elif kind == "refining":
             self._say(
                 f"refining trials {info['trials']}: the same plans fine-tuned for "
-                f"{info['steps']} steps (search.refine_members)"
+                f"{info['steps']} steps (new trials of this study)"
             )
         elif kind == "finished":
             self._finished(info)
