@@ -45,6 +45,7 @@ __all__ = [
     "QuantizedWeight",
     "attach_fake_quant",
     "channel_counts",
+    "coupled_layers",
     "distillation_loss",
     "effective_lr",
     "fake_quantize_weight",
@@ -67,7 +68,7 @@ __all__ = [
 
 
 def __getattr__(name: str):  # torch_pruning is imported only when pruning is used
-    if name in ("prune_channels", "get_importance", "IMPORTANCES"):
+    if name in ("prune_channels", "coupled_layers", "get_importance", "IMPORTANCES"):
         from autocompress.backend import _prune
 
         return getattr(_prune, name)

@@ -85,6 +85,34 @@ def prune_channels(
     return {n: 1 - after[n] / before[n] for n in before if after.get(n, before[n]) != before[n]}
 
 
+def coupled_layers(
+    model: nn.Module, example: torch.Tensor, *, head: str | None
+) -> list[list[str]]:
+    """Groups of layers whose output channels are coupled (each in module-definition order).
+
+    Layers that write into one residual stream (or a conv and the depthwise conv it feeds) lose
+    the same channels, so a search space gives each group one pruning parameter rather than one
+    per layer: with one per layer the realized ratio is the smallest of them, and the sampler
+    would spend trials on parameters that change nothing. Only groups of two or more layers are
+    returned; the head's group is left out (it is never pruned). A model the dependency graph
+    cannot trace has no known coupling: ``[]`` (its trials then fail with the tracing error).
+    """
+    names = {m: n for n, m in model.named_modules()}
+    order = {n: i for i, (n, m) in enumerate(model.named_modules())}
+    ignored = [m for n, m in model.named_modules() if n == head]
+    was_training = model.training
+    try:
+        model.eval()
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        groups = graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE)
+        out = [sorted(set(_out_members(graph, g, names)), key=order.get) for g in groups]
+    except Exception:  # tracing failures come in many types from torch internals
+        return []
+    finally:
+        model.train(was_training)
+    return [g for g in out if len(g) > 1]
+
+
 def _prune_group(
     graph: Any, group: Any, ratio: float, round_to: int, importance: Importance
 ) -> None:

@@ -118,8 +118,26 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self.config)
 
-    def bind(self, layer_names: Sequence[str], *, head: str | None) -> BoundSpace:
-        """Match the rules against a model's layers (conv/linear names in forward order)."""
+    @property
+    def prunes(self) -> bool:
+        """Whether any rule allows a pruning ratio above zero."""
+        return any(_prune_choices_nonzero(rule.prune) for rule in self.config.layers)
+
+    def bind(
+        self,
+        layer_names: Sequence[str],
+        *,
+        head: str | None,
+        coupled: Sequence[Sequence[str]] = (),
+    ) -> BoundSpace:
+        """Match the rules against a model's layers (conv/linear names in forward order).
+
+        ``coupled`` lists groups of layers whose output channels are pruned together (a residual
+        stream: see ``backend.coupled_layers``). Every layer of a group takes the pruning
+        parameter of the group's first prunable layer in forward order, and with it that
+        layer's rule's choices: the group realizes one ratio, so one parameter is all the
+        sampler should see.
+        """
         slots: list[LayerSlot] = []
         used = [False] * len(self.config.layers)
         for layer in layer_names:
@@ -137,7 +155,7 @@ class SearchSpace:
                     f"{self.source}: layers[{i}].match {self.config.layers[i].match!r} matches no "
                     f"layer; the model's layers are {_preview(layer_names)}"
                 )
-        return BoundSpace(self, slots)
+        return BoundSpace(self, _share_coupled(slots, coupled))
 
 
 class BoundSpace:
@@ -147,6 +165,29 @@ class BoundSpace:
         self.space = space
         self.slots = slots
         self._rule_of = {s.layer: self._rule_for(s.layer) for s in slots}
+
+    def specs(self) -> dict[str, list[Any] | Range]:
+        """Parameter name -> its choices (or range), in the order ``sample`` suggests them."""
+        out: dict[str, list[Any] | Range] = {}
+        for slot in self.slots:
+            rule = self._rule_of[slot.layer]
+            out.setdefault(slot.bits_param, _bits_choices(rule))
+            if slot.prune_param is not None:
+                out.setdefault(slot.prune_param, rule.prune)
+        distill = self.space.config.distill
+        if distill is not None:
+            out["distill.temperature"] = distill.temperature
+            out["distill.alpha"] = distill.alpha
+        return out
+
+    def encode(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Choice values (bits 4, prune 0.5, ...) -> the values Optuna stores, for enqueueing.
+
+        Choice lists are ordinal parameters stored as the index of the choice in ascending
+        order (see ``_suggest``); ranges are stored as the value itself.
+        """
+        specs = self.specs()
+        return {k: _encode(specs[k], v) if k in specs else v for k, v in values.items()}
 
     @property
     def layer_names(self) -> list[str]:
@@ -187,8 +228,8 @@ class BoundSpace:
                     f"search.baselines"
                 )
             params[slot.bits_param] = want_bits
-            if slot.prune_param is None:
-                continue
+            if slot.prune_param is None or slot.prune_param in params:
+                continue  # unprunable, or a coupled layer whose group parameter is set
             if want_prune is not None and not _allows(rule.prune, want_prune):
                 raise ConfigError(
                     f"{self.space.source}: the {kind} baseline needs prune {want_prune} for layer "
@@ -200,7 +241,7 @@ class BoundSpace:
         distill = self.space.config.distill
         if distill is not None:
             params.update(self._fixed_distill_params(distill))
-        return params
+        return self.encode(params)
 
     def layer_rule_params(self) -> dict[str, list[str]]:
         """Parameter name -> the layers it drives (shared parameters list several)."""
@@ -234,6 +275,23 @@ class BoundSpace:
         raise KeyError(layer)  # unreachable: slots only hold matched layers
 
 
+def _share_coupled(slots: list[LayerSlot], coupled: Sequence[Sequence[str]]) -> list[LayerSlot]:
+    """Point the prunable layers of each coupled group at the group's first prune parameter."""
+    position = {s.layer: i for i, s in enumerate(slots)}
+    param_of: dict[str, str] = {}
+    for group in coupled:
+        prunable = sorted(
+            (n for n in group if n in position and slots[position[n]].prune_param),
+            key=position.__getitem__,
+        )
+        for layer in prunable[1:]:
+            param_of[layer] = slots[position[prunable[0]]].prune_param  # type: ignore[assignment]
+    return [
+        LayerSlot(s.layer, s.bits_param, param_of[s.layer]) if s.layer in param_of else s
+        for s in slots
+    ]
+
+
 def _allows(spec: list[Any] | Range, value: float) -> bool:
     if isinstance(spec, Range):
         return float(spec.low) <= value <= float(spec.high)
@@ -254,6 +312,12 @@ def _match_key(rule: LayerRule, index: int, layer: str) -> str | None:
 
 
 def _suggest(trial: optuna.trial.Trial, name: str, spec: list[Any] | Range) -> Any:
+    """One parameter's value. A list of choices (bits with ``none`` as the widest, ratios,
+    temperatures: all numbers, the schema checks) is an *ordinal* parameter: Optuna sees the
+    index of the choice in ascending order as an integer, so model-based samplers (GP, TPE)
+    learn that 4 bits lies between 3 and 5 instead of treating each choice as an unrelated
+    category (NSGA-II's uniform crossover and resampling mutation are indifferent to it).
+    """
     if isinstance(spec, Range):
         if (
             float(spec.low).is_integer()
@@ -265,7 +329,23 @@ def _suggest(trial: optuna.trial.Trial, name: str, spec: list[Any] | Range) -> A
         return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
     if len(spec) == 1:
         return spec[0]  # fixed: no parameter, so the study's search space stays small
-    return trial.suggest_categorical(name, list(spec))
+    ordered = _ordinal(spec)
+    return ordered[trial.suggest_int(name, 0, len(ordered) - 1)]
+
+
+def _ordinal(spec: list[Any]) -> list[Any]:
+    """The choices in ascending order, ``none`` bits (full precision) last."""
+    return sorted(spec, key=lambda v: float("inf") if v in (None, NONE_BITS) else float(v))
+
+
+def _encode(spec: list[Any] | Range, value: Any) -> Any:
+    """The stored form of ``value`` for a parameter with choices ``spec`` (see ``_suggest``)."""
+    if isinstance(spec, Range) or len(spec) == 1:
+        return value
+    for i, choice in enumerate(_ordinal(spec)):
+        if choice == value or (choice in (None, NONE_BITS) and value in (None, NONE_BITS)):
+            return i
+    raise ConfigError(f"{value!r} is not one of the choices {spec}")
 
 
 def _bits_choices(rule: LayerRule) -> list[Any]:

@@ -54,6 +54,7 @@ def warm_start_params(space: BoundSpace, drops: dict[str, float]) -> list[dict[s
             if not choices or len(_bits_choices(space._rule_of[layers[0]])) < 2:
                 continue  # a fixed parameter is not a parameter of the study
             params[param] = min(choices) if param in low else (8 if 8 in choices else max(choices))
+        params = space.encode(params)
         if params and params not in out:
             out.append(params)
     return out

@@ -54,6 +54,7 @@ class SearchSetup:
             "layers": [vars(s) for s in self.space.slots],
             "objectives": self.objectives,
             "latency_unit": self.search.latency_unit,
+            "params": "ordinal-index",  # how choices are stored (config._space._suggest)
             "model": to_plain(self.task.model) if self.objects is None else "user",
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -132,7 +133,10 @@ def _finish(
     example = next(iter(data.val()))[0][:2].float()
     _check_input_shape(model, task.target.input_shape)
     layers = layer_inventory(model, example)
-    bound = space.bind([layer.name for layer in layers], head=head_name(layers))
+    head = head_name(layers)
+    bound = space.bind(
+        [layer.name for layer in layers], head=head, coupled=_coupled(space, model, example, head)
+    )
     reference = _reference_figures(model, data)
     setup = SearchSetup(
         name, bound, task, search, run_dir, storage, reference, objects, experiment
@@ -149,6 +153,17 @@ def _finish(
             checkpoint_every=max(1, task.finetune.steps // 4),
         )
     return setup
+
+
+def _coupled(
+    space: SearchSpace, model: torch.nn.Module, example: torch.Tensor, head: str | None
+) -> list[list[str]]:
+    """Coupled layer groups (one pruning parameter each), traced only if the space prunes."""
+    if not space.prunes:
+        return []
+    from autocompress.backend import coupled_layers
+
+    return coupled_layers(copy.deepcopy(model), example, head=head)
 
 
 def _check_input_shape(model: torch.nn.Module, shape: list[int] | None) -> None:

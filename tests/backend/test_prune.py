@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autocompress.backend import layer_inventory, parameter_count, prune_channels
+from autocompress.backend import coupled_layers, layer_inventory, parameter_count, prune_channels
 from autocompress.backend._prune import _kept_channels, get_importance
 from autocompress.errors import ConfigError
 from autocompress.models import build_model
@@ -39,6 +39,21 @@ def test_coupled_group_takes_the_smallest_ratio() -> None:
     # conv2 and the shortcut write the same channels; the shortcut is not in the plan (ratio 0)
     prune_channels(model, {"layer2.0.conv2": 0.5}, torch.zeros(2, 1, 8, 8), head="fc")
     assert widths(model)["layer2.0.conv2"] == 32
+
+
+def test_coupled_layers_are_the_residual_streams() -> None:
+    model = refnet().train()
+    groups = coupled_layers(model, torch.zeros(2, 1, 8, 8), head="fc")
+    assert sorted(groups) == [
+        ["layer2.0.conv2", "layer2.0.shortcut.0"],
+        ["layer3.0.conv2", "layer3.0.shortcut.0"],
+        ["stem.0", "layer1.0.conv2"],  # layer1's identity shortcut adds into the stem's output
+    ]
+    assert model.training  # the mode is restored
+    assert (
+        coupled_layers(build_model("mlp", [1, 8, 8], 10, {}), torch.zeros(2, 1, 8, 8), head=None)
+        == []
+    )
 
 
 def test_head_is_never_pruned() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from autocompress.config import SearchSpace
 from autocompress.errors import ConfigError
+from autocompress.plan import LayerPlan
 
 LAYERS = [
     "stem.0",
@@ -42,6 +43,42 @@ def test_capture_group_shares_one_parameter_per_stage() -> None:
     plan = bound.sample(trial)
     assert {"bits.layer1", "bits.layer2", "prune.layer1", "prune.layer2"} <= set(trial.params)
     assert plan.layers["layer2.0.conv1"] == plan.layers["layer2.0.shortcut.0"]
+
+
+def test_coupled_layers_share_the_first_layers_prune_parameter() -> None:
+    coupled = [["layer2.0.shortcut.0", "layer2.0.conv2"], ["stem.0", "layer1.0.conv2"]]
+    bound = space(prune=[0.0, 0.25, 0.5]).bind(LAYERS, head="fc", coupled=coupled)
+    prune = {s.layer: s.prune_param for s in bound.slots}
+    # forward order decides: conv2 runs before the shortcut; stem.0 is matched by no rule
+    assert prune["layer2.0.shortcut.0"] == prune["layer2.0.conv2"] == "prune.layer2.0.conv2"
+    assert prune["layer1.0.conv2"] == "prune.layer1.0.conv2"
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    plan = bound.sample(trial)
+    assert "prune.layer2.0.shortcut.0" not in trial.params
+    assert (
+        plan.layers["layer2.0.shortcut.0"].prune_ratio == plan.layers["layer2.0.conv2"].prune_ratio
+    )
+    uncoupled = space(prune=[0.0, 0.25, 0.5]).bind(LAYERS, head="fc")
+    assert len(uncoupled.layer_rule_params()) == len(bound.layer_rule_params()) + 1
+    study.enqueue_trial(bound.baseline_params("int8-prune50"))
+    assert set(bound.sample(study.ask()).pruned_layers) == set(LAYERS) - {"stem.0", "fc"}
+
+
+def test_choices_are_ordinal_parameters_stored_as_indices() -> None:
+    bound = space(bits=[8, "none", 4], prune=[0.5, 0.0]).bind(LAYERS, head="fc")
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial(bound.encode({"bits.layer2.0.conv1": "none", "prune.layer2.0.conv1": 0.5}))
+    trial = study.ask()
+    plan = bound.sample(trial)
+    dist = trial.distributions["bits.layer2.0.conv1"]
+    assert isinstance(dist, optuna.distributions.IntDistribution)
+    assert (dist.low, dist.high) == (0, 2)  # 4, 8, none in ascending order
+    assert trial.params["bits.layer2.0.conv1"] == 2 and trial.params["prune.layer2.0.conv1"] == 1
+    assert plan.layers["layer2.0.conv1"] == LayerPlan(None, 0.5)
+    assert bound.encode({"bits.fc": 8, "other": "kept"}) == {"bits.fc": 0, "other": "kept"}
+    with pytest.raises(ConfigError, match="not one of the choices"):
+        bound.encode({"bits.fc": 3})
 
 
 def test_share_rule_uses_one_parameter() -> None:
