@@ -390,7 +390,7 @@ def _ls(args: argparse.Namespace) -> int:
 
     print("models:   " + ", ".join(available_models()))
     print("runtimes: " + ", ".join(available_runtimes()))
-    print("samplers: nsga2, tpe, random, gp")
+    print("samplers: tpe (default), nsga2, random, gp")
     for folder in ("experiments", "search_spaces"):
         files = sorted(Path(folder).glob("*.yaml")) if Path(folder).is_dir() else []
         if files:

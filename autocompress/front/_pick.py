@@ -100,10 +100,12 @@ def _best(members: Sequence[Member], prefer: str, front: Front) -> Member:
     if prefer == "knee":
         sub = Front(front.objectives, list(members), list(members), front.reference)
         return sub.knee or members[0]
+    # latency in the study's own objective (by default the ratio to fp32 timed beside each
+    # candidate): milliseconds measured at different times carry the machine's drift
     if prefer == "accuracy":
-        return max(members, key=lambda m: (m.result["accuracy"], -m.result["latency_ms"]))
+        return max(members, key=lambda m: (m.result["accuracy"], -m.objectives["latency"]))
     if prefer == "latency":
-        return min(members, key=lambda m: (m.result["latency_ms"], -m.result["accuracy"]))
+        return min(members, key=lambda m: (m.objectives["latency"], -m.result["accuracy"]))
     return min(members, key=lambda m: (m.result["size_bytes"], -m.result["accuracy"]))
 
 

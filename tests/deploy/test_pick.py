@@ -72,3 +72,21 @@ def test_hypervolume_history_is_monotone(finished) -> None:
     assert len(history) == len(result.front.completed)
     assert all(b >= a - 1e-12 for a, b in itertools.pairwise(values))
     assert values[-1] == pytest.approx(result.front.hypervolume())
+
+
+def test_latency_preference_follows_the_study_objective_not_drifting_ms() -> None:
+    # a timed while the machine was slow (fp32 0.60 ms beside it), b while it was fast (0.42)
+    a = Member(
+        1,
+        {"accuracy": 0.9, "latency": 0.50, "size": 9.0},
+        CompressionPlan(),
+        {"accuracy": 0.9, "latency_ms": 0.30, "latency_ratio": 0.50, "size_bytes": 9.0},
+    )
+    b = Member(
+        2,
+        {"accuracy": 0.9, "latency": 0.60, "size": 8.0},
+        CompressionPlan(),
+        {"accuracy": 0.9, "latency_ms": 0.25, "latency_ratio": 0.60, "size_bytes": 8.0},
+    )
+    front = Front(["accuracy", "latency", "size"], [a, b], [a, b], {"val_accuracy": 0.92})
+    assert pick(front, prefer="latency").number == 1
