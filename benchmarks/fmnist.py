@@ -4,7 +4,8 @@ On the Fashion-MNIST reference model and the default target (ONNX Runtime, one p
 
 - baselines: fp32, uniform int8 post-training quantization, and uniform int8 with 50% of every
   prunable layer's channels removed, fine-tuned with the search's own budget (one study);
-- the default search (NSGA-II) with ``n`` completed trials and random search with ``2n``, per seed;
+- the default search (the experiment's sampler) with ``n`` completed trials and random search
+  with ``2n``, per seed; ``samplers=nsga2,gp`` adds other samplers at ``n`` for comparison;
 - refinement: ``refine`` members of the default search spread over latency (chosen as
   ``autocompress refine --members`` does, from the pool ``search.refine_slack`` allows), and the
   int8-prune50 baseline, fine-tuned again with ``refine_steps`` (the same longer budget for both);
@@ -26,7 +27,7 @@ Run (opt-in, not part of the tests; ~25 s per trial on a 2-core machine):
     python benchmarks/fmnist.py n=10 seeds=0                # a short sitting (~15 min)
 Options: steps=<fine-tuning steps> batch=<target batch size> out=<folder> (docs/benchmarks)
 refine=<members, default 3> refine_steps=<default 1000> refine_lr=<default 0.03>
-workers=<trials in flight, default 1>.
+workers=<trials in flight, default 1> samplers=<other samplers at n, comma-separated>.
 Writes <out>/fmnist-b<batch>.{json,md,png}; runs live in runs/bench/. Studies already complete
 are reused (not re-run); their wall and CPU time come from the previous JSON.
 """
@@ -46,6 +47,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from autocompress.config import load_experiment
 from autocompress.front._front import Member, normalized_hypervolume
 from autocompress.study import refine, search
 from autocompress.verify import Candidate, candidates_of_front, verify
@@ -73,10 +75,28 @@ class Arm:
     reused: bool = False
 
 
-def overrides(arm: Arm, common: list[str], baselines: tuple[str, ...], batch: int) -> list[str]:
-    name = f"bench-{arm.label}-b{batch}"
+@dataclass(frozen=True)
+class Sitting:
+    """What every arm of one benchmark run shares: the experiment, target batch, overrides."""
+
+    experiment: str
+    batch: int
+    common: tuple[str, ...]
+    tag: str = ""  # "" for the reference experiment, else "<experiment name>-"
+
+    def study_name(self, arm: Arm) -> str:
+        return f"bench-{self.tag}{arm.label}-b{self.batch}"
+
+    @property
+    def stem(self) -> str:
+        """File stem of the results: fmnist-b1 for the reference experiment."""
+        return f"{self.tag or 'fmnist-'}b{self.batch}"
+
+
+def overrides(arm: Arm, sitting: Sitting, baselines: tuple[str, ...]) -> list[str]:
+    name = sitting.study_name(arm)
     return [
-        *common,
+        *sitting.common,
         f"name={name}",
         f"run_dir=runs/bench/{name}",
         f"search.sampler={arm.sampler}",
@@ -102,12 +122,12 @@ def _cpu_s() -> float:
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_arm(arm: Arm, common: list[str], baselines: tuple[str, ...], batch: int) -> None:
-    journal = Path(f"runs/bench/bench-{arm.label}-b{batch}/study.journal")
+def run_arm(arm: Arm, sitting: Sitting, baselines: tuple[str, ...]) -> None:
+    journal = Path(f"runs/bench/{sitting.study_name(arm)}/study.journal")
     existed = journal.exists()
     start_wall, start_cpu = time.monotonic(), _cpu_s()
-    settings = overrides(arm, common, baselines, batch)
-    arm.result = search(EXPERIMENT, progress=True, overrides=settings)
+    settings = overrides(arm, sitting, baselines)
+    arm.result = search(sitting.experiment, progress=True, overrides=settings)
     arm.wall_s = time.monotonic() - start_wall
     arm.cpu_s = _cpu_s() - start_cpu
     arm.reused = existed and arm.wall_s < 60.0  # a finished study: nothing was run now
@@ -115,11 +135,10 @@ def run_arm(arm: Arm, common: list[str], baselines: tuple[str, ...], batch: int)
 
 def refine_arm(
     arm: Arm,
+    sitting: Sitting,
     trials: list[int] | None,
     members: int,
     steps: int,
-    batch: int,
-    common: list[str],
     baselines: tuple[str, ...],
 ) -> None:
     """Refine ``trials`` (or ``members`` of the front's pool) with ``steps``; time it.
@@ -129,11 +148,11 @@ def refine_arm(
     """
     start = time.monotonic()
     arm.result = refine(
-        EXPERIMENT,
+        sitting.experiment,
         trials,
         members=members,
         steps=steps,
-        overrides=overrides(arm, common, baselines, batch),
+        overrides=overrides(arm, sitting, baselines),
     )
     arm.refine_s += time.monotonic() - start
 
@@ -295,7 +314,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     b = summary["baselines"]
     extra = BATCHES_AFTER[0]
     lines = [
-        f"# Fashion-MNIST benchmark, batch {meta['batch']}",
+        f"# Fashion-MNIST benchmark ({meta['experiment']}), batch {meta['batch']}",
         "",
         f"Command: `{meta['command']}`  ",
         f"Device: {meta['device']}  ",
@@ -411,25 +430,32 @@ def main(argv: list[str]) -> None:
     workers = int(args.get("workers", 1))
     if workers > 1:
         common += [f"search.n_workers={workers}", "search.executor=ray"]
+    experiment = args.get("experiment", EXPERIMENT)
+    config = load_experiment(experiment)
+    tag = "" if experiment == EXPERIMENT else f"{config.name}-"
+    sitting = Sitting(experiment, batch, tuple(common), tag)
+    default = config.search.sampler  # what `autocompress search` uses
+    others = [x for x in args.get("samplers", "").split(",") if x and x != default]
     arms = [Arm("baselines", "random", 0, len(BASELINES))]
     for seed in seeds:
-        arms.append(Arm(f"nsga2-n{n}-s{seed}", "nsga2", seed, n))
+        arms.append(Arm(f"{default}-n{n}-s{seed}", default, seed, n))
         arms.append(Arm(f"random-n{2 * n}-s{seed}", "random", seed, 2 * n))
-    timings = Path(f"runs/bench/timings-b{batch}.json")
-    previous = {**_previous(out / f"fmnist-b{batch}.json"), **_timings(timings)}
+        arms += [Arm(f"{x}-n{n}-s{seed}", x, seed, n) for x in others]
+    timings = Path(f"runs/bench/timings-{tag}b{batch}.json")
+    previous = {**_previous(out / f"{sitting.stem}.json"), **_timings(timings)}
     for arm in arms:  # refinement time of earlier sittings (refine_arm adds this one's)
         arm.refine_s = (previous.get(arm.label) or [0.0, 0.0, 0.0])[2] or 0.0
-    run_arm(arms[0], common, BASELINES, batch)
+    run_arm(arms[0], sitting, BASELINES)
     for arm in arms[1:]:
-        run_arm(arm, common, ("fp32", "int8"), batch)
+        run_arm(arm, sitting, ("fp32", "int8"))
         _record(timings, arm, previous)
     if members:
         prune50 = [m.number for m in arms[0].result.front.completed if m.baseline == BASELINES[2]]
-        refine_arm(arms[0], prune50, 1, refine_steps, batch, common, BASELINES)
+        refine_arm(arms[0], sitting, prune50, 1, refine_steps, BASELINES)
         _record(timings, arms[0], previous)
         for arm in arms[1:]:
-            if arm.sampler == "nsga2":
-                refine_arm(arm, None, members, refine_steps, batch, common, ("fp32", "int8"))
+            if arm.sampler == default:
+                refine_arm(arm, sitting, None, members, refine_steps, ("fp32", "int8"))
                 _record(timings, arm, previous)
     for arm in arms:
         if arm.reused and arm.label in previous:
@@ -448,10 +474,11 @@ def main(argv: list[str]) -> None:
         "fingerprint": fingerprint,
         "date": time.strftime("%Y-%m-%d"),
         "batch": batch,
+        "experiment": experiment,
         "python": platform.python_version(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"fmnist-b{batch}"
+    stem = out / sitting.stem
     stem.with_suffix(".json").write_text(
         json.dumps({"meta": meta, **summary}, indent=2, default=str)
     )

@@ -94,17 +94,26 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+STEMS = ("small", "torchvision")
+
+
 def resnet18(
     input_shape: Sequence[int],
     num_classes: int,
     width: int = 64,
     blocks: Sequence[int] = (2, 2, 2, 2),
+    stem: str = "small",
 ) -> nn.Module:
-    """torchvision's resnet18, adapted to small images: 3x3 stride-1 stem, no max-pool.
+    """torchvision's resnet18 for ``input_shape[0]`` input channels.
 
+    ``stem``: ``small`` (3x3 stride-1 first conv, no max-pool: full-resolution stages for
+    28-32 px images, about 16x the compute) or ``torchvision`` (its own 7x7 stride-2 conv and
+    max-pool, only the input channels changed: the model users take off the shelf).
     ``width`` scales the stage widths (64, 128, 256, 512 at the default) for tiny test models;
     the blocks are torchvision's own, with their shared ReLU split into one module per call.
     """
+    if stem not in STEMS:
+        raise ConfigError(f"model.kwargs.stem: {stem!r} is not a stem; use one of {STEMS}")
     from torchvision.models import resnet as tv
 
     model = tv.ResNet(tv.BasicBlock, list(blocks), num_classes=num_classes)
@@ -117,8 +126,11 @@ def resnet18(
             setattr(model, f"layer{i}", layer)
         model.bn1 = nn.BatchNorm2d(width)
         model.fc = nn.Linear(width * 8, num_classes)
-    model.conv1 = nn.Conv2d(input_shape[0], width, 3, 1, 1, bias=False)
-    model.maxpool = nn.Identity()
+    if stem == "small":
+        model.conv1 = nn.Conv2d(input_shape[0], width, 3, 1, 1, bias=False)
+        model.maxpool = nn.Identity()
+    else:
+        model.conv1 = nn.Conv2d(input_shape[0], width, 7, 2, 3, bias=False)
     for block in model.modules():
         if isinstance(block, tv.BasicBlock):
             block.relu2 = nn.ReLU()

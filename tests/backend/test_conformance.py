@@ -117,14 +117,20 @@ def test_backend_conformance(name: str, splits) -> None:
     handle = attach_fake_quant(simulation, bits)
     _copy_ranges(quantized, handle)
     deployable = get_runtime("onnxruntime").realize(model, quantized, calibration, TargetConfig())
-    x = splits.val_x
+    # every digit (train and validation, 1797): agreement is about numerics, not generalisation,
+    # and 300 images made the figure move by 1-2 pt with the RNG
+    x = torch.cat([splits.train_x, splits.val_x])
     with torch.no_grad():
         expected = simulation(x).numpy()
     got = deployable.predict(x.numpy())
     agreement = float(np.mean(expected.argmax(1) == got.argmax(1)))
-    y = splits.val_y.numpy()
+    y = torch.cat([splits.train_y, splits.val_y]).numpy()
     accuracies = float(np.mean(expected.argmax(1) == y)), float(np.mean(got.argmax(1) == y))
     assert accuracies[0] > 0.5, accuracies  # the compressed model is a real classifier
+    # ORT requantizes after every layer with its own rounding: the error grows with the number
+    # of quantized layers (measured over the 1797 digits on an AVX2-only EPYC: mlp 0.999,
+    # refnet and resnet18 0.998, mobilenet_v2 with ~50 quantized layers 0.963; on the 300
+    # validation images alone mobilenet_v2 gave 0.947-0.97)
     assert agreement >= 0.95, agreement
     assert abs(accuracies[0] - accuracies[1]) <= 0.02, accuracies
 
