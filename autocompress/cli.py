@@ -171,7 +171,7 @@ def _refine_args(p: argparse.ArgumentParser) -> None:
         "--members",
         type=int,
         default=None,
-        help="refine this many front members spread over latency (default 3)",
+        help="refine the front members with the largest optimistic hypervolume gain (default 3)",
     )
     p.add_argument("--steps", type=int, default=None, help="steps (default search.refine_steps)")
     p.add_argument("--lr", type=float, default=None, help="SGD rate (default finetune.lr)")

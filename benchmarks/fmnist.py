@@ -6,7 +6,7 @@ On the Fashion-MNIST reference model and the default target (ONNX Runtime, one p
   prunable layer's channels removed, fine-tuned with the search's own budget (one study);
 - the default search (the experiment's sampler) with ``n`` completed trials and random search
   with ``2n``, per seed; ``samplers=nsga2,gp`` adds other samplers at ``n`` for comparison;
-- refinement: ``refine`` members of the default search spread over latency (chosen as
+- refinement: ``refine`` members of the default search (chosen as
   ``autocompress refine --members`` does, from the pool ``search.refine_slack`` allows), and the
   int8-prune50 baseline, fine-tuned again with ``refine_steps`` (the same longer budget for both);
 - then **one verification sitting**: every front member and every baseline is re-timed on the

@@ -120,9 +120,9 @@ class SearchConfig:
     n_workers: int = field(default=1, metadata={"ge": 1})  # trials in flight
     ray_address: str | None = None  # None: start a local Ray
     trial_timeout_s: float | None = field(default=None, metadata={"gt": 0})
-    # refinement: after the budget, the K front members spread over latency are fine-tuned
-    # again for refine_steps (searches use a short proxy budget; the members users pick get the
-    # long one). 0: no automatic refinement (``autocompress refine`` still works).
+    # refinement: after the budget, the K front members worth most (front/_refine.py) are
+    # fine-tuned again for refine_steps (searches use a short proxy budget; the members users
+    # pick get the long one). 0: no automatic refinement (``autocompress refine`` still works).
     refine_members: int = field(default=0, metadata={"ge": 0})
     refine_steps: int = field(default=1000, metadata={"ge": 1})
     refine_lr: float | None = field(default=None, metadata={"gt": 0})  # None: finetune.lr

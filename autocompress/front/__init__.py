@@ -1,8 +1,10 @@
-"""The Pareto front as data (``_pareto`` pure arithmetic, ``_front`` from a study)."""
+"""The Pareto front as data (``_pareto`` pure arithmetic, ``_front`` from a study, ``_pick`` one
+member by budget, ``_refine`` the members worth a longer fine-tuning)."""
 
 from autocompress.front._front import DIRECTIONS, Front, Member, build_front, members_of
 from autocompress.front._pareto import hypervolume, knee_index, non_dominated, to_minimization
 from autocompress.front._pick import Budget, PickError, pick
+from autocompress.front._refine import refine_candidates
 
 __all__ = [
     "DIRECTIONS",
@@ -16,5 +18,6 @@ __all__ = [
     "members_of",
     "non_dominated",
     "pick",
+    "refine_candidates",
     "to_minimization",
 ]

@@ -165,15 +165,16 @@ def refine(
     """Fine-tune chosen members of a stored search again with a longer budget, and measure them.
 
     The search ranks plans with its short ``finetune.steps`` budget; refinement re-runs the
-    plans of ``trials`` (or of ``members`` front members spread over latency) with ``steps``
-    (default ``search.refine_steps``) as new trials of the same study, measured like every trial,
-    so they join the front and can be picked, verified and exported.
+    plans of ``trials`` (or of the ``members`` chosen by ``front.refine_candidates``) with
+    ``steps`` (default ``search.refine_steps``) as new trials of the same study, measured like
+    every trial, so they join the front and can be picked, verified and exported.
 
     Example::
 
         autocompress.refine("experiments/fashion_mnist.yaml", [12, 30], steps=1000)
     """
-    from autocompress.study._driver import enqueue_refinements, refine_candidates
+    from autocompress.front import refine_candidates
+    from autocompress.study._driver import enqueue_refinements
 
     setup = _setup_from_experiment(experiment, list(overrides), None, None, None)
     if not _exists_study(setup):

@@ -37,7 +37,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from autocompress import _faults as faults
 from autocompress.errors import AutocompressError, ConfigError, StorageError
-from autocompress.front import DIRECTIONS, Front, Member, build_front, non_dominated
+from autocompress.front import DIRECTIONS, build_front, refine_candidates
 from autocompress.study._executors import Executor, Outcome
 from autocompress.study._samplers import make_sampler
 from autocompress.study._setup import SearchSetup
@@ -494,53 +494,6 @@ def refine_front(study: optuna.Study, setup: SearchSetup) -> list[int]:
         )
         study.set_user_attr("refine_chosen", chosen)
     return enqueue_refinements(study, chosen, setup.search.refine_steps, setup.search.refine_lr)
-
-
-def refine_candidates(
-    front: Front, k: int, floor: float | None = None, slack: float = 0.0
-) -> list[int]:
-    """``k`` search members worth a longer fine-tuning, spread over latency, ends excluded.
-
-    The pool is the non-dominated set of the fine-tuned search trials not refined yet whose
-    short-budget accuracy is at most ``slack`` points under the accuracy ``floor``: the short
-    budget underestimates what a long one recovers, most for the pruned plans that make the
-    fast end of the front (measured: uniform 50% pruning 86.2% after 60 steps, 91.0% after
-    1000), so a floor applied to it alone would never let a fast plan be refined. The pool is
-    sorted by latency and one member is taken from the middle of each of ``k`` equal bins: the
-    fastest are usually beyond repair, the slowest barely differ from uniform int8, and what
-    users pick lies between.
-    """
-    pool = _refine_pool(front, floor, slack)
-    if len(pool) <= k:
-        return [m.number for m in pool]
-    picks = sorted({int((i + 0.5) * len(pool) / k) for i in range(k)})
-    return [pool[i].number for i in picks]
-
-
-def _refine_pool(front: Front, floor: float | None, slack: float) -> list[Member]:
-    """Refinable members of ``front`` (same fingerprint), non-dominated, sorted by latency."""
-    refined = {m.refines for m in front.completed if m.refines is not None}
-    lowest = -float("inf") if floor is None else floor - slack / 100.0
-    key = front.fingerprint_key
-    plans: dict[str, Member] = {}  # one member per plan: duplicates share one measurement
-    for m in front.completed:
-        if (
-            (key is None or m.fingerprint_key == key)
-            and m.plan.distill is not None
-            and m.plan.distill.steps is None
-            and m.number not in refined
-            and m.objectives.get("accuracy", 1.0) >= lowest
-        ):
-            plans.setdefault(m.plan.to_json(), m)
-    eligible = list(plans.values())
-    if not eligible:
-        return []
-    objectives = [o for o in front.objectives if o in DIRECTIONS]
-    idx = non_dominated(
-        [[m.objectives[o] for o in objectives] for m in eligible],
-        [DIRECTIONS[o] for o in objectives],
-    )
-    return sorted((eligible[i] for i in idx), key=lambda m: m.objectives.get("latency", 0.0))
 
 
 def _waiting(study: optuna.Study) -> int:

@@ -6,9 +6,11 @@ import pytest
 
 from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
+from autocompress.front import refine_candidates
+from autocompress.front._refine import optimistic_gains
 from autocompress.plan import CompressionPlan
 from autocompress.study import refine, search
-from autocompress.study._driver import REFINE, refine_candidates
+from autocompress.study._driver import REFINE
 from tests.conftest import tiny_experiment
 
 
@@ -83,12 +85,14 @@ def test_search_refines_members_after_its_budget_and_resumes_without_refining_tw
     assert len(search(config, progress=False).study.trials) == n  # resume: nothing new
 
 
-def _member(n, latency, accuracy, *, distill=True, steps=None, refines=None, key="k", t=None):
+def _member(
+    n, latency, accuracy, *, distill=True, steps=None, refines=None, key="k", t=None, size=100.0
+):
     from types import SimpleNamespace
 
     d = {"temperature": t or 1.0 + n, "alpha": 0.5, **({"steps": steps} if steps else {})}
     plan = CompressionPlan.from_dict({"layers": {}, "distill": d if distill else None})
-    objectives = {"accuracy": accuracy, "latency": latency, "size": 100.0}
+    objectives = {"accuracy": accuracy, "latency": latency, "size": size}
     return SimpleNamespace(
         number=n, objectives=objectives, plan=plan, refines=refines, fingerprint_key=key
     )
@@ -102,7 +106,7 @@ def _front(members):
     )
 
 
-def test_refine_candidates_come_from_the_pool_the_slack_allows_spread_over_latency():
+def test_refine_candidates_come_from_the_pool_the_slack_allows_by_optimistic_gain():
     curve = [_member(i, 1.0 + i, 0.80 + 0.01 * i) for i in range(10)]  # a trade-off: all optimal
     others = [
         _member(20, 0.5, 0.95, distill=False),  # post-training: nothing to fine-tune
@@ -112,10 +116,27 @@ def test_refine_candidates_come_from_the_pool_the_slack_allows_spread_over_laten
         _member(24, 6.0, 0.85, t=6.0),  # the plan of trial 5 again: one measurement
     ]
     front = _front(curve + others)
-    # floor 0.86, slack 3 pt: short-budget accuracy >= 0.83, so trials 4..9 (3 is refined)
-    assert refine_candidates(front, 2, 0.86, 3.0) == [5, 8]
-    assert refine_candidates(front, 1, 0.86, 3.0) == [7]
-    assert refine_candidates(front, 2, 0.86, 0.0) == [7, 9]  # no slack: only the slow end
-    assert refine_candidates(front, 2) == [2, 7]  # no floor: every fine-tuned member
+    # floor 0.86, slack 3 pt: short-budget accuracy >= 0.83, so trials 4..9 (3 is refined);
+    # recovered to the pool's best (0.89), the fastest would add the most
+    assert refine_candidates(front, 2, 0.86, 3.0) == [4, 5]
+    assert refine_candidates(front, 1, 0.86, 3.0) == [4]
+    assert refine_candidates(front, 2, 0.86, 0.0) == [6, 7]  # no slack: only the slow end
+    assert refine_candidates(front, 2) == [0, 1]  # no floor: every fine-tuned member
     assert refine_candidates(front, 9, 0.86, 3.0) == [4, 5, 6, 7, 8, 9]
     assert refine_candidates(_front(others[:1]), 2) == []
+
+
+def test_refinement_gain_spreads_over_the_latency_size_trade_off():
+    # fast-but-big, small-but-slow and a middle one, each 2 pt short of the most accurate (3)
+    fast = _member(0, 1.0, 0.88, size=400.0)
+    small = _member(1, 4.0, 0.88, size=100.0)
+    middle = _member(2, 2.5, 0.885, size=250.0)
+    accurate = _member(3, 5.0, 0.90, size=500.0)
+    pool = [fast, small, middle, accurate]
+    gains = optimistic_gains(pool, ["accuracy", "latency", "size"])
+    assert gains[3] == 0.0 and min(gains[:3]) > 0  # nothing to recover for the accurate one
+    assert refine_candidates(_front(pool), 1) == [2]  # recovered, the middle adds most volume
+    assert sorted(refine_candidates(_front(pool), 3)) == [0, 1, 2]
+    # hand-computed: only raising the fast one to 0.9 changes the front of two points
+    gains = optimistic_gains([_member(0, 1.0, 0.8), _member(1, 2.0, 0.9)], ["accuracy", "latency"])
+    assert gains == pytest.approx([0.1, 0.0])
