@@ -1,0 +1,69 @@
+"""The benchmark's verdicts are computed from its figures: check them on made-up figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("bench_fmnist", ROOT / "benchmarks" / "fmnist.py")
+bench = importlib.util.module_from_spec(spec)
+sys.modules["bench_fmnist"] = bench  # dataclasses look their module up while being made
+spec.loader.exec_module(bench)
+
+INT8 = {"latency_ms": 0.6, "size_bytes": 300_000}
+
+
+def _point(trial, acc, ms, size, refines=None):
+    return {
+        "trial": trial,
+        "test_accuracy": acc,
+        "latency_ms": ms,
+        "size_bytes": size,
+        "refines": refines,
+    }
+
+
+def _search(sampler, seed, hv, aim=None, wall=1200.0, dominated=()):
+    close = bench.versus_int8(INT8, _point(7, 0.904, 0.5, 200_000))
+    return {
+        "arm": f"{sampler}-n40-s{seed}",
+        "sampler": sampler,
+        "seed": seed,
+        "n_trials": 40,
+        "hypervolume": hv,
+        "wall_s": wall,
+        "refine_s": 600.0,
+        "meets_aim": None if aim is None else bench.versus_int8(INT8, aim),
+        "within_0.5pt": close,
+        "smallest_within_0.5pt": close,
+        "dominated_by_baseline": list(dominated),
+    }
+
+
+def test_aim_needs_both_speed_and_size():
+    assert bench.meets_aim(INT8, _point(1, 0.9, 0.39, 100_000))
+    assert not bench.meets_aim(INT8, _point(1, 0.9, 0.41, 100_000))  # 1.46x faster
+    assert not bench.meets_aim(INT8, _point(1, 0.9, 0.3, 100_001))  # 2.99x smaller
+
+
+def test_targets_are_judged_from_the_figures():
+    summary = {
+        "searches": [
+            _search("tpe", 0, 0.50, aim=_point(42, 0.905, 0.35, 90_000, refines=3)),
+            _search("random", 0, 0.45),
+            _search("tpe", 1, 0.40, wall=50 * 60.0, dominated=[("int8", 9)]),
+            _search("random", 1, 0.48),
+        ],
+        "median_hypervolume": {"tpe": 0.45, "random": 0.465},
+    }
+    text = "\n".join(bench.targets(summary, {"default_sampler": "tpe"}))
+    bar = ">= 1.5x faster and >= 3.0x smaller than int8 within 0.5 pt"
+    met = "**met** by trial 42, refines 3 (90.50% test, 1.71x faster, 3.33x smaller)"
+    assert f"tpe-n40-s0: {bar}: {met}" in text
+    assert f"tpe-n40-s1: {bar}: **missed**; fastest in the band trial 7" in text
+    hv = "0.4500 vs 0.4650 (per seed tpe/random: s0 0.5000/0.4500, s1 0.4000/0.4800)"
+    assert f"**missed**, {hv}" in text
+    assert "40-trial search within 45 min: **missed** (20.0, 50.0 min" in text
+    assert "same fine-tuning budget: **missed** on tpe-n40-s1" in text
