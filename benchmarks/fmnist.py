@@ -531,8 +531,11 @@ def main(argv: list[str]) -> None:
         refine_arm(arms[0], sitting, prune50, 1, refine_steps, BASELINES)
         _record(timings, arms[0], previous)
         for arm in arms[1:]:
-            if arm.sampler == default:
-                refine_arm(arm, sitting, None, members, refine_steps, ("fp32", "int8"))
+            # a study refined in an earlier sitting keeps its members: choosing again would
+            # refine the next best ones too, and seeds would differ in refinement budget
+            done = sum(m.refines is not None for m in arm.result.front.completed)
+            if arm.sampler == default and done < members:
+                refine_arm(arm, sitting, None, members - done, refine_steps, ("fp32", "int8"))
                 _record(timings, arm, previous)
     for arm in arms:
         if arm.reused and arm.label in previous:
