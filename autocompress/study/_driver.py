@@ -61,18 +61,21 @@ def open_study(setup: SearchSetup) -> optuna.Study:
     directions = [DIRECTIONS[o] for o in setup.objectives]
     sampler = make_sampler(setup.search)
     if _exists(storage, setup.name):  # resume (checked first: a journal logs failed creates)
-        return _join(
-            optuna.load_study(study_name=setup.name, storage=storage, sampler=sampler), setup
-        )
+        return _join(_load(storage, setup), setup)
     try:
         study = optuna.create_study(
             study_name=setup.name, storage=storage, sampler=sampler, directions=directions
         )
     except optuna.exceptions.DuplicatedStudyError:  # another driver created it just now
-        return _join(
-            optuna.load_study(study_name=setup.name, storage=storage, sampler=sampler), setup
-        )
+        return _join(_load(storage, setup), setup)
     _initialise(study, setup)
+    return study
+
+
+def _load(storage: Any, setup: SearchSetup) -> optuna.Study:
+    """Load the study with a sampler seeded for where it stands (see ``make_sampler``)."""
+    study = optuna.load_study(study_name=setup.name, storage=storage)
+    study.sampler = make_sampler(setup.search, len(study.get_trials(deepcopy=False)))
     return study
 
 

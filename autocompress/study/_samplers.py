@@ -3,6 +3,11 @@
 All read constraints from ``trial.set_constraint`` (Optuna 5 style; ``constraints_func`` is
 deprecated there). Seeds make runs reproducible with one driver and one worker.
 
+A resumed study gets a seed derived from its seed and the trials it already holds: a seeded
+sampler restarted with the seed it began with replays its first draws, and a resumed random
+search (or TPE's random start-up) would then ask for plans it has already measured, spending
+budget on copies (seen on a benchmark arm resumed after a restart: ten copies in a row).
+
 Why TPE by default: searches here are a few dozen trials of a minute each over ~20 ordinal
 parameters. Multi-objective TPE models what the trials so far say (constraint-violating trials
 count as bad) from its 11th trial on; NSGA-II needs generations, and with 40 trials gets four of
@@ -13,13 +18,15 @@ trials themselves need. Figures: docs/benchmarks.
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 
 from autocompress.config import SearchConfig
 
 
-def make_sampler(search: SearchConfig) -> optuna.samplers.BaseSampler:
-    seed = search.seed
+def make_sampler(search: SearchConfig, n_existing: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler of ``search``, for a study that already holds ``n_existing`` trials."""
+    seed = resumed_seed(search.seed, n_existing)
     if search.sampler == "nsga2":
         population = search.population_size or _default_population(search.n_trials)
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
@@ -37,6 +44,13 @@ def make_sampler(search: SearchConfig) -> optuna.samplers.BaseSampler:
             seed=seed, n_startup_trials=min(10, max(2, search.n_trials // 4))
         )
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def resumed_seed(seed: int | None, n_existing: int) -> int | None:
+    """``seed`` for a new study; for a resumed one, a seed of its own (same resume, same seed)."""
+    if seed is None or n_existing == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, n_existing]).generate_state(1)[0])
 
 
 def _default_population(n_trials: int) -> int:

@@ -11,6 +11,7 @@ from autocompress.config import ExperimentConfig
 from autocompress.errors import StorageError
 from autocompress.study import open_study, optimize, search
 from autocompress.study._executors import LocalExecutor, Outcome
+from autocompress.study._samplers import resumed_seed
 from autocompress.study._setup import setup_from_experiment
 from tests.conftest import tiny_experiment
 
@@ -142,3 +143,22 @@ def test_resuming_with_a_changed_space_is_refused(tmp_path) -> None:
     changed = ExperimentConfig.from_dict(tiny_experiment(tmp_path, space=str(other)))
     with pytest.raises(StorageError, match=r"different search space.*fork with a new name"):
         search(changed, progress=False)
+
+
+def test_a_resumed_seeded_sampler_does_not_replay_its_first_draws(tmp_path) -> None:
+    # a seeded sampler restarted with its first seed asks for the plans it already measured
+    config = ExperimentConfig.from_dict(
+        tiny_experiment(tmp_path, search={"sampler": "random", "seed": 3, "baselines": []})
+    )
+    setup = setup_from_experiment(config)
+    first = open_study(setup)
+    drawn = []
+    for _ in range(3):
+        trial = first.ask()
+        drawn.append(trial.suggest_int("x", 0, 10**9))
+        first.tell(trial, [0.5] * len(first.directions))
+    resumed = open_study(setup)
+    again = resumed.ask().suggest_int("x", 0, 10**9)
+    assert again not in drawn
+    assert resumed_seed(3, 4) == resumed_seed(3, 4) != resumed_seed(3, 5)  # reproducible
+    assert resumed_seed(3, 0) == 3 and resumed_seed(None, 4) is None  # new studies: as given
