@@ -157,6 +157,15 @@ def refine_arm(
     arm.refine_s += time.monotonic() - start
 
 
+def study_span_s(arm: Arm) -> float:
+    """First start to last finish of the search's own trials: the wall time of a study that ran
+    in a sitting whose timings were lost (its CPU time cannot be known afterwards)."""
+    trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ran = [t for t in trials if "refine" not in t.user_attrs]
+    start = min(t.datetime_start for t in ran)
+    return (max(t.datetime_complete for t in ran) - start).total_seconds()
+
+
 def trial_wall_median(arm: Arm) -> float:
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     skip = ("duplicate_of", "refine")
@@ -595,8 +604,10 @@ def _timings(path: Path) -> dict[str, list[float]]:
 
 def _record(path: Path, arm: Arm, previous: dict[str, list[float]]) -> None:
     """Keep each arm's cost as soon as it is known, so a re-run that reuses it can report it."""
-    old = previous.get(arm.label, [0.0, 0.0, 0.0])
-    wall, cpu = old[:2] if arm.reused else (arm.wall_s, arm.cpu_s)
+    wall, cpu = arm.wall_s, arm.cpu_s
+    if arm.reused:  # nothing ran now: the cost of the sitting that ran it, or its span
+        wall, cpu = (previous.get(arm.label) or [0.0, None])[:2]
+        wall, cpu = (wall, cpu) if wall else (study_span_s(arm), None)
     previous[arm.label] = [wall, cpu, arm.refine_s]
     path.write_text(json.dumps(previous, indent=2))
 

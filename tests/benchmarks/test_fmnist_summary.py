@@ -67,3 +67,35 @@ def test_targets_are_judged_from_the_figures():
     assert f"**missed**, {hv}" in text
     assert "40-trial search within 45 min: **missed** (20.0, 50.0 min" in text
     assert "same fine-tuning budget: **missed** on tpe-n40-s1" in text
+
+
+def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_path):
+    import datetime as dt
+    from types import SimpleNamespace
+
+    import optuna
+    from optuna.distributions import IntDistribution
+    from optuna.trial import FrozenTrial, TrialState
+
+    study = optuna.create_study()
+    t0 = dt.datetime(2026, 1, 1, 12, 0, 0)
+    spans = [(0, 40, {}), (30, 95, {}), (100, 900, {"refine": 1})]
+    for i, (start, end, attrs) in enumerate(spans):
+        study.add_trial(
+            FrozenTrial(
+                number=i, trial_id=i, state=TrialState.COMPLETE, value=1.0, values=None,
+                datetime_start=t0 + dt.timedelta(seconds=start),
+                datetime_complete=t0 + dt.timedelta(seconds=end),
+                params={"x": 1}, distributions={"x": IntDistribution(0, 2)},
+                user_attrs=attrs, system_attrs={}, intermediate_values={},
+            )
+        )  # fmt: skip
+    arm = bench.Arm("baselines", "random", 0, 3, reused=True)
+    arm.result = SimpleNamespace(study=study)
+    path = tmp_path / "timings.json"
+    previous = {"baselines": [0.0, 0.0, 550.0]}  # a sitting that died before writing its cost
+    bench._record(path, arm, previous)
+    assert previous["baselines"] == [95.0, None, 0.0]  # refinements are not the search's wall
+    previous = {"baselines": [70.0, 130.0, 0.0]}
+    bench._record(path, arm, previous)
+    assert previous["baselines"][:2] == [70.0, 130.0]  # a recorded cost is kept
