@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("bench_fmnist", ROOT / "benchmarks" / "fmnist.py")
 bench = importlib.util.module_from_spec(spec)
@@ -57,13 +59,18 @@ def test_targets_are_judged_from_the_figures():
             _search("random", 1, 0.48),
         ],
         "median_hypervolume": {"tpe": 0.45, "random": 0.465},
+        "median_hypervolume_at_n": {"tpe": 0.45, "random": 0.41},
+        "n": 40,
     }
     text = "\n".join(bench.targets(summary, {"default_sampler": "tpe"}))
     bar = ">= 1.5x faster and >= 3.0x smaller than int8 within 0.5 pt"
     met = "**met** by trial 42, refines 3 (90.50% test, 1.71x faster, 3.33x smaller)"
     assert f"tpe-n40-s0: {bar}: {met}" in text
     assert f"tpe-n40-s1: {bar}: **missed**; fastest in the band trial 7" in text
-    hv = "0.4500 vs 0.4650 (per seed tpe/random: s0 0.5000/0.4500, s1 0.4000/0.4800)"
+    hv = (
+        "0.4500 vs 0.4650 (per seed tpe/random: s0 0.5000/0.4500, s1 0.4000/0.4800; "
+        "at the same 40 trials: 0.4500 vs 0.4100)"
+    )
     assert f"**missed**, {hv}" in text
     assert "40-trial search within 45 min: **missed** (20.0, 50.0 min" in text
     assert "same fine-tuning budget: **missed** on tpe-n40-s1" in text
@@ -99,3 +106,30 @@ def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_pa
     previous = {"baselines": [70.0, 130.0, 0.0]}
     bench._record(path, arm, previous)
     assert previous["baselines"][:2] == [70.0, 130.0]  # a recorded cost is kept
+
+
+def test_hypervolume_at_k_counts_the_first_k_own_trials_infeasible_included():
+    from types import SimpleNamespace
+
+    def member(number, acc, ratio, feasible=True, refines=None):
+        result = {"accuracy": acc, "latency_ratio": ratio, "size_bytes": 500}
+        return SimpleNamespace(
+            number=number, result=result, feasible=feasible, refines=refines, fingerprint_key="k"
+        )
+
+    completed = [
+        member(0, 0.9, 0.5),
+        member(1, 0.1, 0.1, feasible=False),  # counts against the budget, adds nothing
+        member(2, 0.95, 0.2),
+        member(3, 0.99, 0.1, refines=2),  # refinements are not the search's trials
+    ]
+    front = SimpleNamespace(
+        completed=completed,
+        fingerprint_key="k",
+        objectives=["accuracy", "latency", "size"],
+        reference={"size_bytes": 1000, "val_accuracy": 0.9},
+    )
+    arm = SimpleNamespace(result=SimpleNamespace(front=front))
+    assert bench.hypervolume_at(arm, 2) == pytest.approx(0.9 * (1 - 0.5) * 0.5)  # size: half
+    assert bench.hypervolume_at(arm, 3) == pytest.approx(0.95 * 0.8 * 0.5)  # 2 dominates 0
+    assert bench.hypervolume_at(arm, 10) == bench.hypervolume_at(arm, 3)
