@@ -115,7 +115,11 @@ class SearchConfig:
     )
     max_accuracy_drop: float | None = field(default=None, metadata={"ge": 0})  # pts vs fp32
     hopeless_margin: float | None = field(default=None, metadata={"ge": 0})  # pts under floor
-    sensitivity_warm_start: bool = False  # enqueue plans biased by per-layer sensitivity
+    # plans enqueued before the sampler's own: uniform = the uniform plans a user would try by
+    # hand (study/_warm_start.py); sensitivity = low bits for the least sensitive layers first
+    warm_start: list[Literal["uniform", "sensitivity"]] = field(
+        default_factory=lambda: ["uniform"]
+    )
     executor: Literal["local", "ray"] = "local"
     n_workers: int = field(default=1, metadata={"ge": 1})  # trials in flight
     ray_address: str | None = None  # None: start a local Ray

@@ -14,6 +14,7 @@ The classifier head is never pruned, whatever the rule says.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -243,6 +244,28 @@ class BoundSpace:
             params.update(self._fixed_distill_params(distill))
         return self.encode(params)
 
+    def uniform_params(self, bits: int, ratio: float) -> dict[str, Any]:
+        """Parameter values of the uniform plan nearest to (``bits``, ``ratio``), for enqueueing.
+
+        Each layer takes the allowed integer bit width closest to ``bits`` (the wider on a tie;
+        fp32 only where its rule allows nothing else) and the largest allowed pruning ratio not
+        above ``ratio``; distillation as the baselines have it. These are the plans a user
+        would try by hand, so the search starts from them (``search.warm_start: [uniform]``).
+        """
+        params: dict[str, Any] = {}
+        for slot in self.slots:
+            rule = self._rule_of[slot.layer]
+            ints = [b for b in _bits_choices(rule) if b != NONE_BITS]
+            params[slot.bits_param] = (
+                min(ints, key=lambda b: (abs(b - bits), -b)) if ints else NONE_BITS
+            )
+            if slot.prune_param is not None and slot.prune_param not in params:
+                params[slot.prune_param] = _at_most(rule.prune, ratio)
+        distill = self.space.config.distill
+        if distill is not None:
+            params.update(self._fixed_distill_params(distill))
+        return self.encode(params)
+
     def layer_rule_params(self) -> dict[str, list[str]]:
         """Parameter name -> the layers it drives (shared parameters list several)."""
         out: dict[str, list[str]] = {}
@@ -354,6 +377,17 @@ def _bits_choices(rule: LayerRule) -> list[Any]:
 
 def _bits_value(value: Any) -> int | None:
     return None if value in (None, NONE_BITS) else int(value)
+
+
+def _at_most(spec: list[float] | Range, value: float) -> float:
+    """The largest allowed ratio not above ``value`` (the lowest allowed if all are above)."""
+    if isinstance(spec, Range):
+        low, high = float(spec.low), float(spec.high)
+        if spec.step:  # stay on the range's grid
+            value = low + math.floor((value - low) / float(spec.step) + 1e-9) * float(spec.step)
+        return min(max(low, value), high)
+    below = [float(v) for v in spec if float(v) <= value]
+    return max(below) if below else _lowest(spec)
 
 
 def _lowest(spec: list[float] | Range) -> float:

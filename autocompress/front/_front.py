@@ -39,6 +39,7 @@ class Member:
     artifact_dir: str | None = None
     feasible: bool = True
     refines: int | None = None  # the trial whose plan this one fine-tuned longer
+    warm_start: str | None = None  # "uniform" / "sensitivity": enqueued before the sampler's
 
     @property
     def fingerprint_key(self) -> str | None:
@@ -220,5 +221,6 @@ def _member(t: FrozenTrial, objectives: Sequence[str]) -> Member:
         baseline=t.user_attrs.get("baseline"),
         artifact_dir=t.user_attrs.get("artifact_dir"),
         refines=(t.user_attrs.get("refine") or {}).get("of"),
+        warm_start=t.user_attrs.get("warm_start") or None,
         feasible=all(v <= 0.0 for v in t.constraints.values()) if t.constraints else True,
     )

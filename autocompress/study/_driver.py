@@ -42,6 +42,7 @@ from autocompress.study._executors import Executor, Outcome
 from autocompress.study._samplers import make_sampler
 from autocompress.study._setup import SearchSetup
 from autocompress.study._storage import open_storage
+from autocompress.study._warm_start import warm_start_params
 
 HEARTBEAT_S = 15.0  # how often a driver stamps its running trials
 STALE_S = 90.0  # a RUNNING trial whose stamp is older than this belongs to a dead driver
@@ -386,12 +387,12 @@ def _initialise(study: optuna.Study, setup: SearchSetup) -> None:
             study.enqueue_trial(
                 setup.space.baseline_params(kind), user_attrs={SLOT: True, "baseline": kind}
             )
-    if setup.sensitivity and not any(t.user_attrs.get("warm_start") for t in existing):
-        from autocompress.study._sensitivity import warm_start_params
-
+    if setup.sensitivity:
         study.set_user_attr("sensitivity", setup.sensitivity)
-        for params in warm_start_params(setup.space, setup.sensitivity):
-            study.enqueue_trial(params, user_attrs={SLOT: True, "warm_start": True})
+    baselines = [setup.space.baseline_params(kind) for kind in setup.search.baselines]
+    enqueued = sum(bool(t.user_attrs.get("warm_start")) for t in existing)
+    for kind, params in warm_start_params(setup, baselines)[enqueued:]:  # the list is fixed
+        study.enqueue_trial(params, user_attrs={SLOT: True, "warm_start": kind})
     add_budget_slots(study, setup.search.n_trials)
     study.set_user_attr("initialised", True)  # other drivers wait for this before joining
 

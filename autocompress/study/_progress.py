@@ -69,6 +69,8 @@ class Progress:
         trial = study.trials[number]
         tag = trial.user_attrs.get("baseline") or ""
         tag = f"{tag} baseline" if tag else "        "
+        if trial.user_attrs.get("warm_start"):
+            tag = f"{trial.user_attrs['warm_start']} start"
         if trial.user_attrs.get("refine"):
             tag = f"refines {trial.user_attrs['refine']['of']:3d}"
         if outcome.kind == "ok":

@@ -1,4 +1,4 @@
-"""Per-layer sensitivity, for warm-starting a search (``search.sensitivity_warm_start: true``).
+"""Per-layer sensitivity, for warm-starting a search (``search.warm_start: [sensitivity]``).
 
 For each bits parameter of the space, quantize only its layers to their lowest allowed bit width
 (post-training, weights only, everything else fp32) and measure the validation accuracy lost.

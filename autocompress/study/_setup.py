@@ -141,7 +141,7 @@ def _finish(
     setup = SearchSetup(
         name, bound, task, search, run_dir, storage, reference, objects, experiment
     )
-    if search.sensitivity_warm_start:
+    if "sensitivity" in search.warm_start:
         from autocompress.study._sensitivity import layer_sensitivity
 
         setup.sensitivity = layer_sensitivity(model, bound, data.val)

@@ -110,6 +110,32 @@ def test_int8_prune50_baseline_halves_every_prunable_layer() -> None:
         no_half.baseline_params("int8-prune50")
 
 
+def test_uniform_params_take_the_nearest_allowed_choices() -> None:
+    rules = [
+        {"match": "stem.0", "bits": [8, "none"], "prune": [0.0, 0.5]},
+        {
+            "match": "layer1.*",
+            "bits": [3, 5, 8, "none"],
+            "prune": {"low": 0, "high": 0.6, "step": 0.2},
+        },
+        {"match": "layer2.*", "bits": [2, 4, 6], "prune": [0.0, 0.125, 0.375]},
+        {"match": "fc", "bits": ["none"]},
+    ]
+    bound = SearchSpace.from_dict({"layers": rules}).bind(LAYERS, head="fc")
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial(bound.uniform_params(4, 0.25))
+    plan = bound.sample(study.ask())
+    bits = {n: p.weight_bits for n, p in plan.layers.items()}
+    ratios = {n: p.prune_ratio for n, p in plan.layers.items()}
+    # 4 bits: 8 where only 8 is an integer, 5 over 3 on a tie, 4 where allowed, fp32 where only
+    assert bits == {"stem.0": 8, "layer1.0.conv1": 5, "layer1.0.conv2": 5,
+                    "layer2.0.conv1": 4, "layer2.0.conv2": 4, "layer2.0.shortcut.0": 4,
+                    "fc": None}  # fmt: skip
+    # 25%: the largest allowed ratio not above it (on the range's grid), the lowest if none is
+    assert ratios["stem.0"] == 0.0 and ratios["layer2.0.conv1"] == 0.125
+    assert ratios["layer1.0.conv1"] == pytest.approx(0.2) and ratios["fc"] == 0.0
+
+
 def test_baseline_outside_the_space_is_explained() -> None:
     bound = SearchSpace.from_dict({"layers": [{"match": ".*", "bits": [4, 8]}]}).bind(
         LAYERS, head="fc"

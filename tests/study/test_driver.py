@@ -82,13 +82,51 @@ def test_an_unreachable_floor_stops_the_search_with_the_front_kept(tmp_path, mon
 
 def test_sensitivity_warm_start_enqueues_guided_plans(tmp_path) -> None:
     config = ExperimentConfig.from_dict(
-        tiny_experiment(tmp_path, search={"n_trials": 5, "sensitivity_warm_start": True})
+        tiny_experiment(tmp_path, search={"n_trials": 6, "warm_start": ["sensitivity"]})
     )
     result = search(config, progress=False)
     sensitivity = result.study.user_attrs["sensitivity"]
     assert set(sensitivity) >= {"bits.layer1.0.conv1", "bits.fc"}
     warm = [t for t in result.study.trials if t.user_attrs.get("warm_start")]
-    assert warm and all(t.state == TrialState.COMPLETE for t in warm)
+    assert len(warm) == 1 and warm[0].user_attrs["warm_start"] == "sensitivity"
+    assert warm[0].state == TrialState.COMPLETE
+
+
+def test_uniform_warm_start_runs_the_uniform_plans_first_within_a_quarter_of_the_budget(
+    tmp_path,
+) -> None:
+    # (10 trials - 2 baselines) // 4 = 2 warm starts: the first two distinct ladder plans
+    config = ExperimentConfig.from_dict(tiny_experiment(tmp_path, search={"n_trials": 10}))
+    setup = setup_from_experiment(config)
+    study = open_study(setup)
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    kinds = [t.user_attrs.get("baseline") or t.user_attrs.get("warm_start") for t in waiting]
+    assert kinds == ["fp32", "int8", "uniform", "uniform"] + [None] * 6
+    study = optimize(study, setup, LocalExecutor())
+    warm = [t for t in study.trials if t.user_attrs.get("warm_start")]
+    assert all(t.state == TrialState.COMPLETE for t in warm)
+    layers = [
+        {
+            n: (p["weight_bits"], p["prune_ratio"])
+            for n, p in t.user_attrs["plan"]["layers"].items()
+        }
+        for t in warm
+    ]
+    # tiny space: layers 1-3 allow 2/4/8 bits and 0/50% pruned; stem and head 8 or fp32, unpruned.
+    # (8 bits, 25%) is int8 there (no ratio in (0, 25%]): a baseline, skipped; (4, 25%) is
+    # (4, unpruned); the ladder's own (4, unpruned) repeats it, skipped; then (8, 50%).
+    body = [n for n in layers[0] if n.startswith("layer")]
+    assert {layers[0][n] for n in body} == {(4, 0.0)}
+    assert {layers[1][n] for n in body} == {(8, 0.5)}
+    assert layers[0]["stem.0"] == layers[0]["fc"] == layers[1]["fc"] == (8, 0.0)
+
+
+def test_warm_start_can_be_turned_off(tmp_path) -> None:
+    config = ExperimentConfig.from_dict(
+        tiny_experiment(tmp_path, search={"n_trials": 10, "warm_start": []})
+    )
+    study = open_study(setup_from_experiment(config))
+    assert not any(t.user_attrs.get("warm_start") for t in study.trials)
 
 
 def test_duplicate_plans_reuse_measurements(tmp_path) -> None:
