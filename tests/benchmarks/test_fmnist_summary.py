@@ -133,3 +133,31 @@ def test_hypervolume_at_k_counts_the_first_k_own_trials_infeasible_included():
     assert bench.hypervolume_at(arm, 2) == pytest.approx(0.9 * (1 - 0.5) * 0.5)  # size: half
     assert bench.hypervolume_at(arm, 3) == pytest.approx(0.95 * 0.8 * 0.5)  # 2 dominates 0
     assert bench.hypervolume_at(arm, 10) == bench.hypervolume_at(arm, 3)
+
+
+def test_warm_start_hypervolume_counts_baselines_and_warm_starts_alone():
+    from types import SimpleNamespace
+
+    def member(number, acc, ratio, baseline=None, warm_start=None, feasible=True, key="k"):
+        result = {"accuracy": acc, "latency_ratio": ratio, "size_bytes": 500}
+        return SimpleNamespace(
+            number=number, result=result, feasible=feasible, baseline=baseline,
+            warm_start=warm_start, refines=None, fingerprint_key=key,
+        )  # fmt: skip
+
+    completed = [
+        member(0, 0.9, 1.0, baseline="fp32"),
+        member(1, 0.9, 0.5, baseline="int8"),
+        member(2, 0.9, 0.3, warm_start="uniform"),
+        member(3, 0.5, 0.1, warm_start="uniform", feasible=False),  # under the floor: nothing
+        member(4, 0.9, 0.2, warm_start="uniform", key="other"),  # another machine: nothing
+        member(5, 0.95, 0.1),  # the sampler's own find: not counted
+    ]
+    front = SimpleNamespace(
+        completed=completed,
+        fingerprint_key="k",
+        objectives=["accuracy", "latency", "size"],
+        reference={"size_bytes": 1000, "val_accuracy": 0.9},
+    )
+    arm = SimpleNamespace(result=SimpleNamespace(front=front))
+    assert bench.warm_start_hypervolume(arm) == pytest.approx(0.9 * (1 - 0.3) * 0.5)
