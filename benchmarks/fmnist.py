@@ -30,6 +30,8 @@ refine=<members, default 3> refine_steps=<default 1000> refine_lr=<default 0.03>
 workers=<trials in flight, default 1> samplers=<other samplers at n, comma-separated>.
 Writes <out>/fmnist-b<batch>.{json,md,png}; runs live in runs/bench/. Studies already complete
 are reused (not re-run); their wall and CPU time come from the previous JSON.
+    python benchmarks/fmnist.py render docs/benchmarks/fmnist-b1.json
+redraws a sitting's markdown and plot from its JSON without measuring anything.
 """
 
 from __future__ import annotations
@@ -395,8 +397,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "held-out 10,000 images; size is the packed artifact's bytes.",
         "",
         "| model | val acc | test acc | latency ms | x int8 speed | size kB | x int8 size "
-        f"| x int8 speed, batch {extra} |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| x int8 speed, batch {extra} | plan |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     int8 = b["int8"]
     for kind, p in b.items():
@@ -404,19 +406,21 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             f"| {kind} (baseline) | {p['val_accuracy']:.2%} | {p['test_accuracy']:.2%} | "
             f"{p['latency_ms']:.4f} | {int8['latency_ms'] / p['latency_ms']:.2f} | "
             f"{p['size_bytes'] / 1e3:.1f} | {int8['size_bytes'] / p['size_bytes']:.2f} | "
-            f"{_ratio(batch_speedups(int8, p).get(f'speedup_vs_int8_b{extra}'))} |"
+            f"{_ratio(batch_speedups(int8, p).get(f'speedup_vs_int8_b{extra}'))} | "
+            f"{_cell(p.get('plan', ''))} |"
         )
     for s in summary["searches"]:
         p = s["within_0.5pt"]
         if p is None:
-            lines.append(f"| {s['arm']}: none within 0.5 pt of fp32 | | | | | | | |")
+            lines.append(f"| {s['arm']}: none within 0.5 pt of fp32 | | | | | | | | |")
             continue
         lines.append(
             f"| {s['arm']}: fastest within 0.5 pt of fp32 (trial {p['trial']}"
             f"{'' if p['refines'] is None else ', refines ' + str(p['refines'])}) | "
             f"{p['val_accuracy']:.2%} | {p['test_accuracy']:.2%} | {p['latency_ms']:.4f} | "
             f"{p['speedup_vs_int8']:.2f} | {p['size_bytes'] / 1e3:.1f} | "
-            f"{p['smaller_vs_int8']:.2f} | {_ratio(p.get(f'speedup_vs_int8_b{extra}'))} |"
+            f"{p['smaller_vs_int8']:.2f} | {_ratio(p.get(f'speedup_vs_int8_b{extra}'))} | "
+            f"{_cell(p.get('plan', ''))} |"
         )
     lines += [
         "",
@@ -511,6 +515,7 @@ def _describe(p: dict[str, Any]) -> str:
     return (
         f"trial {p['trial']}{refined} ({p['test_accuracy']:.2%} test, "
         f"{p['speedup_vs_int8']:.2f}x faster, {p['smaller_vs_int8']:.2f}x smaller)"
+        + (f" [{p['plan']}]" if p.get("plan") else "")
     )
 
 
@@ -559,6 +564,8 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["render"]:
+        return render(Path(argv[1] if len(argv) > 1 else "docs/benchmarks/fmnist-b1.json"))
     args = dict(a.split("=", 1) for a in argv)
     n = int(args.get("n", 40))
     seeds = [int(s) for s in args.get("seeds", "0,1,2").split(",")]
@@ -629,12 +636,25 @@ def main(argv: list[str]) -> None:
     stem.with_suffix(".json").write_text(
         json.dumps({"meta": meta, **summary}, indent=2, default=str)
     )
+    write_report(summary, meta, stem)
+
+
+def write_report(summary: dict[str, Any], meta: dict[str, Any], stem: Path) -> None:
+    """The markdown table and the plot, from the figures alone (``render`` redraws them)."""
     figure = plot(summary, stem)
     stem.with_suffix(".md").write_text(
         markdown(summary, meta) + f"\n![Pareto fronts]({figure.name})\n"
     )
     print(markdown(summary, meta))
-    print(f"wrote {stem}.json, {stem}.md, {figure}")
+    print(f"wrote {stem}.md, {figure} (figures in {stem}.json)")
+
+
+def render(path: Path) -> None:
+    """Rewrite a sitting's markdown and plot from its JSON: no study is opened, nothing is
+    measured again (for a change of layout; the figures stay those of the sitting)."""
+    data = json.loads(path.read_text())
+    meta = data.pop("meta")
+    write_report(data, meta, path.with_suffix(""))
 
 
 def _previous(path: Path) -> dict[str, list[float]]:
@@ -645,6 +665,11 @@ def _previous(path: Path) -> dict[str, list[float]]:
     out = {s["arm"]: [s["wall_s"], s["cpu_s"], s.get("refine_s", 0.0)] for s in data["searches"]}
     out["baselines"] = [data.get("baselines_wall_s", 0.0), data.get("baselines_cpu_s", 0.0), 0.0]
     return out
+
+
+def _cell(text: str) -> str:
+    """Text for a markdown table cell: plan summaries separate their parts with '|'."""
+    return text.replace("|", "\\|")
 
 
 def _hv(x: float | None) -> str:

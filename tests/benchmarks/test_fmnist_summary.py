@@ -161,3 +161,32 @@ def test_warm_start_hypervolume_counts_baselines_and_warm_starts_alone():
     )
     arm = SimpleNamespace(result=SimpleNamespace(front=front))
     assert bench.warm_start_hypervolume(arm) == pytest.approx(0.9 * (1 - 0.3) * 0.5)
+
+
+def test_render_rewrites_the_markdown_from_the_json_alone(tmp_path, monkeypatch):
+    import json
+
+    int8 = {**_point(1, 0.908, 0.6, 300_000), "val_accuracy": 0.91, "plan": "bits 8x10"}
+    fp32 = {**_point(0, 0.908, 1.6, 1_200_000), "val_accuracy": 0.91, "plan": "bits fp32x10"}
+    search = _search("tpe", 0, 0.5, aim=_point(42, 0.905, 0.35, 90_000, refines=3))
+    search["within_0.5pt"] = {**search["meets_aim"], "val_accuracy": 0.91, "plan": "bits 4x9 | p"}
+    search.update(
+        front_size=3, trial_wall_median_s=40.0, cpu_s=None, refined=[42],
+        hypervolume_at_n=0.5, hypervolume_warm_starts=0.45, dominated_across_budgets=[],
+    )  # fmt: skip
+    data = {
+        "meta": {"experiment": "x.yaml", "batch": 1, "command": "c", "device": "d", "date": "t",
+                 "default_sampler": "tpe"},
+        "baselines": {"fp32": fp32, "int8": int8},
+        "searches": [search],
+        "median_hypervolume": {"tpe": 0.5},
+        "n": 40,
+    }  # fmt: skip
+    path = tmp_path / "fmnist-b1.json"
+    path.write_text(json.dumps(data))
+    monkeypatch.setattr(bench, "plot", lambda summary, stem: stem.with_suffix(".png"))
+    bench.render(path)
+    text = (tmp_path / "fmnist-b1.md").read_text()
+    assert "| bits 4x9 \\| p |" in text  # a plan's '|' does not split the table's cell
+    assert "| 0.5000 | 0.5000 | 0.4500 | 3 |" in text  # search, first n, warm starts alone
+    assert "**met** by trial 42, refines 3" in text and "![Pareto fronts](fmnist-b1.png)" in text
