@@ -77,26 +77,9 @@ def test_targets_are_judged_from_the_figures():
 
 
 def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_path):
-    import datetime as dt
     from types import SimpleNamespace
 
-    import optuna
-    from optuna.distributions import IntDistribution
-    from optuna.trial import FrozenTrial, TrialState
-
-    study = optuna.create_study()
-    t0 = dt.datetime(2026, 1, 1, 12, 0, 0)
-    spans = [(0, 40, {}), (30, 95, {}), (100, 900, {"refine": 1})]
-    for i, (start, end, attrs) in enumerate(spans):
-        study.add_trial(
-            FrozenTrial(
-                number=i, trial_id=i, state=TrialState.COMPLETE, value=1.0, values=None,
-                datetime_start=t0 + dt.timedelta(seconds=start),
-                datetime_complete=t0 + dt.timedelta(seconds=end),
-                params={"x": 1}, distributions={"x": IntDistribution(0, 2)},
-                user_attrs=attrs, system_attrs={}, intermediate_values={},
-            )
-        )  # fmt: skip
+    study, _ = _study_with([(0, 40, {}), (30, 95, {}), (100, 900, {"refine": 1})])
     arm = bench.Arm("baselines", "random", 0, 3, reused=True)
     arm.result = SimpleNamespace(study=study)
     path = tmp_path / "timings.json"
@@ -190,3 +173,60 @@ def test_render_rewrites_the_markdown_from_the_json_alone(tmp_path, monkeypatch)
     assert "| bits 4x9 \\| p |" in text  # a plan's '|' does not split the table's cell
     assert "| 0.5000 | 0.5000 | 0.4500 | 3 |" in text  # search, first n, warm starts alone
     assert "**met** by trial 42, refines 3" in text and "![Pareto fronts](fmnist-b1.png)" in text
+
+
+def test_timing_noise_between_a_member_and_a_baseline_with_the_same_plan_is_a_tie():
+    baseline = _point(3, 0.9031, 0.1023, 79_840)
+    same_plan = _point(41, 0.9031, 0.1026, 79_840)  # 0.3% slower: the other timing of the model
+    assert not bench.dominates(baseline, same_plan) and not bench.dominates(same_plan, baseline)
+    slower = _point(41, 0.9031, 0.1023 * 1.05, 79_840)  # 5% slower: measured, not noise
+    assert bench.dominates(baseline, slower)
+    bigger = _point(41, 0.9031, 0.1026, 79_841)  # one byte more, latency tied
+    assert bench.dominates(baseline, bigger)
+    assert not bench.dominates(_point(3, 0.9030, 0.09, 70_000), same_plan)  # less accurate
+
+
+def _study_with(spans):
+    """A study with COMPLETE trials at (start s, end s, user attrs) after 2026-01-01 12:00."""
+    import datetime as dt
+
+    import optuna
+    from optuna.distributions import IntDistribution
+    from optuna.trial import FrozenTrial, TrialState
+
+    study = optuna.create_study()
+    t0 = dt.datetime(2026, 1, 1, 12, 0, 0)
+    for i, (start, end, attrs) in enumerate(spans):
+        study.add_trial(
+            FrozenTrial(
+                number=i, trial_id=i, state=TrialState.COMPLETE, value=1.0, values=None,
+                datetime_start=t0 + dt.timedelta(seconds=start),
+                datetime_complete=t0 + dt.timedelta(seconds=end),
+                params={"x": 1}, distributions={"x": IntDistribution(0, 2)},
+                user_attrs=attrs, system_attrs={}, intermediate_values={},
+            )
+        )  # fmt: skip
+    return study, t0
+
+
+def test_a_study_whose_only_new_trial_is_a_refinement_counts_as_reused():
+    import datetime as dt
+    from types import SimpleNamespace
+
+    study, t0 = _study_with([(0, 40, {}), (30, 95, {}), (5000, 5400, {"refine": {"of": 1}})])
+    arm = SimpleNamespace(result=SimpleNamespace(study=study))
+    resumed = t0 + dt.timedelta(seconds=4990)  # a later sitting re-ran the refinement alone
+    assert not bench.ran_own_trials_since(arm, resumed)
+    assert bench.ran_own_trials_since(arm, t0 + dt.timedelta(seconds=50))  # trial 1 ran then
+
+
+def test_the_aim_line_tells_a_warm_start_from_a_plan_the_sampler_chose():
+    warm = {**_point(40, 0.904, 0.25, 41_000, refines=6), "origin": "warm start"}
+    found = {**_point(42, 0.908, 0.33, 62_000, refines=28), "origin": "sampler"}
+    s = _search("tpe", 2, 0.65, aim=warm)
+    s["meets_aim_sampled"] = bench.versus_int8(INT8, found)
+    line = bench._aim_line(s)
+    assert "**met** by trial 40, refines 6, a warm start (90.40% test, 2.40x faster" in line
+    assert "among plans the sampler chose: trial 42, refines 28 (90.80% test, 1.82x" in line
+    s["meets_aim_sampled"] = None
+    assert "no plan the sampler chose meets it (only warm starts)" in bench._aim_line(s)
