@@ -585,6 +585,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
                 text=[p["plan"] for p in pts],
             )
         )
+    slowest = max(p["latency_ms"] for p in summary["baselines"].values())
     for kind, p in summary["baselines"].items():
         fig.add_trace(
             go.Scatter(
@@ -593,7 +594,8 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
                 mode="markers+text",
                 marker={"symbol": "x", "size": 12, "color": "black"},
                 text=[kind],
-                textposition="top center",
+                # labels lean inwards so the plot's edges do not cut them
+                textposition="top right" if p["latency_ms"] < slowest / 2 else "top left",
                 name=kind,
             )
         )
