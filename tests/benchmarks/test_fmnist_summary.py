@@ -91,6 +91,19 @@ def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_pa
     assert previous["baselines"][:2] == [70.0, 130.0]  # a recorded cost is kept
 
 
+def _arm_of(completed):
+    """An arm whose front holds ``completed`` (fp32: 1000 bytes, 90% val) on machine "k"."""
+    from types import SimpleNamespace
+
+    front = SimpleNamespace(
+        completed=completed,
+        fingerprint_key="k",
+        objectives=["accuracy", "latency", "size"],
+        reference={"size_bytes": 1000, "val_accuracy": 0.9},
+    )
+    return SimpleNamespace(result=SimpleNamespace(front=front))
+
+
 def test_hypervolume_at_k_counts_the_first_k_own_trials_infeasible_included():
     from types import SimpleNamespace
 
@@ -106,13 +119,7 @@ def test_hypervolume_at_k_counts_the_first_k_own_trials_infeasible_included():
         member(2, 0.95, 0.2),
         member(3, 0.99, 0.1, refines=2),  # refinements are not the search's trials
     ]
-    front = SimpleNamespace(
-        completed=completed,
-        fingerprint_key="k",
-        objectives=["accuracy", "latency", "size"],
-        reference={"size_bytes": 1000, "val_accuracy": 0.9},
-    )
-    arm = SimpleNamespace(result=SimpleNamespace(front=front))
+    arm = _arm_of(completed)
     assert bench.hypervolume_at(arm, 2) == pytest.approx(0.9 * (1 - 0.5) * 0.5)  # size: half
     assert bench.hypervolume_at(arm, 3) == pytest.approx(0.95 * 0.8 * 0.5)  # 2 dominates 0
     assert bench.hypervolume_at(arm, 10) == bench.hypervolume_at(arm, 3)
@@ -136,13 +143,7 @@ def test_warm_start_hypervolume_counts_baselines_and_warm_starts_alone():
         member(4, 0.9, 0.2, warm_start="uniform", key="other"),  # another machine: nothing
         member(5, 0.95, 0.1),  # the sampler's own find: not counted
     ]
-    front = SimpleNamespace(
-        completed=completed,
-        fingerprint_key="k",
-        objectives=["accuracy", "latency", "size"],
-        reference={"size_bytes": 1000, "val_accuracy": 0.9},
-    )
-    arm = SimpleNamespace(result=SimpleNamespace(front=front))
+    arm = _arm_of(completed)
     assert bench.warm_start_hypervolume(arm) == pytest.approx(0.9 * (1 - 0.3) * 0.5)
 
 
