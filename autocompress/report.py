@@ -39,7 +39,7 @@ def figures(front: Front, picked: Member | None = None) -> dict[str, Any]:
 
 
 def pareto_2d(front: Front, x: str, y: str) -> Any:
-    """One 2-D projection: other trials, the front, the baselines (each its own trace)."""
+    """One 2-D projection: other trials, the front, the baselines (each its own trace, if any)."""
     import plotly.graph_objects as go
 
     members = {m.number for m in front.members}
@@ -51,6 +51,8 @@ def pareto_2d(front: Front, x: str, y: str) -> Any:
         ("Pareto front", front.members, {"color": "#1f77b4", "size": 10}),
         ("baselines", baselines, {"color": "#d62728", "size": 14, "symbol": "diamond-open"}),
     ):
+        if not group:  # an empty trace would still take a legend entry
+            continue
         fig.add_trace(
             go.Scatter(
                 x=[AXES[x][1](m) for m in group],
@@ -81,6 +83,8 @@ def pareto_3d(front: Front) -> Any:
         ("other trials", [m for m in front.completed if m.number not in members], "#b0b0b0"),
         ("Pareto front", front.members, "#1f77b4"),
     ):
+        if not group:  # an empty trace would still take a legend entry
+            continue
         fig.add_trace(
             go.Scatter3d(
                 x=[AXES["latency"][1](m) for m in group],

@@ -64,9 +64,11 @@ def test_report_renders_one_marker_per_front_member_and_the_baselines(finished, 
     assert plot is not None and plot.select("svg.main-svg"), "plotly did not render the plot"
     traces = plot.select("g.scatterlayer g.trace")
     counts = [len(t.select("path.point")) for t in traces]
-    assert counts == [len(others), len(front.members), len(baselines)]
+    groups = {"other trials": others, "Pareto front": front.members, "baselines": baselines}
+    shown = {name: group for name, group in groups.items() if group}  # a search may have no others
+    assert counts == [len(group) for group in shown.values()]
     legend = [t.get_text() for t in plot.select("g.legend text.legendtext")]
-    assert legend == ["other trials", "Pareto front", "baselines"]
+    assert legend == list(shown)
     assert dom.find(id="hypervolume").select("g.scatterlayer path.point")
     assert dom.find(id="picked-plan").select("g.barlayer path")  # per-layer bits and pruning
     table_rows = dom.find(id="front-table").find_all("tr")
@@ -118,3 +120,21 @@ def test_dashboard_serves_the_study_on_loopback(finished) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_group_without_trials_takes_no_trace_and_no_legend_entry():
+    from types import SimpleNamespace
+
+    from autocompress.report import pareto_2d, pareto_3d
+
+    def trial(number, baseline=None):
+        result = {"accuracy": 0.9, "latency_ms": 1.0 + number, "size_bytes": 1000}
+        result["latency_ratio"] = result["latency_ms"]  # fp32 at 1 ms
+        plan = SimpleNamespace(summary=lambda: "bits 8x10")
+        return SimpleNamespace(number=number, result=result, baseline=baseline, plan=plan)
+
+    fp32, found = trial(0, baseline="fp32"), trial(1)
+    front = SimpleNamespace(completed=[fp32, found], members=[fp32, found])  # no other trials
+    names = [t.name for t in pareto_2d(front, "latency", "accuracy").data]
+    assert names == ["Pareto front", "baselines"]
+    assert [t.name for t in pareto_3d(front).data] == ["Pareto front"]
