@@ -139,17 +139,21 @@ def run_arm(arm: Arm, sitting: Sitting, baselines: tuple[str, ...]) -> None:
     settings = overrides(arm, sitting, baselines)
     arm.result = search(sitting.experiment, progress=True, overrides=settings)
     wall, cpu = time.monotonic() - start_wall, _cpu_s() - start_cpu
-    arm.reused = not ran_own_trials_since(arm, started)
-    if arm.reused:
-        arm.refine_s += wall if wall >= 60.0 else 0.0  # opening a finished study is not work
-    else:
+    arm.reused = not ran_trials_since(arm, started)
+    if not arm.reused:
         arm.wall_s, arm.cpu_s = wall, cpu
+    elif ran_trials_since(arm, started, refinements=True):
+        arm.refine_s += wall
 
 
-def ran_own_trials_since(arm: Arm, started: datetime.datetime) -> bool:
-    """Whether any of the search's own trials (not a refinement) finished after ``started``."""
+def ran_trials_since(arm: Arm, started: datetime.datetime, *, refinements: bool = False) -> bool:
+    """Whether any of the search's own trials (or, with ``refinements``, any refinement trial)
+    finished after ``started``."""
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return any("refine" not in t.user_attrs and t.datetime_complete >= started for t in trials)
+    return any(
+        ("refine" in t.user_attrs) == refinements and t.datetime_complete >= started
+        for t in trials
+    )
 
 
 def refine_arm(
@@ -543,9 +547,9 @@ def _aim_line(s: dict[str, Any]) -> str:
     bar = f">= {AIM_SPEEDUP}x faster and >= {AIM_SMALLER}x smaller than int8 within 0.5 pt"
     if s["meets_aim"] is not None:
         met = f"{bar}: **met** by {_describe(s['meets_aim'])}"
-        if s["meets_aim"].get("origin") in (None, "sampler") or "meets_aim_sampled" not in s:
+        if s["meets_aim"].get("origin") != "warm start":  # sittings before origins: no origin
             return met
-        sampled = s["meets_aim_sampled"]
+        sampled = s.get("meets_aim_sampled")
         return met + (
             f"; among plans the sampler chose: {_describe(sampled)}"
             if sampled

@@ -217,8 +217,9 @@ def test_a_study_whose_only_new_trial_is_a_refinement_counts_as_reused():
     study, t0 = _study_with([(0, 40, {}), (30, 95, {}), (5000, 5400, {"refine": {"of": 1}})])
     arm = SimpleNamespace(result=SimpleNamespace(study=study))
     resumed = t0 + dt.timedelta(seconds=4990)  # a later sitting re-ran the refinement alone
-    assert not bench.ran_own_trials_since(arm, resumed)
-    assert bench.ran_own_trials_since(arm, t0 + dt.timedelta(seconds=50))  # trial 1 ran then
+    assert not bench.ran_trials_since(arm, resumed)
+    assert bench.ran_trials_since(arm, resumed, refinements=True)  # its time is refinement's
+    assert bench.ran_trials_since(arm, t0 + dt.timedelta(seconds=50))  # trial 1 ran then
 
 
 def test_the_aim_line_tells_a_warm_start_from_a_plan_the_sampler_chose():
