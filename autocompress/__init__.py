@@ -22,11 +22,11 @@ from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
 __version__ = "0.1.0"
 
 _LAZY = {
-    "search": "autocompress.study",
-    "load": "autocompress.study",
-    "refine": "autocompress.study",
-    "SearchResult": "autocompress.study",
-    "run_trial": "autocompress.trial",
+    "search": "autocompress._api",
+    "load": "autocompress._api",
+    "refine": "autocompress._api",
+    "SearchResult": "autocompress._api",
+    "run_trial": "autocompress.worker",
     "load_experiment": "autocompress.config",
     "SearchSpace": "autocompress.config",
     "ExperimentConfig": "autocompress.config",

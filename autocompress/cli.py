@@ -247,8 +247,8 @@ def _pick_request(args: argparse.Namespace) -> dict:
 
 
 def _pick(args: argparse.Namespace) -> int:
+    from autocompress._api import load
     from autocompress.front._pick import describe
-    from autocompress.study import load
 
     result = load(args.storage, args.study)
     member = result.front.pick(**_pick_request(args))
@@ -259,9 +259,9 @@ def _pick(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from autocompress.export import export
+    from autocompress._api import load
+    from autocompress.deploy._export import export
     from autocompress.front._pick import describe
-    from autocompress.study import load
 
     result = load(args.storage, args.study)
     member = result.front.pick(**_pick_request(args))
@@ -274,9 +274,13 @@ def _export(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     import json
 
-    from autocompress.study import load
-    from autocompress.verify import candidate_of_export, candidates_of_front, format_verified
-    from autocompress.verify import verify as run_verify
+    from autocompress._api import load
+    from autocompress.deploy._verify import (
+        candidate_of_export,
+        candidates_of_front,
+        format_verified,
+    )
+    from autocompress.deploy._verify import verify as run_verify
 
     source = Path(args.source)
     if source.is_dir() and (source / "manifest.json").exists():
@@ -298,7 +302,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from autocompress.study import load
+    from autocompress._api import load
 
     result = load(args.storage, args.study)
     for path in result.report(args.out, png=args.png, trial=args.trial):
@@ -307,15 +311,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from autocompress.dashboard import serve
+    from autocompress.deploy._dashboard import serve
 
     serve(args.storage, host=args.host, port=args.port)
     return 0
 
 
 def _search(args: argparse.Namespace) -> int:
+    from autocompress._api import search
     from autocompress.front._table import format_front
-    from autocompress.study import search
 
     result = search(args.experiment, overrides=args.overrides, progress=not args.quiet)
     front = result.front
@@ -332,8 +336,8 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _refine(args: argparse.Namespace) -> int:
+    from autocompress._api import refine
     from autocompress.front._table import format_front
-    from autocompress.study import refine
 
     if any(v is not None and v < 1 for v in (args.steps, args.members)):
         from autocompress.errors import ConfigError
@@ -356,8 +360,8 @@ def _refine(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
+    from autocompress._api import load
     from autocompress.front._table import format_front
-    from autocompress.study import load
 
     result = load(args.storage, args.study)
     counts = Counter(t.state.name for t in result.study.get_trials(deepcopy=False))

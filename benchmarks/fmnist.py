@@ -50,10 +50,10 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from autocompress._api import refine, search
 from autocompress.config import load_experiment
+from autocompress.deploy._verify import Candidate, candidates_of_front, verify
 from autocompress.front._front import Member, normalized_hypervolume
-from autocompress.study import refine, search
-from autocompress.verify import Candidate, candidates_of_front, verify
 
 EXPERIMENT = "experiments/fashion_mnist.yaml"
 BASELINES = ("fp32", "int8", "int8-prune50")

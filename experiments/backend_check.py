@@ -20,8 +20,8 @@ import time
 from autocompress.config import load_experiment
 from autocompress.models import load_reference
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
-from autocompress.task import Task
-from autocompress.trial import run_trial
+from autocompress.worker._task import Task
+from autocompress.worker._trial import run_trial
 
 
 def target_plan(layers: list[str], temperature: float) -> CompressionPlan:

@@ -23,20 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
+from autocompress._api import search
 from autocompress.backend import fold_batchnorm, snap_weights
 from autocompress.config import load_experiment
 from autocompress.front import build_front
 from autocompress.measure import measure
 from autocompress.models import load_reference
 from autocompress.runtimes import get_runtime
-from autocompress.study import search
 
 EXPERIMENT = "experiments/fashion_mnist.yaml"
 
 
 def deployables(config):  # the fp32 and uniform-int8 deployables of the reference model
-    from autocompress._context import splits_data
-    from autocompress.task import Task
+    from autocompress.worker._context import splits_data
+    from autocompress.worker._task import Task
 
     ref = load_reference(config.model, config.data)
     data = splits_data(Task(data=config.data))

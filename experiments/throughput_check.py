@@ -19,7 +19,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from autocompress.study import search
+from autocompress._api import search
 
 EXPERIMENT = "experiments/fashion_mnist.yaml"
 

@@ -51,7 +51,7 @@ def tiny_task():
     """A Task with a trained tiny reference (digits, refnet width 8), cached for the session."""
     from autocompress.config import ExperimentConfig
     from autocompress.models import load_reference
-    from autocompress.task import Task
+    from autocompress.worker._task import Task
 
     config = ExperimentConfig.from_dict(tiny_experiment(_SESSION_DIR))
     reference = load_reference(config.model, config.data)

@@ -114,8 +114,8 @@ def test_sigkill_at_every_point_then_resume(tmp_path) -> None:
 
 @pytest.mark.parametrize("fault", ["nan", "timeout"])
 def test_nan_loss_and_timeout_fail_the_trial_not_the_search(fault: str, tmp_path, monkeypatch):
+    from autocompress._api import search
     from autocompress.config import ExperimentConfig
-    from autocompress.study import search
 
     search_cfg = {"n_trials": 3, "sampler": "random", "baselines": ["fp32", "int8"]}
     finetune = {"steps": 40}

@@ -19,7 +19,8 @@ def test_import_is_lean() -> None:
 
 def test_search_machinery_does_not_import_ray_or_plotly() -> None:
     code = (
-        "import sys, autocompress.study, autocompress.trial, autocompress.cli\n"
+        "import sys, autocompress.study, autocompress.worker._trial, autocompress.deploy\n"
+        "import autocompress.cli, autocompress._api\n"
         "import torch\n"
         "print(','.join(m for m in ('ray', 'plotly') if m in sys.modules), "
         "torch.cuda.is_initialized())\n"

@@ -1,6 +1,5 @@
-"""The search: driver (owns Optuna), executors (run trials), storage, samplers, Python API."""
+"""The search: driver (owns Optuna), executors (run trials), storage, samplers, setup."""
 
-from autocompress.study._api import SearchResult, load, make_executor, refine, run, search
 from autocompress.study._driver import (
     add_budget_slots,
     objective_values,
@@ -16,21 +15,15 @@ __all__ = [
     "Executor",
     "LocalExecutor",
     "Outcome",
-    "SearchResult",
     "SearchSetup",
     "add_budget_slots",
     "execute",
-    "load",
-    "make_executor",
     "objective_values",
     "open_storage",
     "open_study",
     "optimize",
     "recover_stale_trials",
     "redact",
-    "refine",
-    "run",
-    "search",
     "setup_from_experiment",
     "setup_from_objects",
 ]

@@ -51,7 +51,7 @@ def execute(
     plan: dict[str, Any], task: dict[str, Any], number: int, objects: Any = None
 ) -> Outcome:
     """Run one trial and classify how it ended; never raises (a worker must report, not die)."""
-    from autocompress.trial import run_trial
+    from autocompress.worker._trial import run_trial
 
     try:
         return Outcome(number, "ok", result=run_trial(plan, task, objects=objects))

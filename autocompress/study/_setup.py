@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-from autocompress._context import UserObjects, loader_data, splits_data
 from autocompress.backend import fold_batchnorm, head_name, layer_inventory, packed_size
 from autocompress.config import BoundSpace, ExperimentConfig, SearchConfig, SearchSpace
 from autocompress.config._schema import to_plain
 from autocompress.errors import ConfigError
-from autocompress.task import Task
+from autocompress.worker._context import UserObjects, loader_data, splits_data
+from autocompress.worker._task import Task
 
 
 @dataclass

@@ -10,8 +10,8 @@ from tests.conftest import tiny_experiment
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory):
     """A completed 6-trial search: its SearchResult and its journal path."""
+    from autocompress._api import search
     from autocompress.config import ExperimentConfig
-    from autocompress.study import search
 
     base = tmp_path_factory.mktemp("finished")
     config = ExperimentConfig.from_dict(

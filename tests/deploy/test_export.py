@@ -43,7 +43,7 @@ np.save(sys.argv[3], logits)
 
 
 def test_exported_model_runs_without_autocompress(finished, tmp_path) -> None:
-    from autocompress.export import export, read_manifest
+    from autocompress.deploy._export import export, read_manifest
     from autocompress.runtimes import get_runtime
 
     result, _ = finished

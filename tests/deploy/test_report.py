@@ -125,7 +125,7 @@ def test_dashboard_serves_the_study_on_loopback(finished) -> None:
 def test_a_group_without_trials_takes_no_trace_and_no_legend_entry():
     from types import SimpleNamespace
 
-    from autocompress.report import pareto_2d, pareto_3d
+    from autocompress.deploy._report import pareto_2d, pareto_3d
 
     def trial(number, baseline=None):
         result = {"accuracy": 0.9, "latency_ms": 1.0 + number, "size_bytes": 1000}

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from autocompress._context import trial_context
 from autocompress.backend import fold_batchnorm, snap_weights
 from autocompress.config import MeasureConfig, TargetConfig
 from autocompress.measure import measure
 from autocompress.runtimes import get_runtime
+from autocompress.worker._context import trial_context
 
 pytestmark = [
     pytest.mark.gpu,

@@ -9,10 +9,10 @@ import onnx
 import pytest
 import torch
 
-from autocompress._context import trial_context
 from autocompress.backend import attach_fake_quant, fold_batchnorm, snap_weights
 from autocompress.runtimes import get_runtime
-from autocompress.trial import deployable_accuracy
+from autocompress.worker._context import trial_context
+from autocompress.worker._trial import deployable_accuracy
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from autocompress._context import trial_context
 from autocompress.backend import fold_batchnorm, snap_weights
 from autocompress.config import TargetConfig
 from autocompress.errors import ConfigError, UnsupportedPlanError
 from autocompress.runtimes import available_runtimes, get_runtime
+from autocompress.worker._context import trial_context
 
 CPU_RUNTIMES = ["onnxruntime", "eager", "inductor"]
 

@@ -7,9 +7,10 @@ import json
 import pytest
 from optuna.trial import TrialState
 
+from autocompress._api import search
 from autocompress.config import ExperimentConfig
 from autocompress.errors import StorageError
-from autocompress.study import open_study, optimize, search
+from autocompress.study import open_study, optimize
 from autocompress.study._executors import LocalExecutor, Outcome
 from autocompress.study._samplers import resumed_seed
 from autocompress.study._setup import setup_from_experiment

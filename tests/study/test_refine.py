@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from autocompress._api import refine, search
 from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
 from autocompress.front import refine_candidates
 from autocompress.front._refine import optimistic_gains
 from autocompress.plan import CompressionPlan
-from autocompress.study import refine, search
 from autocompress.study._driver import REFINE
 from tests.conftest import tiny_experiment
 

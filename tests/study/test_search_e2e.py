@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from autocompress._api import search
 from autocompress.config import ExperimentConfig
 from autocompress.front import non_dominated
-from autocompress.study import search
 from tests.conftest import tiny_experiment
 
 

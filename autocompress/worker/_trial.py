@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from autocompress import _faults as faults
-from autocompress._context import TrialContext, UserObjects, trial_context
 from autocompress.backend import (
     FinetuneSettings,
     fold_batchnorm,
@@ -39,7 +38,8 @@ from autocompress.errors import HopelessTrialError, TrialTimeoutError
 from autocompress.measure import busy, default_cores, fingerprint, measure
 from autocompress.plan import CompressionPlan
 from autocompress.runtimes import Deployable, compute_precision
-from autocompress.task import Task
+from autocompress.worker._context import TrialContext, UserObjects, trial_context
+from autocompress.worker._task import Task
 
 EARLY_EVAL_IMAGES = 1000
 
@@ -118,7 +118,7 @@ def time_deployable(deployable: Deployable, ctx: TrialContext, task: Task) -> di
     target = task.target
     batch = timing_batch(ctx, target)
     if target.node_resources:
-        from autocompress.measure._remote import measure_on_node
+        from autocompress.worker._remote import measure_on_node
 
         return measure_on_node(
             target.runtime,

@@ -64,10 +64,10 @@ def verify(
     ``task``). A study made from a user's own model and loaders has no test split we can
     rebuild: pass ``test_loader``.
     """
-    from autocompress._context import trial_context
     from autocompress.runtimes import get_runtime
-    from autocompress.task import Task
-    from autocompress.trial import deployable_accuracy, time_deployable
+    from autocompress.worker._context import trial_context
+    from autocompress.worker._task import Task
+    from autocompress.worker._trial import deployable_accuracy, time_deployable
 
     task = Task.from_dict(task_data)
     if task.checkpoint is None and test_loader is None:
@@ -107,7 +107,7 @@ def candidates_of_front(
     front: Any, numbers: Sequence[int] | None = None, run_dir: str | Path | None = None
 ) -> list[Candidate]:
     """The front's members (or the named trials) as candidates."""
-    from autocompress.export import artifact_path
+    from autocompress.deploy._export import artifact_path
 
     members = front.members if numbers is None else [front.pick(number=n) for n in numbers]
     return [Candidate(m.number, m.baseline, artifact_path(m, run_dir), m.result) for m in members]
@@ -117,8 +117,8 @@ def candidate_of_export(manifest_path: str | Path) -> tuple[dict[str, Any], Cand
     """An export directory's task and candidate (its file checked against the manifest)."""
     import hashlib
 
+    from autocompress.deploy._export import read_manifest
     from autocompress.errors import DataError
-    from autocompress.export import read_manifest
 
     folder = Path(manifest_path)
     folder = folder if folder.is_dir() else folder.parent

@@ -22,7 +22,6 @@ from typing import Any
 
 import optuna
 
-from autocompress._context import UserObjects
 from autocompress.config import (
     ExperimentConfig,
     FinetuneConfig,
@@ -38,7 +37,8 @@ from autocompress.study._driver import open_study, optimize
 from autocompress.study._progress import Progress
 from autocompress.study._setup import SearchSetup, setup_from_experiment, setup_from_objects
 from autocompress.study._storage import open_storage
-from autocompress.task import Task
+from autocompress.worker._context import UserObjects
+from autocompress.worker._task import Task
 
 
 @dataclasses.dataclass
@@ -59,14 +59,14 @@ class SearchResult:
 
     def export(self, out_dir: str | Path, *, overwrite: bool = False, **request: Any) -> Path:
         """Pick a member (``front.pick`` arguments; the knee by default) and export it."""
-        from autocompress.export import export
+        from autocompress.deploy._export import export
 
         member = self.front.pick(**(request or {"prefer": "knee"}))
         return export(self.study, member, out_dir, overwrite=overwrite)
 
     def verify(self, numbers: Sequence[int] | None = None, test_loader: Any = None) -> Any:
         """Test accuracy and re-measured latency of the front (or of the named trials)."""
-        from autocompress.verify import candidates_of_front, verify
+        from autocompress.deploy._verify import candidates_of_front, verify
 
         task = self.study.user_attrs["task"]
         return verify(task, candidates_of_front(self.front, numbers), test_loader=test_loader)
@@ -78,7 +78,7 @@ class SearchResult:
 
         ``trial`` names the member whose plan is charted (default: the knee).
         """
-        from autocompress.report import write_report
+        from autocompress.deploy._report import write_report
 
         front = self.front
         picked = front.pick(number=trial) if trial is not None else None
@@ -204,7 +204,7 @@ def _exists_study(setup: SearchSetup) -> bool:
 
 def run(setup: SearchSetup, *, progress: bool = True) -> SearchResult:
     """Open or resume the study of ``setup`` and drive it to its budget."""
-    from autocompress.measure._remote import check_target_node
+    from autocompress.worker._remote import check_target_node
 
     check_target_node(setup.task.target, setup.task.ray_address)  # before anything is written
     study = open_study(setup)

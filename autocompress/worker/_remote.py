@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from autocompress import _ray
 from autocompress.config import TargetConfig
 from autocompress.config._schema import to_plain
+from autocompress.errors import ConfigError, UnsupportedPlanError
 
 
 def measure_on_node(
@@ -25,28 +27,15 @@ def measure_on_node(
     ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Time ``artifact`` beside ``reference`` on a node with ``target.node_resources``."""
-    import ray
-
-    from autocompress.errors import UnsupportedPlanError
-    from autocompress.study._ray_executor import ensure_ray
-
-    ensure_ray(ray_address)
+    _ray.ensure_ray(ray_address)
     wanted = dict(target.node_resources)
-    if not target_node_exists(wanted):
+    if not _ray.node_with(wanted):
         raise UnsupportedPlanError(no_node_message(wanted))
-    task = ray.remote(num_cpus=0, resources=wanted, max_retries=0)(_time_here)
-    return ray.get(task.remote(runtime, artifact, reference, batch, to_plain(target)))
-
-
-def target_node_exists(wanted: dict[str, float]) -> bool:
-    """Whether a live node of the connected Ray cluster has ``wanted`` resources."""
-    import ray
-
-    return any(
-        all(n.get("Resources", {}).get(k, 0) >= v for k, v in wanted.items())
-        for n in ray.nodes()
-        if n.get("Alive")
+    task = _ray.remote(_time_here, num_cpus=0, resources=wanted)
+    result: dict[str, Any] = _ray.get(
+        task.remote(runtime, artifact, reference, batch, to_plain(target))
     )
+    return result
 
 
 def no_node_message(wanted: dict[str, float]) -> str:
@@ -60,27 +49,20 @@ def check_target_node(target: TargetConfig, ray_address: str | None) -> None:
     """Before a search: refuse a target no node of the cluster can time (a config error)."""
     if not target.node_resources:
         return
-    import ray
-
-    from autocompress.errors import ConfigError
-    from autocompress.study._ray_executor import ensure_ray
-
-    started = not ray.is_initialized()
-    ensure_ray(ray_address)
+    started = not _ray.is_initialized()
+    _ray.ensure_ray(ray_address)
     try:
-        if not target_node_exists(dict(target.node_resources)):
+        if not _ray.node_with(dict(target.node_resources)):
             raise ConfigError(no_node_message(dict(target.node_resources)))
     finally:
         if started:  # leave the process as we found it; the executor connects on its own
-            ray.shutdown()
+            _ray.shutdown()
 
 
 def _time_here(
     runtime: str, artifact: bytes, reference: bytes, batch: Any, target_data: dict[str, Any]
 ) -> dict[str, Any]:
     """Runs on the target node: rebuild both deployables, time them, fingerprint this node."""
-    import ray
-
     from autocompress.config._schema import build
     from autocompress.measure._fingerprint import fingerprint
     from autocompress.measure._latency import default_cores, measure
@@ -91,8 +73,7 @@ def _time_here(
     candidate = rt.load(artifact, target).timer(batch, target.threads)
     ref = rt.load(reference, target).timer(batch, target.threads)
     result = measure(candidate, ref, target.measure, target.cores).to_dict()
-    context = ray.get_runtime_context()
-    node = context.get_node_id()
+    node = _ray.node_id()
     result["fingerprint"] = fingerprint(
         device=target.device,
         runtime=runtime,

@@ -28,7 +28,7 @@ def two_node_cluster():
 def test_trial_is_timed_on_the_node_with_the_resource(two_node_cluster, tiny_task) -> None:
     from autocompress.errors import UnsupportedPlanError
     from autocompress.plan import CompressionPlan
-    from autocompress.trial import run_trial
+    from autocompress.worker._trial import run_trial
 
     _, edge = two_node_cluster
     target = dataclasses.replace(tiny_task.target, node_resources={"edge_x86": 1.0})

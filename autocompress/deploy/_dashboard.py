@@ -21,7 +21,7 @@ def serve(storage: str, host: str = DEFAULT_HOST, port: int = 8080) -> None:
         raise AutocompressError(
             "the dashboard needs optuna-dashboard: pip install optuna-dashboard"
         ) from None
-    from autocompress.study._api import load
+    from autocompress._api import load
     from autocompress.study._storage import open_storage, redact
 
     load(storage)  # a clear error for a storage with no study, before a server starts

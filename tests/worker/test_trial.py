@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from autocompress._context import trial_context
 from autocompress.errors import ConfigError, HopelessTrialError, UnsupportedPlanError
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
-from autocompress.trial import run_trial
+from autocompress.worker._context import trial_context
+from autocompress.worker._trial import run_trial
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from autocompress.data import batches, endless_batches, load_splits
 from autocompress.errors import DataError
 from autocompress.measure import busy
 from autocompress.runtimes import Deployable, Runtime, get_runtime
-from autocompress.task import Task
+from autocompress.worker._task import Task
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

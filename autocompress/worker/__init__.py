@@ -1,0 +1,41 @@
+"""The worker wing: what runs one trial, a pure function of plain data.
+
+``Task`` (what every trial receives) and ``TrialResult`` (what it returns) are light and loaded
+eagerly; ``run_trial`` and the per-process context load torch, so they are loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autocompress.worker._task import Task
+
+_LAZY = {
+    "run_trial": "autocompress.worker._trial",
+    "time_deployable": "autocompress.worker._trial",
+    "trial_context": "autocompress.worker._context",
+    "TrialContext": "autocompress.worker._context",
+    "TrialData": "autocompress.worker._context",
+    "UserObjects": "autocompress.worker._context",
+    "check_target_node": "autocompress.worker._remote",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'autocompress.worker' has no attribute {name!r}")
+
+
+__all__ = [
+    "Task",
+    "TrialContext",
+    "TrialData",
+    "UserObjects",
+    "check_target_node",
+    "run_trial",
+    "time_deployable",
+    "trial_context",
+]
