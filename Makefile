@@ -1,12 +1,13 @@
 # autocompress: the two commands of the README's quick start, and helpers.
 #   make demo   install into .venv, get Fashion-MNIST, train (or reuse) the reference, search, print the front
-#   make test   install the test extras into .venv and run the default test suite
+#   make test   install the test extras and every optional extra into .venv, run the default suite
+#   make lint / make typecheck   ruff / mypy (configured in pyproject.toml)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint data install clean
+.PHONY: demo test lint typecheck data install clean
 
 demo: $(VENV)/.installed data
 	$(BIN)/autocompress search experiments/fashion_mnist.yaml
@@ -18,8 +19,12 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
 install: $(VENV)/.installed
 
+# the core only: what `make demo` needs (optional features are extras, see pyproject.toml)
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 	  echo "python3 -m venv failed; installing python3-venv"; \
@@ -28,8 +33,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e .
 	@touch $@
 
+# the tests exercise PostgreSQL, the dashboard, PNG export and inductor: every extra
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,all]'
 	@touch $@
 
 # Fashion-MNIST ships as a Debian package; elsewhere set data.root (or AUTOCOMPRESS_DATA).

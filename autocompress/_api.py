@@ -2,15 +2,15 @@
 
 Example (an experiment file)::
 
-    result = autocompress.search("experiments/fashion_mnist.yaml", n_trials=12)
+    result = autocompress.search("experiments/fashion_mnist.yaml", study={"n_trials": 12})
     result.front.knee
 
 Example (your own model and loaders, no YAML)::
 
     result = autocompress.search(model, train_loader, val_loader,
         space={"layers": [{"match": ".*", "bits": [4, 8, "none"], "prune": [0, 0.25, 0.5]}]},
-        target={"runtime": "onnxruntime", "batch_size": 1}, storage="runs/mine.journal",
-        n_trials=20)
+        sections={"target": {"runtime": "onnxruntime", "batch_size": 1}},
+        study={"storage": "runs/mine.journal", "n_trials": 20})
 """
 
 from __future__ import annotations
@@ -26,19 +26,57 @@ from autocompress.config import (
     ExperimentConfig,
     FinetuneConfig,
     SearchConfig,
+    SearchSections,
     SearchSpace,
     TargetConfig,
+    apply_override,
+    build,
     load_experiment,
 )
-from autocompress.config._schema import build
 from autocompress.errors import ConfigError, StorageError
 from autocompress.front import Front, build_front
-from autocompress.study._driver import open_study, optimize
-from autocompress.study._progress import Progress
-from autocompress.study._setup import SearchSetup, setup_from_experiment, setup_from_objects
-from autocompress.study._storage import open_storage
-from autocompress.worker._context import UserObjects
-from autocompress.worker._task import Task
+from autocompress.record import read_study
+from autocompress.study import (
+    Progress,
+    SearchSetup,
+    load_stored_study,
+    open_storage,
+    open_study,
+    optimize,
+    setup_from_experiment,
+    setup_from_objects,
+)
+from autocompress.worker import Task, UserObjects
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyOptions:
+    """Where a search's study lives and how many trials it runs, beside what it searches.
+
+    ``name``: the study (default: the experiment's; ``search`` for a model); ``storage``: None
+    (a journal in the run directory), a path, ``sqlite:///`` or ``postgresql://``; ``run_dir``:
+    default ``runs/<name>``; ``n_trials``, ``n_workers``: shortcuts for ``search.n_trials`` /
+    ``search.n_workers`` (``n_workers > 1`` selects the Ray executor); ``test_loader``: a user
+    model's held-out split.
+    """
+
+    name: str | None = None
+    storage: str | None = None
+    run_dir: str | Path | None = None
+    n_trials: int | None = None
+    n_workers: int | None = None
+    test_loader: Iterable[Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelSearch:
+    """A search of the user's own model: the model, its loaders, its space and sections."""
+
+    model: Any
+    train_loader: Iterable[Any] | None
+    val_loader: Iterable[Any] | None
+    space: Any
+    sections: SearchSections | Mapping[str, Any] | None
 
 
 @dataclasses.dataclass
@@ -53,22 +91,22 @@ class SearchResult:
         return build_front(self.study)
 
     def trials_dataframe(self) -> Any:
-        from autocompress.front._table import to_pandas
+        from autocompress.front import to_pandas
 
         return to_pandas(self.study)
 
     def export(self, out_dir: str | Path, *, overwrite: bool = False, **request: Any) -> Path:
         """Pick a member (``front.pick`` arguments; the knee by default) and export it."""
-        from autocompress.deploy._export import export
+        from autocompress.deploy import export
 
         member = self.front.pick(**(request or {"prefer": "knee"}))
         return export(self.study, member, out_dir, overwrite=overwrite)
 
     def verify(self, numbers: Sequence[int] | None = None, test_loader: Any = None) -> Any:
         """Test accuracy and re-measured latency of the front (or of the named trials)."""
-        from autocompress.deploy._verify import candidates_of_front, verify
+        from autocompress.deploy import candidates_of_front, verify
 
-        task = self.study.user_attrs["task"]
+        task = dict(read_study(self.study).task)
         return verify(task, candidates_of_front(self.front, numbers), test_loader=test_loader)
 
     def report(
@@ -78,7 +116,7 @@ class SearchResult:
 
         ``trial`` names the member whose plan is charted (default: the knee).
         """
-        from autocompress.deploy._report import write_report
+        from autocompress.deploy import write_report
 
         front = self.front
         picked = front.pick(number=trial) if trial is not None else None
@@ -98,16 +136,9 @@ def search(
     val_loader: Iterable[Any] | None = None,
     *,
     space: str | Path | Mapping[str, Any] | SearchSpace | None = None,
-    target: Mapping[str, Any] | TargetConfig | None = None,
-    finetune: Mapping[str, Any] | FinetuneConfig | None = None,
-    options: Mapping[str, Any] | SearchConfig | None = None,
-    storage: str | None = None,
-    name: str | None = None,
-    run_dir: str | Path | None = None,
-    n_trials: int | None = None,
-    n_workers: int | None = None,
+    sections: SearchSections | Mapping[str, Any] | None = None,
+    study: StudyOptions | Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
-    test_loader: Iterable[Any] | None = None,
     progress: bool = True,
 ) -> SearchResult:
     """Run (or resume) a search and return its study and front.
@@ -116,39 +147,18 @@ def search(
         experiment_or_model: an experiment YAML path / :class:`ExperimentConfig`, or a
             ``torch.nn.Module`` (then ``train_loader``, ``val_loader`` and ``space`` are needed).
         space: search space (YAML path, mapping or :class:`SearchSpace`) for a user model.
-        target, finetune, options: sections as in an experiment file (mappings or dataclasses).
-        storage: None (journal in the run directory), a path, ``sqlite:///`` or ``postgresql://``.
-        n_trials, n_workers: shortcuts for ``options.n_trials`` / ``options.n_workers``
-            (``n_workers > 1`` selects the Ray executor).
+        sections: a user model's ``target``, ``finetune`` and ``search`` sections as in an
+            experiment file (:class:`SearchSections`, or a mapping of mappings or dataclasses).
+        study: :class:`StudyOptions` or a mapping of its fields (name, storage, run_dir,
+            n_trials, n_workers, test_loader).
         overrides: ``key.sub=value`` strings applied to an experiment file.
     """
-    shortcuts = []
-    if n_trials is not None:
-        shortcuts.append(f"search.n_trials={n_trials}")
-    if n_workers is not None:
-        shortcuts.append(f"search.n_workers={n_workers}")
-        if n_workers > 1:
-            shortcuts.append("search.executor=ray")
+    options = _study_options(study)
     if isinstance(experiment_or_model, (str, Path, ExperimentConfig)):
-        setup = _setup_from_experiment(
-            experiment_or_model, [*overrides, *shortcuts], storage, name, run_dir
-        )
+        setup = _setup_from_experiment(experiment_or_model, overrides, options)
     else:
-        setup = _setup_from_model(
-            experiment_or_model,
-            train_loader,
-            val_loader,
-            test_loader,
-            space,
-            target,
-            finetune,
-            options,
-            storage,
-            name,
-            run_dir,
-            n_trials,
-            n_workers,
-        )
+        request = _ModelSearch(experiment_or_model, train_loader, val_loader, space, sections)
+        setup = _setup_from_model(request, options)
     return run(setup, progress=progress)
 
 
@@ -174,9 +184,9 @@ def refine(
         autocompress.refine("experiments/fashion_mnist.yaml", [12, 30], steps=1000)
     """
     from autocompress.front import refine_candidates
-    from autocompress.study._driver import enqueue_refinements
+    from autocompress.study import enqueue_refinements
 
-    setup = _setup_from_experiment(experiment, list(overrides), None, None, None)
+    setup = _setup_from_experiment(experiment, overrides, StudyOptions())
     if not _exists_study(setup):
         raise StorageError(
             f"no study {setup.name!r} in {setup.storage or setup.run_dir / 'study.journal'}; "
@@ -204,7 +214,7 @@ def _exists_study(setup: SearchSetup) -> bool:
 
 def run(setup: SearchSetup, *, progress: bool = True) -> SearchResult:
     """Open or resume the study of ``setup`` and drive it to its budget."""
-    from autocompress.worker._remote import check_target_node
+    from autocompress.worker import check_target_node
 
     check_target_node(setup.task.target, setup.task.ray_address)  # before anything is written
     study = open_study(setup)
@@ -216,28 +226,13 @@ def run(setup: SearchSetup, *, progress: bool = True) -> SearchResult:
 
 def load(storage: str, name: str | None = None, run_dir: str | Path | None = None) -> SearchResult:
     """Reopen a stored study (read-only use: front, tables, export)."""
-    if "://" not in storage and not Path(storage).expanduser().is_file():
-        raise StorageError(
-            f"no study storage at {storage}; give the journal file a search wrote "
-            "(runs/<name>/study.journal) or a database URL"
-        )
-    backend = open_storage(storage, Path(run_dir or "."))
-    names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
-    if not names:
-        raise StorageError(f"storage {storage!r} holds no study; check the path")
-    if name is None:
-        if len(names) > 1:
-            raise ConfigError(f"storage holds several studies {names}; name one")
-        name = names[0]
-    if name not in names:
-        raise StorageError(f"study {name!r} not found; the storage holds {names}")
-    study = optuna.load_study(study_name=name, storage=backend)
-    return SearchResult(study, Path(study.user_attrs.get("run_dir") or run_dir or "."))
+    study = load_stored_study(storage, name)
+    return SearchResult(study, Path(read_study(study).run_dir or run_dir or "."))
 
 
 def make_executor(setup: SearchSetup) -> Any:
     if setup.search.executor == "ray":
-        from autocompress.study._ray_executor import RayExecutor
+        from autocompress.study import RayExecutor
 
         return RayExecutor(
             n_workers=setup.search.n_workers,
@@ -245,21 +240,16 @@ def make_executor(setup: SearchSetup) -> Any:
             objects=setup.objects,
             trial_timeout_s=setup.search.trial_timeout_s,
         )
-    from autocompress.study._executors import LocalExecutor
+    from autocompress.study import LocalExecutor
 
     return LocalExecutor(setup.objects)
 
 
 def _setup_from_experiment(
-    source: str | Path | ExperimentConfig,
-    overrides: list[str],
-    storage: str | None,
-    name: str | None,
-    run_dir: str | Path | None,
+    source: str | Path | ExperimentConfig, overrides: Sequence[str], study: StudyOptions
 ) -> SearchSetup:
+    overrides = [*overrides, *_shortcuts(study)]
     if isinstance(source, ExperimentConfig):
-        from autocompress.config import apply_override
-
         data = source.to_dict()
         for text in overrides:
             apply_override(data, text)
@@ -267,62 +257,89 @@ def _setup_from_experiment(
     else:
         config = load_experiment(source, overrides)
     changes: dict[str, Any] = {}
-    if storage is not None:
-        changes["storage"] = storage
-    if name is not None:
-        changes["name"] = name
-    if run_dir is not None:
-        changes["run_dir"] = str(run_dir)
+    if study.storage is not None:
+        changes["storage"] = study.storage
+    if study.name is not None:
+        changes["name"] = study.name
+    if study.run_dir is not None:
+        changes["run_dir"] = str(study.run_dir)
     return setup_from_experiment(config.replace(**changes) if changes else config)
 
 
-def _setup_from_model(
-    model: Any,
-    train_loader: Iterable[Any] | None,
-    val_loader: Iterable[Any] | None,
-    test_loader: Iterable[Any] | None,
-    space: Any,
-    target: Any,
-    finetune: Any,
-    options: Any,
-    storage: str | None,
-    name: str | None,
-    run_dir: str | Path | None,
-    n_trials: int | None,
-    n_workers: int | None,
-) -> SearchSetup:
+def _shortcuts(study: StudyOptions) -> list[str]:
+    """The overrides that ``n_trials`` / ``n_workers`` stand for on an experiment."""
+    out = []
+    if study.n_trials is not None:
+        out.append(f"search.n_trials={study.n_trials}")
+    if study.n_workers is not None:
+        out.append(f"search.n_workers={study.n_workers}")
+        if study.n_workers > 1:
+            out.append("search.executor=ray")
+    return out
+
+
+def _setup_from_model(request: _ModelSearch, study: StudyOptions) -> SearchSetup:
     import torch
 
-    if not isinstance(model, torch.nn.Module):
+    if not isinstance(request.model, torch.nn.Module):
         raise ConfigError(
-            f"search() takes an experiment path or a torch.nn.Module, got {type(model).__name__}"
+            "search() takes an experiment path or a torch.nn.Module, got "
+            f"{type(request.model).__name__}"
         )
-    if train_loader is None or val_loader is None or space is None:
+    if request.train_loader is None or request.val_loader is None or request.space is None:
         raise ConfigError("search(model, ...) needs train_loader, val_loader and space=")
-    search_cfg = _section(SearchConfig, options, "options")
+    sections = _sections(request.sections)
+    search_cfg = sections.search
     changes: dict[str, Any] = {}
-    if n_trials is not None:
-        changes["n_trials"] = n_trials
-    if n_workers is not None:
-        changes["n_workers"] = n_workers
-        changes["executor"] = "ray" if n_workers > 1 else search_cfg.executor
+    if study.n_trials is not None:
+        changes["n_trials"] = study.n_trials
+    if study.n_workers is not None:
+        changes["n_workers"] = study.n_workers
+        changes["executor"] = "ray" if study.n_workers > 1 else search_cfg.executor
     search_cfg = dataclasses.replace(search_cfg, **changes)
     task = Task(
-        target=_section(TargetConfig, target, "target"),
-        finetune=_section(FinetuneConfig, finetune, "finetune"),
+        target=sections.target,
+        finetune=sections.finetune,
         trial_timeout_s=search_cfg.trial_timeout_s,
     )
-    study_name = name or "search"
-    objects = UserObjects(model, train_loader, val_loader, test_loader)
+    study_name = study.name or "search"
+    objects = UserObjects(
+        request.model, request.train_loader, request.val_loader, study.test_loader
+    )
     return setup_from_objects(
         objects,
-        _space(space),
+        _space(request.space),
         task,
         search_cfg,
         name=study_name,
-        run_dir=Path(run_dir) if run_dir else Path("runs") / study_name,
-        storage=storage,
+        run_dir=Path(study.run_dir) if study.run_dir else Path("runs") / study_name,
+        storage=study.storage,
     )
+
+
+def _sections(value: SearchSections | Mapping[str, Any] | None) -> SearchSections:
+    """The sections of a user model's search; each a mapping (as in YAML) or its dataclass."""
+    if value is None:
+        return SearchSections()
+    if isinstance(value, SearchSections):
+        return value
+    kinds = {"target": TargetConfig, "finetune": FinetuneConfig, "search": SearchConfig}
+    unknown = sorted(set(value) - set(kinds))
+    if unknown:
+        raise ConfigError(f"sections: unknown key(s) {unknown} (allowed: {', '.join(kinds)})")
+    return SearchSections(**{k: _section(c, value.get(k), k) for k, c in kinds.items()})
+
+
+def _study_options(value: StudyOptions | Mapping[str, Any] | None) -> StudyOptions:
+    if value is None:
+        return StudyOptions()
+    if isinstance(value, StudyOptions):
+        return value
+    allowed = [f.name for f in dataclasses.fields(StudyOptions)]
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(f"study: unknown key(s) {unknown} (allowed: {', '.join(allowed)})")
+    return StudyOptions(**value)
 
 
 def _section(cls: type[Any], value: Any, where: str) -> Any:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from autocompress.errors import AutocompressError
 
+ArgsAdder = Callable[[argparse.ArgumentParser], object]
+
 EXAMPLES = {
     "search": "autocompress search experiments/fashion_mnist.yaml search.n_trials=40",
     "resume": "autocompress resume experiments/fashion_mnist.yaml",
@@ -58,79 +60,66 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(metavar="COMMAND")
-    _command(
-        sub,
-        "search",
-        "run (or resume) the search an experiment describes",
-        _search,
-        _experiment_args,
-    )
-    _command(
-        sub,
-        "resume",
-        "continue a stopped search (the same as running search again)",
-        _search,
-        _experiment_args,
-    )
-    _command(
-        sub,
-        "refine",
-        "fine-tune chosen front members again with a longer budget (new trials, same study)",
-        _refine,
-        _refine_args,
-    )
-    _command(
-        sub,
-        "status",
-        "summarise a stored study: trials by state, the front",
-        _status,
-        _storage_args,
-    )
-    _command(
-        sub,
-        "report",
-        "write a standalone HTML report of a study (plots of the front, history, table)",
-        _report,
-        _report_args,
-    )
-    _command(
-        sub, "pick", "choose one model of the front by budget and preference", _pick, _pick_args
-    )
-    _command(
-        sub,
-        "export",
-        "write a picked model as a self-contained deployable plus manifest.json",
-        _export,
-        _export_args,
-    )
-    _command(
-        sub,
-        "verify",
-        "re-measure test accuracy and latency of the front (or of an export directory)",
-        _verify,
-        _verify_args,
-    )
-    _command(
-        sub,
-        "dashboard",
-        "browse a study in optuna-dashboard (on 127.0.0.1 unless --host says otherwise)",
-        _dashboard,
-        _dashboard_args,
-    )
-    _command(
-        sub,
-        "validate",
-        "check experiment / search-space YAML files without running",
-        _validate,
-        lambda p: p.add_argument("files", nargs="+", type=Path),
-    )
-    _command(
-        sub,
-        "ls",
-        "list models, runtimes, samplers, shipped experiments and spaces",
-        _ls,
-        lambda p: None,
-    )
+    commands: list[tuple[str, str, Callable[[argparse.Namespace], int], ArgsAdder]] = [
+        (
+            "search",
+            "run (or resume) the search an experiment describes",
+            _search,
+            _experiment_args,
+        ),
+        (
+            "resume",
+            "continue a stopped search (the same as running search again)",
+            _search,
+            _experiment_args,
+        ),
+        (
+            "refine",
+            "fine-tune chosen front members again with a longer budget (new trials, same study)",
+            _refine,
+            _refine_args,
+        ),
+        ("status", "summarise a stored study: trials by state, the front", _status, _storage_args),
+        (
+            "report",
+            "write a standalone HTML report of a study (plots of the front, history, table)",
+            _report,
+            _report_args,
+        ),
+        ("pick", "choose one model of the front by budget and preference", _pick, _pick_args),
+        (
+            "export",
+            "write a picked model as a self-contained deployable plus manifest.json",
+            _export,
+            _export_args,
+        ),
+        (
+            "verify",
+            "re-measure test accuracy and latency of the front (or of an export directory)",
+            _verify,
+            _verify_args,
+        ),
+        (
+            "dashboard",
+            "browse a study in optuna-dashboard (on 127.0.0.1 unless --host says otherwise)",
+            _dashboard,
+            _dashboard_args,
+        ),
+        (
+            "validate",
+            "check experiment / search-space YAML files without running",
+            _validate,
+            lambda p: p.add_argument("files", nargs="+", type=Path),
+        ),
+        (
+            "ls",
+            "list models, runtimes, samplers, shipped experiments and spaces",
+            _ls,
+            lambda p: None,
+        ),
+    ]
+    for name, help_text, func, add_args in commands:
+        _command(sub, name, help_text, func, add_args)
     return parser
 
 
@@ -139,7 +128,7 @@ def _command(
     name: str,
     help_text: str,
     func: Callable[[argparse.Namespace], int],
-    add_args: Callable[[argparse.ArgumentParser], None],
+    add_args: ArgsAdder,
 ) -> None:
     p = sub.add_parser(
         name,
@@ -248,7 +237,7 @@ def _pick_request(args: argparse.Namespace) -> dict:
 
 def _pick(args: argparse.Namespace) -> int:
     from autocompress._api import load
-    from autocompress.front._pick import describe
+    from autocompress.front import describe
 
     result = load(args.storage, args.study)
     member = result.front.pick(**_pick_request(args))
@@ -260,8 +249,8 @@ def _pick(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from autocompress._api import load
-    from autocompress.deploy._export import export
-    from autocompress.front._pick import describe
+    from autocompress.deploy import export
+    from autocompress.front import describe
 
     result = load(args.storage, args.study)
     member = result.front.pick(**_pick_request(args))
@@ -275,12 +264,13 @@ def _verify(args: argparse.Namespace) -> int:
     import json
 
     from autocompress._api import load
-    from autocompress.deploy._verify import (
+    from autocompress.deploy import (
         candidate_of_export,
         candidates_of_front,
         format_verified,
     )
-    from autocompress.deploy._verify import verify as run_verify
+    from autocompress.deploy import verify as run_verify
+    from autocompress.record import read_study
 
     source = Path(args.source)
     if source.is_dir() and (source / "manifest.json").exists():
@@ -289,7 +279,7 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         result = load(args.source, args.study)
         candidates = candidates_of_front(result.front, args.trial, args.run_dir)
-        rows, reference_test = run_verify(result.study.user_attrs["task"], candidates)
+        rows, reference_test = run_verify(dict(read_study(result.study).task), candidates)
     print(format_verified(rows, reference_test))
     if args.json is not None:
         args.json.write_text(
@@ -311,7 +301,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from autocompress.deploy._dashboard import serve
+    from autocompress.deploy import serve
 
     serve(args.storage, host=args.host, port=args.port)
     return 0
@@ -319,7 +309,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from autocompress._api import search
-    from autocompress.front._table import format_front
+    from autocompress.front import format_front
 
     result = search(args.experiment, overrides=args.overrides, progress=not args.quiet)
     front = result.front
@@ -337,7 +327,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _refine(args: argparse.Namespace) -> int:
     from autocompress._api import refine
-    from autocompress.front._table import format_front
+    from autocompress.front import format_front
 
     if any(v is not None and v < 1 for v in (args.steps, args.members)):
         from autocompress.errors import ConfigError
@@ -361,7 +351,7 @@ def _status(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from autocompress._api import load
-    from autocompress.front._table import format_front
+    from autocompress.front import format_front
 
     result = load(args.storage, args.study)
     counts = Counter(t.state.name for t in result.study.get_trials(deepcopy=False))

@@ -50,10 +50,11 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from autocompress._api import refine, search
+from autocompress import refine, search
 from autocompress.config import load_experiment
-from autocompress.deploy._verify import Candidate, candidates_of_front, verify
+from autocompress.deploy import Candidate, candidates_of_front, verify
 from autocompress.front._front import Member, normalized_hypervolume
+from autocompress.record import read_study, read_trial
 
 EXPERIMENT = "experiments/fashion_mnist.yaml"
 BASELINES = ("fp32", "int8", "int8-prune50")
@@ -151,7 +152,7 @@ def ran_trials_since(arm: Arm, started: datetime.datetime, *, refinements: bool 
     finished after ``started``."""
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return any(
-        ("refine" in t.user_attrs) == refinements and t.datetime_complete >= started
+        (read_trial(t).refine is not None) == refinements and t.datetime_complete >= started
         for t in trials
     )
 
@@ -184,15 +185,15 @@ def study_span_s(arm: Arm) -> float:
     """First start to last finish of the search's own trials: the wall time of a study that ran
     in a sitting whose timings were lost (its CPU time cannot be known afterwards)."""
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ran = [t for t in trials if "refine" not in t.user_attrs]
+    ran = [t for t in trials if read_trial(t).refine is None]
     start = min(t.datetime_start for t in ran)
     return (max(t.datetime_complete for t in ran) - start).total_seconds()
 
 
 def trial_wall_median(arm: Arm) -> float:
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    skip = ("duplicate_of", "refine")
-    ran = [t for t in trials if not any(k in t.user_attrs for k in skip)]
+    records = [(t, read_trial(t)) for t in trials]
+    ran = [t for t, r in records if r.duplicate_of is None and r.refine is None]
     return statistics.median((t.datetime_complete - t.datetime_start).total_seconds() for t in ran)
 
 
@@ -203,7 +204,7 @@ def verify_all(arms: list[Arm], batches: tuple[int, ...] = ()) -> float:
     dynamic batch axis): the search ranked them at the target's batch, and whether a front found
     at batch 1 keeps its speedups at a serving batch is what a user would ask next.
     """
-    task = arms[0].result.study.user_attrs["task"]
+    task = dict(read_study(arms[0].result.study).task)
     jobs: list[tuple[Arm, Candidate]] = []
     for arm in arms:
         front = arm.result.front
@@ -284,12 +285,12 @@ def point(arm: Arm, m: Member) -> dict[str, Any]:
         "origin": origin(arm, m),
         "finetuned": distill is not None,
         "steps": None if distill is None else distill.steps,  # None: the search's budget
-        "val_accuracy": m.result["accuracy"],
+        "val_accuracy": m.result.accuracy,
         "test_accuracy": v.test_accuracy,
-        "search_latency_ms": m.result["latency_ms"],
+        "search_latency_ms": m.result.latency_ms,
         "latency_ms": v.verified_latency_ms,
         **{f"latency_b{b}_ms": at[m.number] for b, at in arm.latency_at.items()},
-        "size_bytes": m.result["size_bytes"],
+        "size_bytes": m.result.size_bytes,
         "plan": m.plan.summary(),
     }
 
@@ -671,7 +672,7 @@ def main(argv: list[str]) -> None:
             arm.wall_s, arm.cpu_s = previous[arm.label][:2]
     reference_test = verify_all(arms, tuple(b for b in BATCHES_AFTER if b != batch))
     summary = summarise(arms, reference_test)
-    fingerprint = arms[1].result.front.members[0].result.get("fingerprint", {})
+    fingerprint = dict(arms[1].result.front.members[0].result.fingerprint)
     meta = {
         "command": " ".join(["python", *sys.argv]),
         "device": (

@@ -59,22 +59,22 @@ def main(argv: list[str]) -> None:
     rows = []
     for label, plan in runs:
         start = time.perf_counter()
-        r = run_trial(plan.to_dict(), task.to_dict())
-        ft = r["finetune"] or {}
+        r = run_trial(plan.to_dict(), task.to_dict()).result
+        ft = r.finetune
         rows.append(
             {
                 "plan": label,
-                "accuracy": r["accuracy"],
-                "latency_ms": r["latency_ms"],
-                "speedup": 1 / r["latency_ratio"],
-                "size_bytes": r["size_bytes"],
-                "smaller": rows[0]["size_bytes"] / r["size_bytes"] if rows else 1.0,
+                "accuracy": r.accuracy,
+                "latency_ms": r.latency_ms,
+                "speedup": 1 / (r.latency_ratio or float("nan")),
+                "size_bytes": r.size_bytes,
+                "smaller": rows[0]["size_bytes"] / r.size_bytes if rows else 1.0,
                 "wall_s": time.perf_counter() - start,
-                "s_per_step": ft.get("seconds", 0) / max(1, ft.get("steps", 0)) if ft else None,
-                "first_loss": ft.get("first_loss"),
-                "last_loss": ft.get("last_loss"),
-                "params": r["params"],
-                "fingerprint": r["fingerprint"]["key"],
+                "s_per_step": ft.seconds_per_step if ft else None,
+                "first_loss": ft.first_loss if ft else None,
+                "last_loss": ft.last_loss if ft else None,
+                "params": r.params,
+                "fingerprint": r.fingerprint_key,
             }
         )
         print(_row(rows[-1]), flush=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autocompress._api import search
+from autocompress import search
 from autocompress.backend import fold_batchnorm, snap_weights
 from autocompress.config import load_experiment
 from autocompress.front import build_front

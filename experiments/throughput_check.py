@@ -19,7 +19,8 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from autocompress._api import search
+from autocompress import search
+from autocompress.record import read_trial
 
 EXPERIMENT = "experiments/fashion_mnist.yaml"
 
@@ -50,8 +51,9 @@ def run(n_workers: int, n_trials: int, steps: int) -> dict:
         "wall_s": hours * 3600,
         "trials_per_hour": len(trials) / hours,
         "latency_ms": {
-            json.dumps(t.user_attrs["plan"], sort_keys=True): t.user_attrs["result"]["latency_ms"]
-            for t in trials
+            json.dumps(r.plan_data, sort_keys=True): r.result.latency_ms
+            for r in map(read_trial, trials)
+            if r.result is not None
         },
     }
 

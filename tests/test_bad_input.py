@@ -16,6 +16,7 @@ import yaml
 
 from autocompress.cli import main
 from tests.conftest import tiny_experiment
+from tests.synthetic import synthetic_result
 
 Case = Callable[[Path], list[str]]  # builds files in the folder, returns the CLI arguments
 
@@ -94,13 +95,7 @@ def _empty_front(folder: Path) -> list[str]:
 def _unwritable_export(folder: Path) -> list[str]:
     journal, study = _study_file(folder, "one")
     plan = {"version": 1, "layers": {}, "distill": None}
-    result = {
-        "accuracy": 0.9,
-        "latency_ms": 0.2,
-        "latency_ratio": 0.5,
-        "size_bytes": 1000,
-        "fingerprint": {"key": "k"},
-    }
+    result = synthetic_result(0.9, 0.2, 0.5, 1000).to_dict()
     study.enqueue_trial(
         {}, user_attrs={"plan": plan, "result": result, "artifact_dir": str(folder)}
     )

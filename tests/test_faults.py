@@ -22,6 +22,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.conftest import tiny_experiment
+from tests.synthetic import synthetic_output
 
 N_TRIALS = 30  # enough that the search outlives every kill point
 KILL_POINTS = [  # ordered so that each point is reachable from the state the previous kill left
@@ -114,7 +115,7 @@ def test_sigkill_at_every_point_then_resume(tmp_path) -> None:
 
 @pytest.mark.parametrize("fault", ["nan", "timeout"])
 def test_nan_loss_and_timeout_fail_the_trial_not_the_search(fault: str, tmp_path, monkeypatch):
-    from autocompress._api import search
+    from autocompress import search
     from autocompress.config import ExperimentConfig
 
     search_cfg = {"n_trials": 3, "sampler": "random", "baselines": ["fp32", "int8"]}
@@ -154,17 +155,7 @@ def test_journal_locked_for_a_while_then_released(tmp_path) -> None:
     def fast(plan, task, number, objects=None):
         rng = random.Random(json.dumps(plan, sort_keys=True) + str(number))
         time.sleep(0.05)
-        result = {
-            "accuracy": rng.uniform(0.5, 1.0),
-            "latency_ms": rng.uniform(0.1, 1.0),
-            "latency_ratio": rng.uniform(0.2, 1.0),
-            "size_bytes": rng.randint(10**4, 10**6),
-            "fingerprint": {"key": "synthetic"},
-            "artifact": b"x",
-            "packed": b"y",
-            "artifact_suffix": ".bin",
-        }
-        return Outcome(number, "ok", result=result)
+        return Outcome(number, "ok", output=synthetic_output(rng))
 
     data = tiny_experiment(tmp_path, search={"n_trials": 30, "sampler": "random"})
     setup = setup_from_experiment(ExperimentConfig.from_dict(data))

@@ -5,6 +5,8 @@ prune_channels -> recalibrate_batchnorm -> fold_batchnorm -> finetune (QAT + KD)
 by the trial when the plan does not ask for it.
 """
 
+from typing import TYPE_CHECKING
+
 from autocompress.backend._batchnorm import fold_batchnorm, recalibrate_batchnorm
 from autocompress.backend._finetune import (
     FinetuneReport,
@@ -14,6 +16,7 @@ from autocompress.backend._finetune import (
     finetune,
 )
 from autocompress.backend._layers import (
+    COMPRESSIBLE,
     LayerInfo,
     channel_counts,
     head_name,
@@ -37,7 +40,17 @@ from autocompress.backend._quant import (
     snap_weights,
 )
 
+if TYPE_CHECKING:  # the lazy names of __getattr__, for type checkers
+    from autocompress.backend._prune import (
+        IMPORTANCES,
+        coupled_layers,
+        get_importance,
+        prune_channels,
+    )
+
 __all__ = [
+    "COMPRESSIBLE",
+    "IMPORTANCES",
     "ActivationFakeQuant",
     "FinetuneReport",
     "FinetuneSettings",
@@ -51,6 +64,7 @@ __all__ = [
     "fake_quantize_weight",
     "finetune",
     "fold_batchnorm",
+    "get_importance",
     "head_name",
     "layer_inventory",
     "pack_bits",
@@ -67,7 +81,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # torch_pruning is imported only when pruning is used
+def __getattr__(name: str) -> object:  # torch_pruning is imported only when pruning is used
     if name in ("prune_channels", "coupled_layers", "get_importance", "IMPORTANCES"):
         from autocompress.backend import _prune
 

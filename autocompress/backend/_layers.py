@@ -56,10 +56,10 @@ def head_name(layers: list[LayerInfo]) -> str | None:
     return layers[-1].name if layers else None
 
 
-def resolve_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
+def resolve_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Conv2d | nn.Linear]:
     """Module objects for plan names; a one-line error for a name the model does not have."""
     modules = dict(model.named_modules())
-    out = {}
+    out: dict[str, nn.Conv2d | nn.Linear] = {}
     for name in names:
         module = modules.get(name)
         if module is None or not isinstance(module, COMPRESSIBLE):

@@ -101,7 +101,7 @@ def read_packed(blob: bytes) -> dict[str, np.ndarray]:
 
 def _stored_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """Parameters and the buffers a deployable needs (BN statistics), not observer state."""
-    out = dict(model.named_parameters())
+    out: dict[str, torch.Tensor] = dict(model.named_parameters())
     for name, buf in model.named_buffers():
         if name.endswith(("running_mean", "running_var")):
             out[name] = buf

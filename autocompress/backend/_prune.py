@@ -105,7 +105,7 @@ def coupled_layers(
         model.eval()
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         groups = graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE)
-        out = [sorted(set(_out_members(graph, g, names)), key=order.get) for g in groups]
+        out = [sorted(set(_out_members(graph, g, names)), key=order.__getitem__) for g in groups]
     except Exception:  # tracing failures come in many types from torch internals
         return []
     finally:
@@ -153,5 +153,5 @@ def _out_members(graph: Any, group: Any, names: Mapping[nn.Module, str]) -> list
     return out
 
 
-def _out_channels(m: nn.Module) -> int:
+def _out_channels(m: nn.Conv2d | nn.Linear) -> int:
     return m.out_channels if isinstance(m, nn.Conv2d) else m.out_features

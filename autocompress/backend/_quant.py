@@ -85,6 +85,9 @@ class ActivationFakeQuant(nn.Module):
     (calibration and QAT); the range always includes zero so that zero is exact.
     """
 
+    lo: torch.Tensor  # buffers, registered in __init__
+    hi: torch.Tensor
+
     def __init__(self, momentum: float = 0.1) -> None:
         super().__init__()
         self.momentum = momentum

@@ -16,10 +16,11 @@ from typing import Any, Literal
 
 import yaml
 
+from autocompress._names import MODEL_NAMES, RUNTIME_NAMES
 from autocompress.config._schema import build, to_plain
 from autocompress.errors import ConfigError
 
-OBJECTIVES = ("accuracy", "latency", "size")
+OBJECTIVES: tuple[Literal["accuracy", "latency", "size"], ...] = ("accuracy", "latency", "size")
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class SearchConfig:
     """How the study runs: budget, sampler, objectives, constraints, parallelism."""
 
     n_trials: int = field(default=12, metadata={"ge": 1})  # target number of COMPLETED trials
-    sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
+    sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"  # = _names.SAMPLER_NAMES
     seed: int | None = 0
     population_size: int | None = field(default=None, metadata={"ge": 2})  # NSGA-II; None: auto
     objectives: list[Literal["accuracy", "latency", "size"]] = field(
@@ -133,6 +134,17 @@ class SearchConfig:
     # points under the accuracy floor a member's short-budget accuracy may be and still be
     # chosen for refinement (the long budget recovers most where pruning is heaviest)
     refine_slack: float = field(default=3.0, metadata={"ge": 0})
+
+
+@dataclass(frozen=True)
+class SearchSections:
+    """The sections of an experiment file that a search of your own model takes (the Python
+    API's ``search(model, ..., sections=...)``): where and how candidates are timed, the
+    fine-tuning budget, how the study runs."""
+
+    target: TargetConfig = field(default_factory=TargetConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 @dataclass(frozen=True)
@@ -248,19 +260,15 @@ def _check_semantics(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"target.device: {config.target.device!r} is not a device; use cpu or cuda:N"
         )
-    from autocompress.runtimes import available_runtimes
-
-    if config.target.runtime not in available_runtimes():
+    if config.target.runtime not in RUNTIME_NAMES:
         raise ConfigError(
             f"target.runtime: {config.target.runtime!r} is not a runtime; use one of "
-            f"{sorted(available_runtimes())}"
+            f"{sorted(RUNTIME_NAMES)}"
         )
-    from autocompress.models import available_models
-
-    if config.model.name not in available_models():
+    if config.model.name not in MODEL_NAMES:
         raise ConfigError(
             f"model.name: {config.model.name!r} is not a model; use one of "
-            f"{sorted(available_models())} (or the Python API for your own model)"
+            f"{sorted(MODEL_NAMES)} (or the Python API for your own model)"
         )
 
 

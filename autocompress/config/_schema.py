@@ -95,7 +95,7 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a mapping, got {_show(value)}")
         _, item = get_args(hint) or (str, Any)
         return {str(k): _convert(item, v, f"{path}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value, path)
     return _convert_scalar(hint, value, path)
 

@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autocompress.config import DataConfig
-from autocompress.config._schema import to_plain
+from autocompress.config import DataConfig, to_plain
 from autocompress.errors import DataError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -167,7 +166,7 @@ def _find_fashion_mnist(root: str | None) -> Path:
     if not root:
         candidates.append(DEBIAN_FASHION_MNIST)
     for c in candidates:
-        if all(_idx_file(c, stem, must_exist=False) for stem in _FILES.values()):
+        if all(_find_idx(c, stem) for stem in _FILES.values()):
             return c
     if root:
         raise DataError(
@@ -194,13 +193,18 @@ def _download_fashion_mnist() -> Path:
     return target / "FashionMNIST" / "raw"
 
 
-def _idx_file(directory: Path, stem: str, must_exist: bool = True) -> Path | None:
+def _find_idx(directory: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
         if (directory / name).is_file():
             return directory / name
-    if must_exist:
-        raise DataError(f"{directory}: {stem}[.gz] is missing")
     return None
+
+
+def _idx_file(directory: Path, stem: str) -> Path:
+    path = _find_idx(directory, stem)
+    if path is None:
+        raise DataError(f"{directory}: {stem}[.gz] is missing")
+    return path
 
 
 def _read_idx(path: Path) -> np.ndarray:

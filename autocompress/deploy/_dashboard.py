@@ -21,10 +21,9 @@ def serve(storage: str, host: str = DEFAULT_HOST, port: int = 8080) -> None:
         raise AutocompressError(
             "the dashboard needs optuna-dashboard: pip install optuna-dashboard"
         ) from None
-    from autocompress._api import load
-    from autocompress.study._storage import open_storage, redact
+    from autocompress.study import load_stored_study, open_storage, redact
 
-    load(storage)  # a clear error for a storage with no study, before a server starts
+    load_stored_study(storage)  # a clear error for a storage with no study, before a server
     backend = open_storage(storage, Path("."))
     backend = getattr(backend, "inner", backend)  # the dashboard reads; no outage retries
     print(f"dashboard for {redact(storage)} on http://{host}:{port} (Ctrl-C stops)", flush=True)

@@ -20,8 +20,10 @@ from typing import Any
 
 import optuna
 
+from autocompress import _files
 from autocompress.errors import ConfigError, DataError
 from autocompress.front import Member
+from autocompress.record import read_study
 
 FORMAT = "autocompress-export/1"
 MANIFEST = "manifest.json"
@@ -53,14 +55,10 @@ def export(
     _prepare(out, overwrite)
     data = artifact.read_bytes()
     model_file = out / f"model{artifact.suffix}"
-    tmp = model_file.with_name(f".{model_file.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(model_file)
+    _files.write_bytes(model_file, data)
     manifest = build_manifest(study, member, model_file.name, data)
     path = out / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
+    _files.write_text(path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return path
 
 
@@ -86,14 +84,15 @@ def build_manifest(
     from autocompress import __version__
 
     r = member.result
-    task = study.user_attrs.get("task") or {}
+    info = read_study(study)
+    task = dict(info.task)
     suffix = Path(model_file).suffix
     return {
         "format": FORMAT,
         "model_file": model_file,
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
-        "runtime": r.get("runtime") or (task.get("target") or {}).get("runtime"),
+        "runtime": r.runtime or (task.get("target") or {}).get("runtime"),
         "how_to_load": HOW_TO_LOAD.get(suffix, ""),
         "input": input_spec(task, data, suffix),
         "trial": member.number,
@@ -102,17 +101,17 @@ def build_manifest(
         "plan_summary": member.plan.summary(),
         "objectives": member.objectives,
         "measured": {
-            "val_accuracy": r.get("accuracy"),
-            "latency_ms": r.get("latency_ms"),
-            "latency_ratio_vs_fp32": r.get("latency_ratio"),
-            "size_bytes": r.get("size_bytes"),
-            "deploy_bytes": r.get("deploy_bytes"),
-            "params": r.get("params"),
+            "val_accuracy": r.accuracy,
+            "latency_ms": r.latency_ms,
+            "latency_ratio_vs_fp32": r.latency_ratio,
+            "size_bytes": r.size_bytes,
+            "deploy_bytes": r.deploy_bytes,
+            "params": r.params,
         },
-        "fingerprint": r.get("fingerprint"),
-        "reference_fp32": study.user_attrs.get("reference"),
+        "fingerprint": dict(r.fingerprint),
+        "reference_fp32": dict(info.reference),
         "task": task,
-        "study": {"name": study.study_name, "objectives": study.user_attrs.get("objectives")},
+        "study": {"name": study.study_name, "objectives": list(info.objectives)},
         "autocompress_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -122,13 +121,9 @@ def input_spec(task: dict[str, Any], data: bytes, suffix: str) -> dict[str, Any]
     """Shape, dtype and preprocessing the model expects."""
     spec: dict[str, Any] = {"dtype": "float32", "layout": "NCHW", "batch": "any"}
     if suffix == ".onnx":
-        import onnx
+        from autocompress.runtimes import onnx_graph_input
 
-        graph = onnx.load_from_string(data).graph
-        first = graph.input[0]
-        dims = first.type.tensor_type.shape.dim
-        spec["name"] = first.name
-        spec["shape"] = [d.dim_value if d.dim_value else d.dim_param or "N" for d in dims]
+        spec["name"], spec["shape"] = onnx_graph_input(data)
     data_cfg = task.get("data") or {}
     if task.get("checkpoint") and data_cfg.get("dataset"):
         spec["preprocessing"] = (
@@ -141,9 +136,8 @@ def input_spec(task: dict[str, Any], data: bytes, suffix: str) -> dict[str, Any]
     return spec
 
 
-def _normalisation(task: dict[str, Any]) -> dict[str, float]:
-    from autocompress.config import DataConfig
-    from autocompress.config._schema import build
+def _normalisation(task: dict[str, Any]) -> dict[str, Any]:
+    from autocompress.config import DataConfig, build
     from autocompress.data import load_splits
 
     try:

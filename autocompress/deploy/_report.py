@@ -17,12 +17,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from autocompress.front import Front, Member
+from autocompress import _files
+from autocompress.front import Front, Member, front_row
 
 AXES = {
-    "accuracy": ("accuracy (%)", lambda m: 100.0 * m.result["accuracy"]),
-    "latency": ("latency (ms)", lambda m: m.result["latency_ms"]),
-    "size": ("size (kB)", lambda m: m.result["size_bytes"] / 1e3),
+    "accuracy": ("accuracy (%)", lambda m: 100.0 * m.result.accuracy),
+    "latency": ("latency (ms)", lambda m: m.result.latency_ms),
+    "size": ("size (kB)", lambda m: m.result.size_bytes / 1e3),
 }
 PAIRS = [("latency", "accuracy"), ("size", "accuracy"), ("latency", "size")]
 
@@ -180,9 +181,7 @@ def write_report(
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style>"
         "</head><body>" + "\n".join(body) + "</body></html>"
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    _files.write_text(path, page)
     written = [path]
     if png:
         written += write_pngs(figs, path.with_suffix(""))
@@ -210,22 +209,18 @@ def write_pngs(figs: dict[str, Any], stem: Path) -> list[Path]:
 
 
 def front_table(front: Front) -> str:
-    ref = front.reference
-    knee = front.knee
     rows = [
         "<h2>Pareto front</h2><table id='front-table'><tr><th>trial</th><th></th>"
         "<th>accuracy</th><th>latency (ms)</th><th>speedup</th><th>size (kB)</th>"
         "<th>smaller</th><th style='text-align:left'>plan</th></tr>"
     ]
-    for m in front.members:
-        r = m.result
-        tag = m.baseline or ("knee" if knee is not None and knee.number == m.number else "")
-        smaller = ref.get("size_bytes", float("nan")) / r["size_bytes"]
+    for row in (front_row(m, front) for m in front.members):
         rows.append(
-            f"<tr><td>{m.number}</td><td>{html.escape(tag)}</td><td>{r['accuracy']:.2%}</td>"
-            f"<td>{r['latency_ms']:.4f}</td><td>{1 / r['latency_ratio']:.2f}x</td>"
-            f"<td>{r['size_bytes'] / 1e3:.1f}</td><td>{smaller:.1f}x</td>"
-            f"<td style='text-align:left'>{html.escape(m.plan.summary())}</td></tr>"
+            f"<tr><td>{row.number}</td><td>{html.escape(row.tag)}</td>"
+            f"<td>{row.accuracy:.2%}</td><td>{row.latency_ms:.4f}</td>"
+            f"<td>{row.speedup:.2f}x</td><td>{row.size_bytes / 1e3:.1f}</td>"
+            f"<td>{row.smaller:.1f}x</td>"
+            f"<td style='text-align:left'>{html.escape(row.plan)}</td></tr>"
         )
     rows.append("</table>")
     return "".join(rows)
@@ -233,7 +228,7 @@ def front_table(front: Front) -> str:
 
 def _summary(front: Front, picked: Member | None) -> str:
     ref = front.reference
-    fp = (front.members[0].result.get("fingerprint") or {}) if front.members else {}
+    fp = front.members[0].result.fingerprint if front.members else {}
     chosen = picked or front.knee
     items = [
         f"{len(front.completed)} completed trials, {len(front.members)} on the front",
@@ -255,9 +250,9 @@ def _reference_latency(front: Front) -> float:
     import statistics
 
     values = [
-        m.result["reference_latency_ms"]
+        m.result.reference_latency_ms
         for m in front.completed
-        if m.result.get("reference_latency_ms") is not None
+        if m.result.reference_latency_ms is not None
     ]
     return statistics.median(values) if values else float("nan")
 
@@ -265,8 +260,9 @@ def _reference_latency(front: Front) -> float:
 def _hover(m: Member, front: Front) -> str:
     r = m.result
     tag = f" ({m.baseline})" if m.baseline else ""
+    ratio = r.latency_ratio or float("nan")
     return (
-        f"trial {m.number}{tag}<br>accuracy {r['accuracy']:.2%}<br>"
-        f"latency {r['latency_ms']:.4f} ms ({1 / r['latency_ratio']:.2f}x fp32)<br>"
-        f"size {r['size_bytes'] / 1e3:.1f} kB<br>{html.escape(m.plan.summary())}"
+        f"trial {m.number}{tag}<br>accuracy {r.accuracy:.2%}<br>"
+        f"latency {r.latency_ms:.4f} ms ({1 / ratio:.2f}x fp32)<br>"
+        f"size {r.size_bytes / 1e3:.1f} kB<br>{html.escape(m.plan.summary())}"
     )

@@ -49,7 +49,10 @@ class Candidate:
     trial: int
     baseline: str | None
     file: Path
-    result: dict[str, Any]
+    val_accuracy: float
+    latency_ms: float
+    latency_ratio: float | None
+    fingerprint_key: str | None
 
 
 def verify(
@@ -60,43 +63,41 @@ def verify(
 ) -> tuple[list[Verified], float]:
     """Verify each candidate; returns the rows and the fp32 reference's test accuracy.
 
-    ``task_data`` is the study's task (``study.user_attrs["task"]`` or an export manifest's
+    ``task_data`` is the study's task (``read_study(study).task`` or an export manifest's
     ``task``). A study made from a user's own model and loaders has no test split we can
     rebuild: pass ``test_loader``.
     """
+    from autocompress.measure import top1_accuracy
     from autocompress.runtimes import get_runtime
-    from autocompress.worker._context import trial_context
-    from autocompress.worker._task import Task
-    from autocompress.worker._trial import deployable_accuracy, time_deployable
+    from autocompress.worker import Task, time_deployable, trial_context
 
     task = Task.from_dict(task_data)
     if task.checkpoint is None and test_loader is None:
         raise ConfigError(
             "this study was made from a model and loaders in Python; verify needs the held-out "
-            "data: autocompress.verify_front(result, test_loader=...)"
+            "data: result.verify(test_loader=...) on the SearchResult of autocompress.load(...)"
         )
     ctx = trial_context(task)
     test = (lambda: iter(test_loader)) if test_loader is not None else ctx.data.test
     if test is None:
         raise ConfigError("the task has no test split; pass test_loader=")
     runtime = get_runtime(task.target.runtime)
-    reference_test = deployable_accuracy(ctx.reference, test())
+    reference_test = top1_accuracy(ctx.reference.predict, test())
     rows = []
     for c in candidates:
         deployable = runtime.load(c.file.read_bytes(), task.target)
-        timing = time_deployable(deployable, ctx, task)
-        search_key = (c.result.get("fingerprint") or {}).get("key")
+        latency, where = time_deployable(deployable, ctx, task)
         rows.append(
             Verified(
                 trial=c.trial,
                 baseline=c.baseline,
-                val_accuracy=float(c.result["accuracy"]),
-                test_accuracy=deployable_accuracy(deployable, test()),
-                search_latency_ms=float(c.result["latency_ms"]),
-                verified_latency_ms=float(timing["candidate"]["median_ms"]),
-                search_ratio=float(c.result["latency_ratio"]),
-                verified_ratio=float(timing["ratio"]),
-                same_device=search_key == timing["fingerprint"]["key"],
+                val_accuracy=c.val_accuracy,
+                test_accuracy=top1_accuracy(deployable.predict, test()),
+                search_latency_ms=c.latency_ms,
+                verified_latency_ms=latency.candidate.median_ms,
+                search_ratio=_nan_if_none(c.latency_ratio),
+                verified_ratio=_nan_if_none(latency.ratio),
+                same_device=c.fingerprint_key == where.get("key"),
                 file=str(c.file),
             )
         )
@@ -110,7 +111,18 @@ def candidates_of_front(
     from autocompress.deploy._export import artifact_path
 
     members = front.members if numbers is None else [front.pick(number=n) for n in numbers]
-    return [Candidate(m.number, m.baseline, artifact_path(m, run_dir), m.result) for m in members]
+    return [
+        Candidate(
+            m.number,
+            m.baseline,
+            artifact_path(m, run_dir),
+            val_accuracy=m.result.accuracy,
+            latency_ms=m.result.latency_ms,
+            latency_ratio=m.result.latency_ratio,
+            fingerprint_key=m.result.fingerprint_key,
+        )
+        for m in members
+    ]
 
 
 def candidate_of_export(manifest_path: str | Path) -> tuple[dict[str, Any], Candidate]:
@@ -127,13 +139,20 @@ def candidate_of_export(manifest_path: str | Path) -> tuple[dict[str, Any], Cand
     if not file.exists() or hashlib.sha256(file.read_bytes()).hexdigest() != manifest["sha256"]:
         raise DataError(f"{file} is missing or differs from the one its manifest describes")
     measured = manifest["measured"]
-    result = {
-        "accuracy": measured["val_accuracy"],
-        "latency_ms": measured["latency_ms"],
-        "latency_ratio": measured["latency_ratio_vs_fp32"],
-        "fingerprint": manifest.get("fingerprint"),
-    }
-    return manifest["task"], Candidate(manifest["trial"], manifest.get("baseline"), file, result)
+    candidate = Candidate(
+        manifest["trial"],
+        manifest.get("baseline"),
+        file,
+        val_accuracy=float(measured["val_accuracy"]),
+        latency_ms=float(measured["latency_ms"]),
+        latency_ratio=measured["latency_ratio_vs_fp32"],
+        fingerprint_key=(manifest.get("fingerprint") or {}).get("key"),
+    )
+    return manifest["task"], candidate
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def format_verified(rows: Sequence[Verified], reference_test: float) -> str:

@@ -10,20 +10,26 @@ of the fp32 model's; the reference point is (1, 1, 1) in that space unless one i
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autocompress import _files
 from autocompress.front._pareto import hypervolume, knee_index, non_dominated
+from autocompress.front._pick import pick
 from autocompress.plan import CompressionPlan
+from autocompress.record import TrialResult, read_study, read_trial
 
-DIRECTIONS = {"accuracy": "maximize", "latency": "minimize", "size": "minimize"}
+DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
+    "accuracy": "maximize",
+    "latency": "minimize",
+    "size": "minimize",
+}
 UNITS = {"accuracy": "fraction", "latency": "ms", "size": "bytes"}
 
 
@@ -34,7 +40,7 @@ class Member:
     number: int
     objectives: dict[str, float]  # accuracy (0-1), latency (ms or ratio), size (bytes)
     plan: CompressionPlan
-    result: dict[str, Any]
+    result: TrialResult
     baseline: str | None = None
     artifact_dir: str | None = None
     feasible: bool = True
@@ -43,7 +49,7 @@ class Member:
 
     @property
     def fingerprint_key(self) -> str | None:
-        return (self.result.get("fingerprint") or {}).get("key")
+        return self.result.fingerprint_key
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -51,12 +57,12 @@ class Member:
             "trial": self.number,
             "baseline": self.baseline or "",
             "refines": self.refines,
-            "accuracy": r.get("accuracy"),
-            "latency_ms": r.get("latency_ms"),
-            "latency_ratio": r.get("latency_ratio"),
-            "size_bytes": r.get("size_bytes"),
-            "deploy_bytes": r.get("deploy_bytes"),
-            "params": r.get("params"),
+            "accuracy": r.accuracy,
+            "latency_ms": r.latency_ms,
+            "latency_ratio": r.latency_ratio,
+            "size_bytes": r.size_bytes,
+            "deploy_bytes": r.deploy_bytes,
+            "params": r.params,
             "plan": self.plan.summary(),
             "artifact_dir": self.artifact_dir,
         }
@@ -94,8 +100,6 @@ class Front:
         ``front.pick(max_latency_ms=0.3, min_accuracy=0.89, prefer="size")``,
         ``front.pick(number=7)``, ``front.pick(prefer="knee")``
         """
-        from autocompress.front._pick import pick
-
         return pick(self, **request)
 
     def hypervolume_history(self) -> list[tuple[int, float]]:
@@ -129,7 +133,7 @@ class Front:
                     **m.row(),
                     "objectives": m.objectives,
                     "plan_dict": m.plan.to_dict(),
-                    "fingerprint": m.result.get("fingerprint"),
+                    "fingerprint": dict(m.result.fingerprint),
                 }
                 for m in self.members
             ],
@@ -137,25 +141,26 @@ class Front:
         }
 
     def write_json(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # drivers sharing a run dir
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
-        tmp.replace(path)
+        _files.write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
 
 def members_of(study: optuna.Study) -> list[Member]:
     """Every COMPLETE trial of an autocompress study as a Member."""
-    objectives = study.user_attrs.get("objectives") or list(DIRECTIONS)
+    objectives = read_study(study).objectives
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        out.append(_member(t, objectives))
+        member = _member(t, objectives)
+        if member is not None:
+            out.append(member)
     return out
 
 
 def build_front(study: optuna.Study, fingerprint_key: str | None = None) -> Front:
     """The feasible non-dominated set of ``study``, restricted to one device fingerprint."""
-    objectives = list(study.user_attrs.get("objectives") or list(DIRECTIONS))
+    info = read_study(study)
+    objectives = list(info.objectives)
     completed = members_of(study)
-    key = fingerprint_key or study.user_attrs.get("fingerprint_key")
+    key = fingerprint_key or info.fingerprint_key
     if key is None and completed:
         key = completed[0].fingerprint_key
     same = [m for m in completed if key is None or m.fingerprint_key == key]
@@ -173,9 +178,7 @@ def build_front(study: optuna.Study, fingerprint_key: str | None = None) -> Fron
         else []
     )
     members = sorted((feasible[i] for i in idx), key=lambda m: -m.objectives.get("accuracy", 0))
-    return Front(
-        objectives, members, completed, dict(study.user_attrs.get("reference") or {}), excluded
-    )
+    return Front(objectives, members, completed, dict(info.reference), excluded)
 
 
 def normalized_hypervolume(
@@ -200,27 +203,28 @@ def normalized_hypervolume(
 def _normalized(objective: str, m: Member, reference: dict[str, float]) -> float:
     r = m.result
     if objective == "accuracy":
-        return 1.0 - float(r["accuracy"])
+        return 1.0 - r.accuracy
     if objective == "latency":
-        ratio = r.get("latency_ratio")
-        return (
-            float(ratio)
-            if ratio is not None
-            else float(r["latency_ms"]) / reference.get("latency_ms", float(r["latency_ms"]))
-        )
-    return float(r["size_bytes"]) / float(reference.get("size_bytes") or r["size_bytes"])
+        if r.latency_ratio is not None:
+            return r.latency_ratio
+        return r.latency_ms / reference.get("latency_ms", r.latency_ms)
+    return r.size_bytes / float(reference.get("size_bytes") or r.size_bytes)
 
 
-def _member(t: FrozenTrial, objectives: Sequence[str]) -> Member:
+def _member(t: FrozenTrial, objectives: Sequence[str]) -> Member | None:
+    """The trial as a member; None for a COMPLETE trial without an autocompress result."""
+    record = read_trial(t)
+    if record.result is None:
+        return None
     values = t.values or []
     return Member(
         number=t.number,
         objectives={o: float(v) for o, v in zip(objectives, values, strict=False)},
-        plan=CompressionPlan.from_dict(t.user_attrs.get("plan") or {}),
-        result=dict(t.user_attrs.get("result") or {}),
-        baseline=t.user_attrs.get("baseline"),
-        artifact_dir=t.user_attrs.get("artifact_dir"),
-        refines=(t.user_attrs.get("refine") or {}).get("of"),
-        warm_start=t.user_attrs.get("warm_start") or None,
+        plan=record.plan or CompressionPlan({}),
+        result=record.result,
+        baseline=record.baseline,
+        artifact_dir=record.artifact_dir,
+        refines=None if record.refine is None else record.refine.of,
+        warm_start=record.warm_start,
         feasible=all(v <= 0.0 for v in t.constraints.values()) if t.constraints else True,
     )

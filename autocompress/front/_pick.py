@@ -9,11 +9,15 @@ violation) with their figures, so the user sees what the budget would have to be
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from autocompress.errors import ConfigError
-from autocompress.front._front import Front, Member
+
+if TYPE_CHECKING:  # _front imports this module: Front.pick is pick()
+    from autocompress.front._front import Front, Member
 
 PREFERENCES = ("accuracy", "latency", "size", "knee")
 
@@ -35,11 +39,11 @@ class Budget:
         r = m.result
         total = 0.0
         if self.max_latency_ms is not None:
-            total += max(0.0, r["latency_ms"] / self.max_latency_ms - 1.0)
+            total += max(0.0, r.latency_ms / self.max_latency_ms - 1.0)
         if self.min_accuracy is not None:
-            total += max(0.0, (self.min_accuracy - r["accuracy"]) / max(self.min_accuracy, 1e-9))
+            total += max(0.0, (self.min_accuracy - r.accuracy) / max(self.min_accuracy, 1e-9))
         if self.max_size_bytes is not None:
-            total += max(0.0, r["size_bytes"] / self.max_size_bytes - 1.0)
+            total += max(0.0, r.size_bytes / self.max_size_bytes - 1.0)
         return total
 
     def describe(self) -> str:
@@ -98,15 +102,15 @@ def _by_number(front: Front, number: int) -> Member:
 
 def _best(members: Sequence[Member], prefer: str, front: Front) -> Member:
     if prefer == "knee":
-        sub = Front(front.objectives, list(members), list(members), front.reference)
+        sub = dataclasses.replace(front, members=list(members), completed=list(members))
         return sub.knee or members[0]
     # latency in the study's own objective (by default the ratio to fp32 timed beside each
     # candidate): milliseconds measured at different times carry the machine's drift
     if prefer == "accuracy":
-        return max(members, key=lambda m: (m.result["accuracy"], -m.objectives["latency"]))
+        return max(members, key=lambda m: (m.result.accuracy, -m.objectives["latency"]))
     if prefer == "latency":
-        return min(members, key=lambda m: (m.objectives["latency"], -m.result["accuracy"]))
-    return min(members, key=lambda m: (m.result["size_bytes"], -m.result["accuracy"]))
+        return min(members, key=lambda m: (m.objectives["latency"], -m.result.accuracy))
+    return min(members, key=lambda m: (m.result.size_bytes, -m.result.accuracy))
 
 
 def _closest(front: Front, budget: Budget, k: int = 3) -> str:
@@ -119,6 +123,6 @@ def describe(m: Member) -> str:
     r = m.result
     tag = f" ({m.baseline})" if m.baseline else ""
     return (
-        f"trial {m.number}{tag} {r['accuracy']:.2%}, {r['latency_ms']:.3f} ms, "
-        f"{r['size_bytes'] / 1e3:.1f} kB"
+        f"trial {m.number}{tag} {r.accuracy:.2%}, {r.latency_ms:.3f} ms, "
+        f"{r.size_bytes / 1e3:.1f} kB"
     )

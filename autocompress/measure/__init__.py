@@ -1,7 +1,9 @@
 """Latency you can trust: the protocol (``_latency``), isolation (``_lock``), fingerprints."""
 
+from autocompress.measure._accuracy import top1_accuracy
 from autocompress.measure._fingerprint import cpu_model, fingerprint, fingerprint_key
 from autocompress.measure._latency import (
+    Elapsed,
     LatencyStats,
     Measurement,
     default_cores,
@@ -9,8 +11,10 @@ from autocompress.measure._latency import (
     pinned,
 )
 from autocompress.measure._lock import busy, exclusive, lock_dir
+from autocompress.measure._timing import time_beside_reference
 
 __all__ = [
+    "Elapsed",
     "LatencyStats",
     "Measurement",
     "busy",
@@ -22,4 +26,6 @@ __all__ = [
     "lock_dir",
     "measure",
     "pinned",
+    "time_beside_reference",
+    "top1_accuracy",
 ]

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from autocompress.config import TargetConfig
+
 COMPARABLE = (
     "cpu",
     "gpu",
@@ -52,19 +54,20 @@ def gpu_name(device: str) -> str | None:
 
 
 def fingerprint(
+    target: TargetConfig,
     *,
-    device: str,
-    runtime: str,
     versions: Mapping[str, str],
-    threads: int,
     cores: Sequence[int],
-    batch_size: int,
     input_shape: Sequence[int],
     node: str | None = None,
     precision: str | None = None,
 ) -> dict[str, Any]:
-    """The fingerprint of a measurement taken here, now, with these settings."""
+    """The fingerprint of a measurement taken here, now, on ``target`` (its device, runtime,
+    threads and batch) with these runtime versions, cores and input shape."""
     import torch
+
+    device, runtime = target.device, target.runtime
+    threads, batch_size = target.threads, target.batch_size
 
     info: dict[str, Any] = {
         "cpu": cpu_model(),

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-MODEL_NAMES = ("refnet", "resnet18", "mobilenet_v2", "mlp")
+from autocompress._names import MODEL_NAMES  # the registry's keys (``_zoo.MODELS``, a test)
 
 if TYPE_CHECKING:
     from autocompress.models._reference import Reference, load_reference
-    from autocompress.models._zoo import build_model
+    from autocompress.models._zoo import MODELS, build_model
 
 
 def available_models() -> tuple[str, ...]:
@@ -37,4 +37,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["MODEL_NAMES", "Reference", "available_models", "build_model", "load_reference"]
+__all__ = [
+    "MODELS",
+    "MODEL_NAMES",
+    "Reference",
+    "available_models",
+    "build_model",
+    "load_reference",
+]

@@ -20,10 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from autocompress.config import DataConfig, ModelConfig
-from autocompress.config._schema import to_plain
+from autocompress import _files
+from autocompress.config import DataConfig, ModelConfig, to_plain
 from autocompress.data import Splits, batches, endless_batches, load_splits
 from autocompress.errors import DataError
+from autocompress.measure import top1_accuracy
 from autocompress.models._zoo import build_model
 
 
@@ -140,16 +141,12 @@ def train_reference(net: nn.Module, splits: Splits, model: ModelConfig, path: Pa
         "params": sum(p.numel() for p in net.parameters()),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": net.state_dict(), "meta": meta}, tmp)
-    os.replace(tmp, path)
+    checkpoint = {"state_dict": net.state_dict(), "meta": meta}
+    _files.write_with(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 @torch.no_grad()
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
     """Top-1 accuracy of a torch model in eval mode."""
     net.eval()
-    correct = 0
-    for bx, by in batches(x, y, batch_size):
-        correct += int((net(bx).argmax(1) == by).sum())
-    return correct / max(1, len(x))
+    return top1_accuracy(net, batches(x, y, batch_size))

@@ -138,7 +138,7 @@ def resnet18(
     return model
 
 
-def _torchvision_block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _torchvision_block_forward(self: Any, x: torch.Tensor) -> torch.Tensor:  # a BasicBlock
     identity = x if self.downsample is None else self.downsample(x)
     out = self.relu(self.bn1(self.conv1(x)))
     out = self.bn2(self.conv2(out))
@@ -157,6 +157,7 @@ def mobilenet_v2(
     return model
 
 
+# keyed by autocompress._names.MODEL_NAMES, in its order (tests/models checks they are equal)
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "refnet": refnet,
     "resnet18": resnet18,

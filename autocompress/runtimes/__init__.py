@@ -11,7 +11,8 @@ from typing import Any
 
 from autocompress.runtimes._base import Deployable, Runtime
 
-# key -> (module, class); modules are imported only when the runtime is used
+# key -> (module, class); modules are imported only when the runtime is used. Keyed by
+# autocompress._names.RUNTIME_NAMES, in its order (config checks read that; a test compares them)
 _REGISTRY = {
     "onnxruntime": ("autocompress.runtimes._onnxrt", "OnnxRuntime"),
     "eager": ("autocompress.runtimes._eager", "EagerRuntime"),
@@ -41,4 +42,18 @@ def get_runtime(name: str) -> Runtime:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["Deployable", "Runtime", "available_runtimes", "compute_precision", "get_runtime"]
+def onnx_graph_input(artifact: bytes) -> tuple[str, list[int | str]]:
+    """Name and shape of an ONNX deployable's first input (for export manifests)."""
+    from autocompress.runtimes._onnxrt import graph_input
+
+    return graph_input(artifact)
+
+
+__all__ = [
+    "Deployable",
+    "Runtime",
+    "available_runtimes",
+    "compute_precision",
+    "get_runtime",
+    "onnx_graph_input",
+]

@@ -19,7 +19,7 @@ from torch import nn
 from autocompress.backend import QuantizedWeight
 from autocompress.config import TargetConfig
 from autocompress.errors import UnsupportedPlanError
-from autocompress.measure._latency import Elapsed
+from autocompress.measure import Elapsed
 from autocompress.runtimes import compute_precision
 from autocompress.runtimes._eager import export_program, load_program
 

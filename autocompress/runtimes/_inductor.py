@@ -123,7 +123,7 @@ class InductorRuntime:
         quantized: Mapping[str, QuantizedWeight],
         calibration: list[np.ndarray],
         example: torch.Tensor,
-        dynamic: tuple[dict[int, object], ...],
+        dynamic: tuple[Mapping[int, object], ...],
     ) -> nn.Module:
         model.eval()
         exported = torch.export.export(model, (example,), dynamic_shapes=dynamic).module()

@@ -116,7 +116,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
             torch.onnx.export(
                 model,
                 (example,),
-                buf,
+                # dynamo=False writes to a file object; torch's annotation lists paths only
+                buf,  # type: ignore[arg-type]
                 dynamo=False,
                 opset_version=OPSET,
                 input_names=[INPUT],
@@ -184,6 +185,13 @@ def _quiet_root_logger() -> Iterator[None]:
         yield
     finally:
         root.setLevel(level)
+
+
+def graph_input(artifact: bytes) -> tuple[str, list[int | str]]:
+    """Name and shape of an ONNX model's first input (symbolic dims by name, else "N")."""
+    first = onnx.load_from_string(artifact).graph.input[0]
+    dims = first.type.tensor_type.shape.dim
+    return first.name, [d.dim_value if d.dim_value else d.dim_param or "N" for d in dims]
 
 
 def make_session(artifact: bytes, threads: int) -> ort.InferenceSession:

@@ -1,29 +1,39 @@
 """The search: driver (owns Optuna), executors (run trials), storage, samplers, setup."""
 
-from autocompress.study._driver import (
-    add_budget_slots,
-    objective_values,
-    open_study,
-    optimize,
-    recover_stale_trials,
-)
+from autocompress.study._driver import objective_values, optimize, record, write_artifacts
 from autocompress.study._executors import Executor, LocalExecutor, Outcome, execute
+from autocompress.study._lifecycle import add_budget_slots, open_study
+from autocompress.study._progress import Progress
+from autocompress.study._ray_executor import RayExecutor
+from autocompress.study._recovery import recover_stale_trials
+from autocompress.study._refinement import enqueue_refinements, refine_front
 from autocompress.study._setup import SearchSetup, setup_from_experiment, setup_from_objects
-from autocompress.study._storage import open_storage, redact
+from autocompress.study._space import BoundSpace, LayerSlot, bind_space
+from autocompress.study._storage import load_stored_study, open_storage, redact
 
 __all__ = [
+    "BoundSpace",
     "Executor",
+    "LayerSlot",
     "LocalExecutor",
     "Outcome",
+    "Progress",
+    "RayExecutor",
     "SearchSetup",
     "add_budget_slots",
+    "bind_space",
+    "enqueue_refinements",
     "execute",
+    "load_stored_study",
     "objective_values",
     "open_storage",
     "open_study",
     "optimize",
+    "record",
     "recover_stale_trials",
     "redact",
+    "refine_front",
     "setup_from_experiment",
     "setup_from_objects",
+    "write_artifacts",
 ]

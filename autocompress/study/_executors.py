@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from autocompress.errors import AutocompressError, HopelessTrialError, TrialTimeoutError
+from autocompress.record import TrialOutput, TrialResult
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,13 @@ class Outcome:
 
     number: int
     kind: str  # "ok" | "failed" | "hopeless" | "timeout" | "crashed"
-    result: dict[str, Any] | None = None  # run_trial's output when kind == "ok"
+    output: TrialOutput | None = None  # run_trial's output when kind == "ok"
     reason: str | None = None  # one line, stored on the trial when it did not succeed
     early_accuracy: float | None = None  # for hopeless trials
+
+    @property
+    def result(self) -> TrialResult | None:
+        return None if self.output is None else self.output.result
 
 
 class Executor(Protocol):
@@ -51,10 +56,10 @@ def execute(
     plan: dict[str, Any], task: dict[str, Any], number: int, objects: Any = None
 ) -> Outcome:
     """Run one trial and classify how it ended; never raises (a worker must report, not die)."""
-    from autocompress.worker._trial import run_trial
+    from autocompress.worker import run_trial
 
     try:
-        return Outcome(number, "ok", result=run_trial(plan, task, objects=objects))
+        return Outcome(number, "ok", output=run_trial(plan, task, objects=objects))
     except HopelessTrialError as exc:
         return Outcome(number, "hopeless", reason=str(exc), early_accuracy=exc.accuracy)
     except TrialTimeoutError as exc:

@@ -12,8 +12,8 @@ from typing import Any, TextIO
 
 from optuna.trial import TrialState
 
-from autocompress.front import build_front
-from autocompress.front._table import fmt_bytes, fmt_ms
+from autocompress.front import build_front, fmt_bytes, fmt_ms
+from autocompress.record import read_trial
 from autocompress.study._setup import SearchSetup
 from autocompress.study._storage import storage_label
 
@@ -66,20 +66,20 @@ class Progress:
         number, outcome, study = info["trial"], info["outcome"], info["study"]
         seconds = time.monotonic() - self.started.pop(number, time.monotonic())
         self.durations.append(seconds)
-        trial = study.trials[number]
-        tag = trial.user_attrs.get("baseline") or ""
-        tag = f"{tag} baseline" if tag else "        "
-        if trial.user_attrs.get("warm_start"):
-            tag = f"{trial.user_attrs['warm_start']} start"
-        if trial.user_attrs.get("refine"):
-            tag = f"refines {trial.user_attrs['refine']['of']:3d}"
-        if outcome.kind == "ok":
+        trial = read_trial(study.trials[number])
+        tag = f"{trial.baseline} baseline" if trial.baseline else "        "
+        if trial.warm_start:
+            tag = f"{trial.warm_start} start"
+        if trial.refine is not None:
+            tag = f"refines {trial.refine.of:3d}"
+        if outcome.kind == "ok" and outcome.result is not None:
             r = outcome.result
-            ratio = r.get("latency_ratio") or float("nan")
+            ratio = r.latency_ratio or float("nan")
+            plan = "" if trial.plan is None else trial.plan.summary()
             self._say(
-                f"  trial {number:3d} {tag}  acc {r['accuracy']:.2%}  "
-                f"lat {fmt_ms(r['latency_ms'])} ({ratio:.2f}x fp32)  "
-                f"size {fmt_bytes(r['size_bytes'])}  {seconds:5.1f} s  [{_plan_summary(trial)}]"
+                f"  trial {number:3d} {tag}  acc {r.accuracy:.2%}  "
+                f"lat {fmt_ms(r.latency_ms)} ({ratio:.2f}x fp32)  "
+                f"size {fmt_bytes(r.size_bytes)}  {seconds:5.1f} s  [{plan}]"
             )
         else:
             self._say(f"  trial {number:3d} {tag}  {outcome.kind}: {outcome.reason}")
@@ -104,9 +104,3 @@ class Progress:
     def _say(self, text: str) -> None:
         if self.enabled:
             print(text, file=self.out, flush=True)
-
-
-def _plan_summary(trial: Any) -> str:
-    from autocompress.plan import CompressionPlan
-
-    return CompressionPlan.from_dict(trial.user_attrs["plan"]).summary()

@@ -66,11 +66,11 @@ class RayExecutor:
         number, _ = self._running.pop(ref)
         value, failure, cause = _ray.collect(ref)
         if failure is None:
-            return value  # type: ignore[no-any-return]
+            return value
         if failure == "cancelled":
             return Outcome(number, "timeout", reason="trial cancelled after its time budget")
         if failure == "failed":  # execute() never raises, so this is Ray failing the task
-            return Outcome(number, "failed", reason=failure_reason(cause))
+            return Outcome(number, "failed", reason=failure_reason(cause or RuntimeError("?")))
         text = str(cause).strip()  # the worker died: OOM killer, SIGKILL, node lost
         reason = text.splitlines()[0][:300] if text else ""
         return Outcome(

@@ -18,32 +18,19 @@ trials themselves need. Figures: docs/benchmarks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import optuna
 
 from autocompress.config import SearchConfig
 
+Builder = Callable[[SearchConfig, int | None], optuna.samplers.BaseSampler]
+
 
 def make_sampler(search: SearchConfig, n_existing: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler of ``search``, for a study that already holds ``n_existing`` trials."""
-    seed = resumed_seed(search.seed, n_existing)
-    if search.sampler == "nsga2":
-        population = search.population_size or _default_population(search.n_trials)
-        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
-    if search.sampler == "tpe":
-        # multivariate: per-layer bits interact; constant_liar: several trials in flight
-        return optuna.samplers.TPESampler(
-            multivariate=True,
-            group=True,
-            constant_liar=True,
-            seed=seed,
-            n_startup_trials=min(10, max(2, search.n_trials // 4)),
-        )
-    if search.sampler == "gp":
-        return optuna.samplers.GPSampler(
-            seed=seed, n_startup_trials=min(10, max(2, search.n_trials // 4))
-        )
-    return optuna.samplers.RandomSampler(seed=seed)
+    return SAMPLERS[search.sampler](search, resumed_seed(search.seed, n_existing))
 
 
 def resumed_seed(seed: int | None, n_existing: int) -> int | None:
@@ -51,6 +38,36 @@ def resumed_seed(seed: int | None, n_existing: int) -> int | None:
     if seed is None or n_existing == 0:
         return seed
     return int(np.random.SeedSequence([seed, n_existing]).generate_state(1)[0])
+
+
+def _tpe(search: SearchConfig, seed: int | None) -> optuna.samplers.BaseSampler:
+    # multivariate: per-layer bits interact; constant_liar: several trials in flight
+    return optuna.samplers.TPESampler(
+        multivariate=True,
+        group=True,
+        constant_liar=True,
+        seed=seed,
+        n_startup_trials=min(10, max(2, search.n_trials // 4)),
+    )
+
+
+def _nsga2(search: SearchConfig, seed: int | None) -> optuna.samplers.BaseSampler:
+    population = search.population_size or _default_population(search.n_trials)
+    return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+
+
+def _random(search: SearchConfig, seed: int | None) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _gp(search: SearchConfig, seed: int | None) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(
+        seed=seed, n_startup_trials=min(10, max(2, search.n_trials // 4))
+    )
+
+
+# keyed by autocompress._names.SAMPLER_NAMES, in its order (tests/config checks they are equal)
+SAMPLERS: dict[str, Builder] = {"tpe": _tpe, "nsga2": _nsga2, "random": _random, "gp": _gp}
 
 
 def _default_population(n_trials: int) -> int:

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 
 from autocompress.backend import fold_batchnorm, snap_weights
-from autocompress.config import BoundSpace
-from autocompress.config._space import NONE_BITS, _bits_choices
+from autocompress.study._space import BoundSpace
 
 EVAL_IMAGES = 2000
 
@@ -50,8 +49,9 @@ def warm_start_params(space: BoundSpace, drops: dict[str, float]) -> list[dict[s
         low = set(order[: max(1, round(share * len(order)))])
         params: dict[str, Any] = {}
         for param, layers in groups.items():
-            choices = [b for b in _bits_choices(space._rule_of[layers[0]]) if b != NONE_BITS]
-            if not choices or len(_bits_choices(space._rule_of[layers[0]])) < 2:
+            allowed = space.rule_of(layers[0]).bit_choices
+            choices = [b for b in allowed if isinstance(b, int)]
+            if not choices or len(allowed) < 2:
                 continue  # a fixed parameter is not a parameter of the study
             params[param] = min(choices) if param in low else (8 if 8 in choices else max(choices))
         params = space.encode(params)
@@ -68,7 +68,7 @@ def _bits_params(space: BoundSpace) -> dict[str, list[str]]:
 
 
 def _lowest_bits(space: BoundSpace, layer: str) -> int | None:
-    ints = [b for b in _bits_choices(space._rule_of[layer]) if b != NONE_BITS]
+    ints = [b for b in space.rule_of(layer).bit_choices if isinstance(b, int)]
     return min(ints) if ints else None
 
 

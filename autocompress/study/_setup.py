@@ -7,6 +7,7 @@ Two ways in: an experiment YAML (registry model, our data) or a user's own model
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -16,16 +17,18 @@ from typing import Any
 import torch
 
 from autocompress.backend import fold_batchnorm, head_name, layer_inventory, packed_size
-from autocompress.config import BoundSpace, ExperimentConfig, SearchConfig, SearchSpace
-from autocompress.config._schema import to_plain
+from autocompress.config import ExperimentConfig, SearchConfig, SearchSpace, to_plain
 from autocompress.errors import ConfigError
-from autocompress.worker._context import UserObjects, loader_data, splits_data
-from autocompress.worker._task import Task
+from autocompress.study._space import BoundSpace, bind_space
+from autocompress.worker import Task, UserObjects, loader_data, splits_data
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchSetup:
-    """A search, resolved: what the driver needs and nothing it has to look up again."""
+    """A search, resolved: what the driver needs and nothing it has to look up again.
+
+    Frozen, and built in one place (``_finish``); a changed copy is ``dataclasses.replace``.
+    """
 
     name: str
     space: BoundSpace
@@ -44,8 +47,7 @@ class SearchSetup:
 
     @property
     def accuracy_floor(self) -> float | None:
-        drop = self.search.max_accuracy_drop
-        return None if drop is None else self.reference["val_accuracy"] - drop / 100.0
+        return _accuracy_floor(self.search, self.reference)
 
     def signature(self) -> str:
         """What must not change between a study and its resumption."""
@@ -54,10 +56,24 @@ class SearchSetup:
             "layers": [vars(s) for s in self.space.slots],
             "objectives": self.objectives,
             "latency_unit": self.search.latency_unit,
-            "params": "ordinal-index",  # how choices are stored (config._space._suggest)
+            "params": "ordinal-index",  # how choices are stored (study._space._suggest)
             "model": to_plain(self.task.model) if self.objects is None else "user",
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What either way in has resolved before the model is looked at."""
+
+    name: str
+    space: SearchSpace
+    task: Task
+    search: SearchConfig
+    run_dir: Path
+    storage: str | None
+    objects: UserObjects | None = None
+    experiment: dict[str, Any] = field(default_factory=dict)
 
 
 def setup_from_experiment(config: ExperimentConfig) -> SearchSetup:
@@ -75,19 +91,16 @@ def setup_from_experiment(config: ExperimentConfig) -> SearchSetup:
         trial_timeout_s=config.search.trial_timeout_s,
         ray_address=config.search.ray_address,
     )
-    data = splits_data(task)
-    return _finish(
-        config.name,
-        space,
-        task,
-        reference.model,
-        data,
-        config.search,
-        config.run_path,
-        config.storage,
-        objects=None,
+    inputs = _Inputs(
+        name=config.name,
+        space=space,
+        task=task,
+        search=config.search,
+        run_dir=config.run_path,
+        storage=config.storage,
         experiment=_redacted(config.to_dict()),
     )
+    return _finish(inputs, reference.model, splits_data(task))
 
 
 def setup_from_objects(
@@ -101,58 +114,63 @@ def setup_from_objects(
     storage: str | None,
 ) -> SearchSetup:
     """The Python API's path: a user's model and loaders instead of registry names."""
-    data = loader_data(objects)
-    return _finish(
-        name,
-        space,
-        task,
-        objects.model,
-        data,
-        search,
-        run_dir,
-        storage,
+    inputs = _Inputs(
+        name=name,
+        space=space,
+        task=task,
+        search=search,
+        run_dir=run_dir,
+        storage=storage,
         objects=objects,
-        experiment={},
     )
+    return _finish(inputs, objects.model, loader_data(objects))
 
 
-def _finish(
-    name: str,
-    space: SearchSpace,
-    task: Task,
-    model: torch.nn.Module,
-    data: Any,
-    search: SearchConfig,
-    run_dir: Path,
-    storage: str | None,
-    *,
-    objects: UserObjects | None,
-    experiment: dict[str, Any],
-) -> SearchSetup:
+def _finish(inputs: _Inputs, model: torch.nn.Module, data: Any) -> SearchSetup:
+    """Bind the space to the model's layers, take the reference figures, build the setup."""
+    space, task, search = inputs.space, inputs.task, inputs.search
     model = model.cpu().eval()
     example = next(iter(data.val()))[0][:2].float()
     _check_input_shape(model, task.target.input_shape)
     layers = layer_inventory(model, example)
     head = head_name(layers)
-    bound = space.bind(
-        [layer.name for layer in layers], head=head, coupled=_coupled(space, model, example, head)
+    bound = bind_space(
+        space,
+        [layer.name for layer in layers],
+        head=head,
+        coupled=_coupled(space, model, example, head),
     )
     reference = _reference_figures(model, data)
-    setup = SearchSetup(
-        name, bound, task, search, run_dir, storage, reference, objects, experiment
-    )
+    sensitivity: dict[str, float] = {}
     if "sensitivity" in search.warm_start:
         from autocompress.study._sensitivity import layer_sensitivity
 
-        setup.sensitivity = layer_sensitivity(model, bound, data.val)
-    floor = setup.accuracy_floor
+        sensitivity = layer_sensitivity(model, bound, data.val)
+    floor = _accuracy_floor(search, reference)
     if floor is not None and search.hopeless_margin is not None:
-        setup.task = _replace_task(
+        task = dataclasses.replace(
             task,
             hopeless_floor=floor - search.hopeless_margin / 100.0,
             checkpoint_every=max(1, task.finetune.steps // 4),
         )
-    return setup
+    return SearchSetup(
+        name=inputs.name,
+        space=bound,
+        task=task,
+        search=search,
+        run_dir=inputs.run_dir,
+        storage=inputs.storage,
+        reference=reference,
+        objects=inputs.objects,
+        experiment=inputs.experiment,
+        sensitivity=sensitivity,
+    )
+
+
+def _accuracy_floor(search: SearchConfig, reference: dict[str, float]) -> float | None:
+    """The lowest validation accuracy a plan may keep (``search.max_accuracy_drop`` points)."""
+    drop = search.max_accuracy_drop
+    return None if drop is None else reference["val_accuracy"] - drop / 100.0
 
 
 def _coupled(
@@ -194,12 +212,6 @@ def _reference_figures(model: torch.nn.Module, data: Any) -> dict[str, float]:
         "size_bytes": float(packed_size(folded, {})),
         "params": float(sum(p.numel() for p in model.parameters())),
     }
-
-
-def _replace_task(task: Task, **changes: Any) -> Task:
-    import dataclasses
-
-    return dataclasses.replace(task, **changes)
 
 
 def _redacted(experiment: dict[str, Any]) -> dict[str, Any]:

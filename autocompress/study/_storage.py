@@ -21,7 +21,7 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from autocompress.errors import StorageError
+from autocompress.errors import ConfigError, StorageError
 from autocompress.study._patient import PatientStorage
 
 _URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+]*)://", re.I)
@@ -98,7 +98,9 @@ def _rdb(url: str, engine_kwargs: dict[str, object], *, sqlite: bool) -> BaseSto
     if sqlite:
         _enable_wal(storage)
     # cached (Optuna's own wrapper for RDB studies), then patient through database outages
-    return PatientStorage(optuna.storages.get_storage(storage), redact(url))
+    # PatientStorage implements BaseStorage's methods by delegation (__getattr__), which mypy
+    # cannot see
+    return PatientStorage(optuna.storages.get_storage(storage), redact(url))  # type: ignore[abstract]
 
 
 def _create_rdb(url: str, engine_kwargs: dict[str, object], attempts: int = 5) -> RDBStorage:
@@ -126,3 +128,23 @@ def _enable_wal(storage: RDBStorage) -> None:
 
 def load_study_names(storage: BaseStorage) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(storage)]
+
+
+def load_stored_study(storage: str, name: str | None = None) -> optuna.Study:
+    """Reopen a stored study by storage string, with a clear error for each wrong guess."""
+    if "://" not in storage and not Path(storage).expanduser().is_file():
+        raise StorageError(
+            f"no study storage at {storage}; give the journal file a search wrote "
+            "(runs/<name>/study.journal) or a database URL"
+        )
+    backend = open_storage(storage, Path("."))
+    names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    if not names:
+        raise StorageError(f"storage {storage!r} holds no study; check the path")
+    if name is None:
+        if len(names) > 1:
+            raise ConfigError(f"storage holds several studies {names}; name one")
+        name = names[0]
+    if name not in names:
+        raise StorageError(f"study {name!r} not found; the storage holds {names}")
+    return optuna.load_study(study_name=name, storage=backend)

@@ -45,7 +45,7 @@ def warm_start_params(setup: SearchSetup, taken: list[dict[str, Any]]) -> list[t
 
         candidates += [("sensitivity", p) for p in guided(setup.space, setup.sensitivity)]
     seen = list(taken)
-    out = []
+    out: list[tuple[str, dict[str, Any]]] = []
     for kind, params in candidates:
         if params in seen or len(out) >= room:
             continue

@@ -17,6 +17,8 @@ _LAZY = {
     "TrialContext": "autocompress.worker._context",
     "TrialData": "autocompress.worker._context",
     "UserObjects": "autocompress.worker._context",
+    "loader_data": "autocompress.worker._context",
+    "splits_data": "autocompress.worker._context",
     "check_target_node": "autocompress.worker._remote",
 }
 
@@ -35,7 +37,9 @@ __all__ = [
     "TrialData",
     "UserObjects",
     "check_target_node",
+    "loader_data",
     "run_trial",
+    "splits_data",
     "time_deployable",
     "trial_context",
 ]

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autocompress.backend import fold_batchnorm, head_name, layer_inventory
-from autocompress.backend._layers import LayerInfo
+from autocompress.backend import LayerInfo, fold_batchnorm, head_name, layer_inventory
 from autocompress.data import batches, endless_batches, load_splits
 from autocompress.errors import DataError
 from autocompress.measure import busy

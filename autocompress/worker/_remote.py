@@ -13,9 +13,10 @@ import json
 from typing import Any
 
 from autocompress import _ray
-from autocompress.config import TargetConfig
-from autocompress.config._schema import to_plain
+from autocompress.config import TargetConfig, build, to_plain
 from autocompress.errors import ConfigError, UnsupportedPlanError
+from autocompress.measure import time_beside_reference
+from autocompress.record import LatencyRecord
 
 
 def measure_on_node(
@@ -25,17 +26,15 @@ def measure_on_node(
     batch: Any,
     target: TargetConfig,
     ray_address: str | None = None,
-) -> dict[str, Any]:
+) -> tuple[LatencyRecord, dict[str, Any]]:
     """Time ``artifact`` beside ``reference`` on a node with ``target.node_resources``."""
     _ray.ensure_ray(ray_address)
     wanted = dict(target.node_resources)
     if not _ray.node_with(wanted):
         raise UnsupportedPlanError(no_node_message(wanted))
     task = _ray.remote(_time_here, num_cpus=0, resources=wanted)
-    result: dict[str, Any] = _ray.get(
-        task.remote(runtime, artifact, reference, batch, to_plain(target))
-    )
-    return result
+    sitting, where = _ray.get(task.remote(runtime, artifact, reference, batch, to_plain(target)))
+    return LatencyRecord.from_dict(sitting), where
 
 
 def no_node_message(wanted: dict[str, float]) -> str:
@@ -61,29 +60,20 @@ def check_target_node(target: TargetConfig, ray_address: str | None) -> None:
 
 def _time_here(
     runtime: str, artifact: bytes, reference: bytes, batch: Any, target_data: dict[str, Any]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Runs on the target node: rebuild both deployables, time them, fingerprint this node."""
-    from autocompress.config._schema import build
-    from autocompress.measure._fingerprint import fingerprint
-    from autocompress.measure._latency import default_cores, measure
     from autocompress.runtimes import compute_precision, get_runtime
 
     target = build(TargetConfig, target_data, "target")
     rt = get_runtime(runtime)
-    candidate = rt.load(artifact, target).timer(batch, target.threads)
-    ref = rt.load(reference, target).timer(batch, target.threads)
-    result = measure(candidate, ref, target.measure, target.cores).to_dict()
-    node = _ray.node_id()
-    result["fingerprint"] = fingerprint(
-        device=target.device,
-        runtime=runtime,
+    sitting, where = time_beside_reference(
+        rt.load(artifact, target).timer(batch, target.threads),
+        rt.load(reference, target).timer(batch, target.threads),
+        target,
         versions=rt.versions(),
-        threads=target.threads,
-        cores=target.cores or default_cores(),
-        batch_size=target.batch_size,
-        input_shape=list(batch.shape[1:]),
-        node=node,
+        input_shape=batch.shape[1:],
         precision=compute_precision(target),
+        node=_ray.node_id(),
     )
-    result["fingerprint"]["node_resources"] = dict(target.node_resources)
-    return result
+    where["node_resources"] = dict(target.node_resources)
+    return LatencyRecord.of(sitting).to_dict(), where

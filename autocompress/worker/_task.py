@@ -10,8 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from autocompress.config import DataConfig, FinetuneConfig, ModelConfig, TargetConfig
-from autocompress.config._schema import build, to_plain
+from autocompress.config import (
+    DataConfig,
+    FinetuneConfig,
+    ModelConfig,
+    TargetConfig,
+    build,
+    to_plain,
+)
 
 
 @dataclass(frozen=True)

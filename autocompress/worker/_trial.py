@@ -25,6 +25,7 @@ import numpy as np
 
 from autocompress import _faults as faults
 from autocompress.backend import (
+    COMPRESSIBLE,
     FinetuneSettings,
     fold_batchnorm,
     packed_size,
@@ -33,10 +34,16 @@ from autocompress.backend import (
     snap_weights,
     write_packed,
 )
-from autocompress.backend._layers import COMPRESSIBLE
 from autocompress.errors import HopelessTrialError, TrialTimeoutError
-from autocompress.measure import busy, default_cores, fingerprint, measure
+from autocompress.measure import busy, time_beside_reference, top1_accuracy
 from autocompress.plan import CompressionPlan
+from autocompress.record import (
+    FinetuneRecord,
+    LatencyRecord,
+    LayerRecord,
+    TrialOutput,
+    TrialResult,
+)
 from autocompress.runtimes import Deployable, compute_precision
 from autocompress.worker._context import TrialContext, UserObjects, trial_context
 from autocompress.worker._task import Task
@@ -46,8 +53,12 @@ EARLY_EVAL_IMAGES = 1000
 
 def run_trial(
     plan_data: dict[str, Any], task_data: dict[str, Any], *, objects: UserObjects | None = None
-) -> dict[str, Any]:
-    """Apply ``plan`` to the task's model, realize it, and measure it. Returns plain data."""
+) -> TrialOutput:
+    """Apply ``plan`` to the task's model, realize it, and measure it.
+
+    Plain data in (so it runs in any process); a typed result out, with the deployable's and
+    the packed weights' bytes beside it for the driver to write.
+    """
     plan, task = CompressionPlan.from_dict(plan_data), Task.from_dict(task_data)
     clock = _Clock(task.trial_timeout_s)
     with clock("load"):
@@ -64,56 +75,48 @@ def run_trial(
         _check_hopeless(early_accuracy, task, "after pruning and BN recalibration")
     with clock("fold"), busy():
         fold_batchnorm(model)
-    finetune_report = None
-    if plan.distill is not None and _steps(plan, task) > 0 and not plan.is_fp32:
+    finetune_report, steps = None, _steps(plan, task)
+    if plan.distill is not None and steps > 0 and not plan.is_fp32:
         with clock("finetune"):
             quantized, finetune_report = _finetune(model, plan, ctx, task, clock.deadline)
     else:
+        steps = 0
         with busy():
             quantized = snap_weights(model, plan.quantized_layers)
     with clock("realize"), busy():
         deployable = ctx.runtime.realize(model, quantized, ctx.calibration, task.target)
     with clock("evaluate"):
-        accuracy = deployable_accuracy(deployable, ctx.data.val())
+        accuracy = top1_accuracy(deployable.predict, ctx.data.val())
     with clock("measure"):
-        timing = time_deployable(deployable, ctx, task)
-    return {
-        "accuracy": accuracy,
-        "latency_ms": timing["candidate"]["median_ms"],
-        "latency_ratio": timing["ratio"],
-        "reference_latency_ms": timing["reference"]["median_ms"],
-        "size_bytes": packed_size(model, quantized),
-        "deploy_bytes": len(deployable.artifact),
-        "params": parameter_count(model),
-        "early_accuracy": early_accuracy,
-        "layers": _layer_record(plan, before, _channels(model)),
-        "latency": timing,
-        "fingerprint": timing["fingerprint"],
-        "finetune": None if finetune_report is None else vars(finetune_report),
-        "stage_seconds": clock.seconds,
-        "runtime": deployable.runtime,
-        "artifact": deployable.artifact,
-        "artifact_suffix": deployable.suffix,
-        "packed": write_packed(model, quantized),
-    }
+        latency, where = time_deployable(deployable, ctx, task)
+    result = TrialResult(
+        accuracy=accuracy,
+        latency_ms=latency.candidate.median_ms,
+        latency_ratio=latency.ratio,
+        reference_latency_ms=None if latency.reference is None else latency.reference.median_ms,
+        size_bytes=packed_size(model, quantized),
+        deploy_bytes=len(deployable.artifact),
+        params=parameter_count(model),
+        latency=latency,
+        fingerprint=where,
+        runtime=deployable.runtime,
+        artifact_suffix=deployable.suffix,
+        layers=_layer_record(plan, before, _channels(model)),
+        early_accuracy=early_accuracy,
+        finetune=None if finetune_report is None else _finetune_record(finetune_report),
+        finetune_steps=steps,
+        stage_seconds=clock.seconds,
+    )
+    return TrialOutput(result, deployable.artifact, write_packed(model, quantized))
 
 
-def deployable_accuracy(deployable: Deployable, batches: Iterator[Any]) -> float:
-    """Top-1 accuracy of the deployable itself on (x, y) batches."""
-    correct = total = 0
-    for x, y in batches:
-        with busy():
-            logits = deployable.predict(np.asarray(x))
-        correct += int((logits.argmax(1) == np.asarray(y)).sum())
-        total += len(y)
-    return correct / max(1, total)
-
-
-def time_deployable(deployable: Deployable, ctx: TrialContext, task: Task) -> dict[str, Any]:
-    """Latency of ``deployable`` beside the fp32 reference, with the device fingerprint.
+def time_deployable(
+    deployable: Deployable, ctx: TrialContext, task: Task
+) -> tuple[LatencyRecord, dict[str, Any]]:
+    """Latency of ``deployable`` beside the fp32 reference, and the device fingerprint.
 
     Local targets are timed here under the machine-wide lock; a target naming Ray node
-    resources is timed on such a node (``measure/_remote.py``).
+    resources is timed on such a node (``worker/_remote.py``).
     """
     target = task.target
     batch = timing_batch(ctx, target)
@@ -131,18 +134,15 @@ def time_deployable(deployable: Deployable, ctx: TrialContext, task: Task) -> di
     with busy():
         candidate = deployable.timer(batch, target.threads)
         reference = ctx.reference.timer(batch, target.threads)
-    result = measure(candidate, reference, target.measure, target.cores).to_dict()
-    result["fingerprint"] = fingerprint(
-        device=target.device,
-        runtime=target.runtime,
+    sitting, where = time_beside_reference(
+        candidate,
+        reference,
+        target,
         versions=ctx.runtime.versions(),
-        threads=target.threads,
-        cores=target.cores or default_cores(),
-        batch_size=target.batch_size,
-        input_shape=list(batch.shape[1:]),
+        input_shape=batch.shape[1:],
         precision=compute_precision(target),
     )
-    return result
+    return LatencyRecord.of(sitting), where
 
 
 def timing_batch(ctx: TrialContext, target: Any) -> np.ndarray:
@@ -207,16 +207,9 @@ def _inputs(ctx: TrialContext, task: Task) -> Iterator[Any]:
 def _torch_accuracy(model: Any, ctx: TrialContext, limit: int) -> float:
     import torch
 
-    correct = total = 0
     model.eval()
     with torch.no_grad():
-        for x, y in ctx.data.val():
-            with busy():
-                correct += int((model(x).argmax(1) == y).sum())
-            total += len(y)
-            if total >= limit:
-                break
-    return correct / max(1, total)
+        return top1_accuracy(model, ctx.data.val(), limit=limit)
 
 
 def _check_hopeless(accuracy: float, task: Task, when: str) -> None:
@@ -228,8 +221,10 @@ def _check_hopeless(accuracy: float, task: Task, when: str) -> None:
 
 
 def _channels(model: Any) -> dict[str, int]:
+    from torch import nn
+
     return {
-        n: (m.out_channels if hasattr(m, "out_channels") else m.out_features)
+        n: int(m.out_channels if isinstance(m, nn.Conv2d) else m.out_features)
         for n, m in model.named_modules()
         if isinstance(m, COMPRESSIBLE)
     }
@@ -237,18 +232,29 @@ def _channels(model: Any) -> dict[str, int]:
 
 def _layer_record(
     plan: CompressionPlan, before: dict[str, int], after: dict[str, int]
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, LayerRecord]:
     out = {}
     for name, n0 in before.items():
         layer = plan.layers.get(name)
-        out[name] = {
-            "bits": None if layer is None else layer.weight_bits,
-            "prune_ratio": 0.0 if layer is None else layer.prune_ratio,
-            "channels_before": n0,
-            "channels": after.get(name, n0),
-            "realized_ratio": 1.0 - after.get(name, n0) / n0,
-        }
+        out[name] = LayerRecord(
+            bits=None if layer is None else layer.weight_bits,
+            prune_ratio=0.0 if layer is None else layer.prune_ratio,
+            channels_before=n0,
+            channels=after.get(name, n0),
+            realized_ratio=1.0 - after.get(name, n0) / n0,
+        )
     return out
+
+
+def _finetune_record(report: Any) -> FinetuneRecord:
+    return FinetuneRecord(
+        steps=report.steps,
+        seconds=report.seconds,
+        lr=report.lr,
+        first_loss=report.first_loss,
+        last_loss=report.last_loss,
+        losses=tuple(report.losses),
+    )
 
 
 class _Clock:

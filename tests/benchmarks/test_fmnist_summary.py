@@ -79,7 +79,9 @@ def test_targets_are_judged_from_the_figures():
 def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_path):
     from types import SimpleNamespace
 
-    study, _ = _study_with([(0, 40, {}), (30, 95, {}), (100, 900, {"refine": 1})])
+    study, _ = _study_with(
+        [(0, 40, {}), (30, 95, {}), (100, 900, {"refine": {"of": 1, "steps": 1000}})]
+    )
     arm = bench.Arm("baselines", "random", 0, 3, reused=True)
     arm.result = SimpleNamespace(study=study)
     path = tmp_path / "timings.json"
@@ -108,7 +110,7 @@ def test_hypervolume_at_k_counts_the_first_k_own_trials_infeasible_included():
     from types import SimpleNamespace
 
     def member(number, acc, ratio, feasible=True, refines=None):
-        result = {"accuracy": acc, "latency_ratio": ratio, "size_bytes": 500}
+        result = SimpleNamespace(accuracy=acc, latency_ratio=ratio, size_bytes=500)
         return SimpleNamespace(
             number=number, result=result, feasible=feasible, refines=refines, fingerprint_key="k"
         )
@@ -129,7 +131,7 @@ def test_warm_start_hypervolume_counts_baselines_and_warm_starts_alone():
     from types import SimpleNamespace
 
     def member(number, acc, ratio, baseline=None, warm_start=None, feasible=True, key="k"):
-        result = {"accuracy": acc, "latency_ratio": ratio, "size_bytes": 500}
+        result = SimpleNamespace(accuracy=acc, latency_ratio=ratio, size_bytes=500)
         return SimpleNamespace(
             number=number, result=result, feasible=feasible, baseline=baseline,
             warm_start=warm_start, refines=None, fingerprint_key=key,
@@ -214,7 +216,9 @@ def test_a_study_whose_only_new_trial_is_a_refinement_counts_as_reused():
     import datetime as dt
     from types import SimpleNamespace
 
-    study, t0 = _study_with([(0, 40, {}), (30, 95, {}), (5000, 5400, {"refine": {"of": 1}})])
+    study, t0 = _study_with(
+        [(0, 40, {}), (30, 95, {}), (5000, 5400, {"refine": {"of": 1, "steps": 1000}})]
+    )
     arm = SimpleNamespace(result=SimpleNamespace(study=study))
     resumed = t0 + dt.timedelta(seconds=4990)  # a later sitting re-ran the refinement alone
     assert not bench.ran_trials_since(arm, resumed)

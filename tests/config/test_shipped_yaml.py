@@ -35,11 +35,14 @@ def test_default_space_binds_to_the_reference_model() -> None:
 
     from autocompress.backend import head_name, layer_inventory
     from autocompress.models import build_model
+    from autocompress.study import bind_space
 
     model = build_model("refnet", [1, 28, 28], 10, {"width": 32})
     layers = layer_inventory(model, torch.zeros(1, 1, 28, 28))
-    bound = SearchSpace.from_yaml(ROOT / "search_spaces" / "joint.yaml").bind(
-        [layer.name for layer in layers], head=head_name(layers)
+    bound = bind_space(
+        SearchSpace.from_yaml(ROOT / "search_spaces" / "joint.yaml"),
+        [layer.name for layer in layers],
+        head=head_name(layers),
     )
     assert len(bound.slots) == len(layers)
     assert bound.baseline_params("fp32") and bound.baseline_params("int8")

@@ -10,7 +10,7 @@ from tests.conftest import tiny_experiment
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory):
     """A completed 6-trial search: its SearchResult and its journal path."""
-    from autocompress._api import search
+    from autocompress import search
     from autocompress.config import ExperimentConfig
 
     base = tmp_path_factory.mktemp("finished")

@@ -52,7 +52,7 @@ def test_exported_model_runs_without_autocompress(finished, tmp_path) -> None:
     manifest_path = export(result.study, member, tmp_path / "out")
     manifest = read_manifest(manifest_path.parent)
     assert manifest["trial"] == member.number
-    assert manifest["measured"]["latency_ms"] == member.result["latency_ms"]
+    assert manifest["measured"]["latency_ms"] == member.result.latency_ms
     assert manifest["fingerprint"]["key"] == member.fingerprint_key
     assert manifest["reference_fp32"]["val_accuracy"] == front.reference["val_accuracy"]
     assert manifest["input"]["shape"][1:] == [1, 8, 8] and "mean" in manifest["input"]

@@ -8,10 +8,11 @@ import pytest
 
 from autocompress.front import Front, Member, PickError, pick
 from autocompress.plan import CompressionPlan
+from tests.synthetic import synthetic_result
 
 
 def _member(n: int, acc: float, ms: float, size: float, baseline: str | None = None) -> Member:
-    result = {"accuracy": acc, "latency_ms": ms, "latency_ratio": ms / 1.0, "size_bytes": size}
+    result = synthetic_result(acc, ms, ms / 1.0, size)
     return Member(
         n, {"accuracy": acc, "latency": ms, "size": size}, CompressionPlan(), result, baseline
     )
@@ -80,13 +81,13 @@ def test_latency_preference_follows_the_study_objective_not_drifting_ms() -> Non
         1,
         {"accuracy": 0.9, "latency": 0.50, "size": 9.0},
         CompressionPlan(),
-        {"accuracy": 0.9, "latency_ms": 0.30, "latency_ratio": 0.50, "size_bytes": 9.0},
+        synthetic_result(0.9, 0.30, 0.50, 9.0),
     )
     b = Member(
         2,
         {"accuracy": 0.9, "latency": 0.60, "size": 8.0},
         CompressionPlan(),
-        {"accuracy": 0.9, "latency_ms": 0.25, "latency_ratio": 0.60, "size_bytes": 8.0},
+        synthetic_result(0.9, 0.25, 0.60, 8.0),
     )
     front = Front(["accuracy", "latency", "size"], [a, b], [a, b], {"val_accuracy": 0.92})
     assert pick(front, prefer="latency").number == 1

@@ -128,8 +128,9 @@ def test_a_group_without_trials_takes_no_trace_and_no_legend_entry():
     from autocompress.deploy._report import pareto_2d, pareto_3d
 
     def trial(number, baseline=None):
-        result = {"accuracy": 0.9, "latency_ms": 1.0 + number, "size_bytes": 1000}
-        result["latency_ratio"] = result["latency_ms"]  # fp32 at 1 ms
+        ms = 1.0 + number
+        result = SimpleNamespace(accuracy=0.9, latency_ms=ms, size_bytes=1000)
+        result.latency_ratio = ms  # fp32 at 1 ms
         plan = SimpleNamespace(summary=lambda: "bits 8x10")
         return SimpleNamespace(number=number, result=result, baseline=baseline, plan=plan)
 

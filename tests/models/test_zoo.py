@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from autocompress._names import MODEL_NAMES
 from autocompress.backend import coupled_layers, layer_inventory
 from autocompress.errors import ConfigError
-from autocompress.models import build_model
+from autocompress.models import MODELS, available_models, build_model
+
+
+def test_registry_keys_are_the_names_config_checks() -> None:
+    assert tuple(MODELS) == MODEL_NAMES == available_models()
 
 
 def test_resnet18_torchvision_stem_downsamples_like_torchvision() -> None:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from autocompress.backend import attach_fake_quant, fold_batchnorm, snap_weights
+from autocompress.measure import top1_accuracy
 from autocompress.runtimes import get_runtime
 from autocompress.worker._context import trial_context
-from autocompress.worker._trial import deployable_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,6 @@ def test_deployable_accuracy_matches_torch_kbit_reference(ctx, tiny_task, bits: 
             correct += int((model(x).argmax(1) == y).sum())
             total += len(y)
     torch_acc = correct / total
-    ort_acc = deployable_accuracy(deployable, ctx.data.val())
+    ort_acc = top1_accuracy(deployable.predict, ctx.data.val())
     assert abs(ort_acc - torch_acc) <= 0.005 + 1e-9, (ort_acc, torch_acc)
     assert ort_acc > 0.5  # the tiny model really learned something

@@ -35,12 +35,13 @@ def test_search_on_a_user_model_and_loaders(tmp_path) -> None:
             "layers": [{"match": r"\d+", "bits": [4, 8, "none"], "prune": [0.0, 0.5]}],
             "distill": {"temperature": [2.0]},
         },
-        target={"measure": FAST_MEASURE},
-        finetune={"steps": 5},
-        storage=str(tmp_path / "mine.journal"),
-        run_dir=tmp_path / "run",
-        name="mine",
-        n_trials=4,
+        sections={"target": {"measure": FAST_MEASURE}, "finetune": {"steps": 5}},
+        study={
+            "storage": str(tmp_path / "mine.journal"),
+            "run_dir": tmp_path / "run",
+            "name": "mine",
+            "n_trials": 4,
+        },
         progress=False,
     )
     front = result.front
@@ -52,3 +53,39 @@ def test_search_on_a_user_model_and_loaders(tmp_path) -> None:
 
     reopened = autocompress.load(str(tmp_path / "mine.journal"))
     assert [m.number for m in reopened.front.members] == [m.number for m in front.members]
+
+
+def test_study_and_sections_reject_unknown_keys(tmp_path) -> None:
+    import pytest
+
+    from autocompress.errors import ConfigError
+
+    model = torch.nn.Linear(4, 2)
+    loader = [(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))]
+    space = {"layers": [{"match": ".*"}]}
+    with pytest.raises(ConfigError, match=r"study: unknown key\(s\) \['nme'\]"):
+        autocompress.search(model, loader, loader, space=space, study={"nme": "x"})
+    with pytest.raises(ConfigError, match=r"sections: unknown key\(s\) \['targte'\]"):
+        autocompress.search(model, loader, loader, space=space, sections={"targte": {}})
+    with pytest.raises(ConfigError, match=r"target.threads: expected a value >= 1"):
+        autocompress.search(
+            model, loader, loader, space=space, sections={"target": {"threads": 0}}
+        )
+
+
+def test_search_setup_is_frozen() -> None:
+    import dataclasses
+    from pathlib import Path
+
+    import pytest
+
+    from autocompress.config import SearchConfig, SearchSpace
+    from autocompress.study import SearchSetup, bind_space
+    from autocompress.worker import Task
+
+    bound = bind_space(SearchSpace.from_dict({"layers": [{"match": "fc"}]}), ["fc"], head="fc")
+    setup = SearchSetup("s", bound, Task(), SearchConfig(), Path("r"), None, {"val_accuracy": 0.9})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setup.task = Task()  # type: ignore[misc]
+    changed = dataclasses.replace(setup, search=SearchConfig(max_accuracy_drop=1.0))
+    assert changed.accuracy_floor == pytest.approx(0.89) and setup.accuracy_floor is None

@@ -7,7 +7,7 @@ import json
 import pytest
 from optuna.trial import TrialState
 
-from autocompress._api import search
+from autocompress import search
 from autocompress.config import ExperimentConfig
 from autocompress.errors import StorageError
 from autocompress.study import open_study, optimize
@@ -54,7 +54,7 @@ def test_hopeless_trials_stop_early_and_are_replaced(tmp_path) -> None:
     assert all(0.9 in r for r in ratios), ratios
     assert all(t.user_attrs["early_accuracy"] < 0.5 for t in pruned)
     for m in result.front.members:  # the front holds feasible trials only
-        assert m.result["accuracy"] >= result.front.reference["val_accuracy"] - 0.05
+        assert m.result.accuracy >= result.front.reference["val_accuracy"] - 0.05
 
 
 def test_an_unreachable_floor_stops_the_search_with_the_front_kept(tmp_path, monkeypatch) -> None:

@@ -23,21 +23,20 @@ pytestmark = pytest.mark.postgres
 
 # A driver process whose trials are a fast synthetic objective (no training, no timing): the
 # storage and the slot protocol are what is under test. Two threads per driver.
+REPO = str(Path(__file__).resolve().parents[2])  # for `tests.synthetic` in the driver processes
 FAST_DRIVER = """
 import json, random, sys, time
+sys.path.insert(0, sys.argv[2])
 from autocompress.config import ExperimentConfig
 from autocompress.study import open_study, optimize
 from autocompress.study._executors import LocalExecutor, Outcome
 from autocompress.study._setup import setup_from_experiment
+from tests.synthetic import synthetic_output
 
 def fast(plan, task, number, objects=None):
     rng = random.Random(json.dumps(plan, sort_keys=True) + str(number))
     time.sleep(rng.uniform(0.0, 0.05))
-    result = {"accuracy": rng.uniform(0.5, 1.0), "latency_ms": rng.uniform(0.1, 1.0),
-              "latency_ratio": rng.uniform(0.2, 1.0), "size_bytes": rng.randint(10**4, 10**6),
-              "fingerprint": {"key": "synthetic"}, "artifact": b"x", "packed": b"y",
-              "artifact_suffix": ".bin", "driver_pid": __import__("os").getpid()}
-    return Outcome(number, "ok", result=result)
+    return Outcome(number, "ok", output=synthetic_output(rng))
 
 setup = setup_from_experiment(ExperimentConfig.from_dict(json.loads(sys.argv[1])))
 optimize(open_study(setup), setup, LocalExecutor(work=fast, n_workers=2))
@@ -98,7 +97,7 @@ def test_four_workers_on_two_drivers_100_fast_trials(postgres_url, tmp_path) -> 
     data = tiny_experiment(
         tmp_path, name=name, storage=postgres_url, search={"n_trials": 100, "sampler": "random"}
     )
-    cmd = [sys.executable, "-c", FAST_DRIVER, json.dumps(data)]
+    cmd = [sys.executable, "-c", FAST_DRIVER, json.dumps(data), REPO]
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(2)
@@ -123,7 +122,7 @@ def test_search_waits_out_a_database_outage(postgres_server, tmp_path) -> None:
         search={"n_trials": n_trials, "sampler": "random"},
     )
     slow = FAST_DRIVER.replace("rng.uniform(0.0, 0.05)", "rng.uniform(0.1, 0.3)")
-    cmd = [sys.executable, "-c", slow, json.dumps(data)]
+    cmd = [sys.executable, "-c", slow, json.dumps(data), REPO]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120

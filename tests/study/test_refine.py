@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from autocompress._api import refine, search
+from autocompress import refine, search
 from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
 from autocompress.front import refine_candidates
 from autocompress.front._refine import optimistic_gains
 from autocompress.plan import CompressionPlan
-from autocompress.study._driver import REFINE
+from autocompress.record import attrs
 from tests.conftest import tiny_experiment
 
 
@@ -29,16 +29,18 @@ def test_refine_reruns_the_plan_with_the_longer_budget_outside_the_search_budget
     result = refine(config, [target], steps=9, progress=False)
 
     trials = result.study.trials
-    refined = [t for t in trials if t.user_attrs.get(REFINE)]
+    refined = [t for t in trials if t.user_attrs.get(attrs.REFINE)]
     assert len(refined) == 1 and refined[0].state.name == "COMPLETE"
-    assert refined[0].user_attrs[REFINE] == {"of": target, "steps": 9, "lr": None}
+    assert refined[0].user_attrs[attrs.REFINE] == {"of": target, "steps": 9, "lr": None}
     assert refined[0].params == trials[target].params
     plan = CompressionPlan.from_dict(refined[0].user_attrs["plan"])
     original = CompressionPlan.from_dict(trials[target].user_attrs["plan"])
     assert plan.distill.steps == 9 and plan.layers == original.layers
     assert refined[0].user_attrs["result"]["finetune"]["steps"] == 9  # really trained longer
     assert original.distill.steps is None  # the searched trial keeps the experiment's budget
-    searched = [t for t in trials if t.state.name == "COMPLETE" and not t.user_attrs.get(REFINE)]
+    searched = [
+        t for t in trials if t.state.name == "COMPLETE" and not t.user_attrs.get(attrs.REFINE)
+    ]
     assert len(searched) == 4  # the budget counted search trials only: no slot was added
     assert not [t for t in trials if t.state.name == "WAITING"]
     member = next((m for m in result.front.members if m.refines == target), None)
@@ -77,9 +79,9 @@ def test_search_refines_members_after_its_budget_and_resumes_without_refining_tw
     )
     study = search(config, progress=False).study
     chosen = study.user_attrs["refine_chosen"]
-    refined = [t for t in study.trials if t.user_attrs.get(REFINE)]
+    refined = [t for t in study.trials if t.user_attrs.get(attrs.REFINE)]
     assert 1 <= len(chosen) <= 2
-    assert sorted(t.user_attrs[REFINE]["of"] for t in refined) == sorted(chosen)
+    assert sorted(t.user_attrs[attrs.REFINE]["of"] for t in refined) == sorted(chosen)
     assert all(t.user_attrs["result"]["finetune"]["steps"] == 8 for t in refined)
     n = len(study.trials)
     assert len(search(config, progress=False).study.trials) == n  # resume: nothing new

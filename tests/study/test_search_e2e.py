@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autocompress._api import search
+from autocompress import search
 from autocompress.config import ExperimentConfig
 from autocompress.front import non_dominated
 from tests.conftest import tiny_experiment
@@ -43,14 +43,14 @@ def test_baselines_run_first_and_int8_is_smaller(result) -> None:
     assert set(by_baseline) == {"fp32", "int8"}
     fp32, int8 = by_baseline["fp32"], by_baseline["int8"]
     assert fp32.number == 0 and int8.number == 1
-    assert 3.0 < fp32.result["size_bytes"] / int8.result["size_bytes"] <= 4.0
+    assert 3.0 < fp32.result.size_bytes / int8.result.size_bytes <= 4.0
     assert fp32.plan.is_fp32
 
 
 def test_artifacts_and_front_json_are_written(result) -> None:
     for m in result.front.completed:
         d = Path(m.artifact_dir)
-        assert (d / "model.onnx").stat().st_size == m.result["deploy_bytes"]
+        assert (d / "model.onnx").stat().st_size == m.result.deploy_bytes
         assert json.loads((d / "plan.json").read_text()) == m.plan.to_dict()
     front = json.loads((result.run_dir / "front.json").read_text())
     assert [m["trial"] for m in front["members"]] == [m.number for m in result.front.members]

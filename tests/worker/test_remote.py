@@ -38,10 +38,10 @@ def test_trial_is_timed_on_the_node_with_the_resource(two_node_cluster, tiny_tas
         ray.remote(num_cpus=1, resources={"trainer": 1})(run_trial).remote(
             CompressionPlan.uniform(names, weight_bits=8).to_dict(), task.to_dict()
         )
-    )
-    assert result["fingerprint"]["node"] == edge.node_id
-    assert result["fingerprint"]["node_resources"] == {"edge_x86": 1.0}
-    assert result["latency_ms"] > 0
+    ).result
+    assert result.fingerprint["node"] == edge.node_id
+    assert result.fingerprint["node_resources"] == {"edge_x86": 1.0}
+    assert result.latency_ms > 0
 
     missing = dataclasses.replace(
         tiny_task, target=dataclasses.replace(tiny_task.target, node_resources={"arm_board": 1.0})

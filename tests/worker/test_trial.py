@@ -18,31 +18,32 @@ def names(tiny_task) -> list[str]:
 
 
 def test_fp32_plan_skips_every_stage(tiny_task, names) -> None:
-    r = run_trial(CompressionPlan.uniform(names, weight_bits=None).to_dict(), tiny_task.to_dict())
-    assert not {"prune", "bn_recalibration", "finetune"} & set(r["stage_seconds"])
-    assert r["finetune"] is None and r["early_accuracy"] is None
-    assert 0.5 < r["latency_ratio"] < 2.0  # the same model as the reference, timed beside it
-    assert r["fingerprint"]["runtime"] == "onnxruntime" and r["fingerprint"]["key"]
+    plan = CompressionPlan.uniform(names, weight_bits=None)
+    r = run_trial(plan.to_dict(), tiny_task.to_dict()).result
+    assert not {"prune", "bn_recalibration", "finetune"} & set(r.stage_seconds)
+    assert r.finetune is None and r.early_accuracy is None
+    assert r.latency_ratio is not None
+    assert 0.5 < r.latency_ratio < 2.0  # the same model as the reference, timed beside it
+    assert r.fingerprint["runtime"] == "onnxruntime" and r.fingerprint["key"]
 
 
 def test_ptq_plan_has_no_finetuning(tiny_task, names) -> None:
-    r = run_trial(CompressionPlan.uniform(names, weight_bits=8).to_dict(), tiny_task.to_dict())
-    assert "finetune" not in r["stage_seconds"] and r["finetune"] is None
-    assert r["size_bytes"] < 0.3 * r["params"] * 4 + 4096
+    plan = CompressionPlan.uniform(names, weight_bits=8)
+    r = run_trial(plan.to_dict(), tiny_task.to_dict()).result
+    assert "finetune" not in r.stage_seconds and r.finetune is None
+    assert r.size_bytes < 0.3 * r.params * 4 + 4096
 
 
 def test_full_plan_prunes_recalibrates_and_finetunes(tiny_task, names) -> None:
     layers = {n: LayerPlan(4, 0.5 if n.startswith("layer3") else 0.0) for n in names}
     plan = CompressionPlan(layers=layers, distill=DistillPlan(temperature=4.0, alpha=0.5))
-    r = run_trial(plan.to_dict(), tiny_task.to_dict())
-    assert {"prune", "bn_recalibration", "fold", "finetune", "realize"} <= set(r["stage_seconds"])
-    assert r["finetune"]["steps"] == tiny_task.finetune.steps
-    assert (
-        r["layers"]["layer3.0.conv1"]["channels"]
-        < r["layers"]["layer3.0.conv1"]["channels_before"]
-    )
-    assert r["early_accuracy"] is not None
-    assert r["layers"]["fc"]["bits"] == 4
+    r = run_trial(plan.to_dict(), tiny_task.to_dict()).result
+    assert {"prune", "bn_recalibration", "fold", "finetune", "realize"} <= set(r.stage_seconds)
+    assert r.finetune is not None and r.finetune.steps == tiny_task.finetune.steps
+    assert r.finetune_steps == tiny_task.finetune.steps
+    assert r.layers["layer3.0.conv1"].channels < r.layers["layer3.0.conv1"].channels_before
+    assert r.early_accuracy is not None
+    assert r.layers["fc"].bits == 4
 
 
 def test_hopeless_trial_stops_after_bn_recalibration(tiny_task, names) -> None:

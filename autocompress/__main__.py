@@ -1,0 +1,7 @@
+"""``python -m autocompress``: the command line."""
+
+import sys
+
+from autocompress.cli import main
+
+sys.exit(main())

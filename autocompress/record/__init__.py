@@ -1,0 +1,43 @@
+"""What a trial produced and what the study stores about it, typed.
+
+``TrialResult`` is the worker's measured output (``run_trial`` returns it in a ``TrialOutput``
+beside the bytes that ship); ``_attrs`` owns every user-attribute key of a study and its trials,
+with typed readers (``read_trial``, ``read_study``) and writers. Below the worker, the front and
+the driver, which all read and write these records.
+"""
+
+from __future__ import annotations
+
+from autocompress.record import _attrs as attrs
+from autocompress.record._attrs import (
+    DriverStamp,
+    Refinement,
+    StudyRecord,
+    StudyStamp,
+    TrialRecord,
+    read_study,
+    read_trial,
+)
+from autocompress.record._result import (
+    FinetuneRecord,
+    LatencyRecord,
+    LayerRecord,
+    TrialOutput,
+    TrialResult,
+)
+
+__all__ = [
+    "DriverStamp",
+    "FinetuneRecord",
+    "LatencyRecord",
+    "LayerRecord",
+    "Refinement",
+    "StudyRecord",
+    "StudyStamp",
+    "TrialOutput",
+    "TrialRecord",
+    "TrialResult",
+    "attrs",
+    "read_study",
+    "read_trial",
+]

@@ -1,0 +1,212 @@
+"""What one trial measured, typed: the worker's output and the study's stored record.
+
+``run_trial`` returns a :class:`TrialOutput`: the :class:`TrialResult` (figures, with their units
+in their names) and, apart from it, the bytes that ship (the deployable and the packed k-bit
+weights). The driver writes the bytes to the trial's artifact directory and stores the result,
+as ``to_dict()``, in the trial's user attributes; readers get it back with ``from_dict``. Plain
+data crosses process boundaries (Ray pickles these frozen dataclasses as it pickled the dict).
+
+Room for what comes next: ``finetune_steps`` is the fine-tuning budget the result was measured
+at (the rung of a multi-fidelity search), and each :class:`LayerRecord` has a ``scheme`` (the
+runtime's format for that layer) left ``None`` by runtimes that do not say.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from autocompress.measure import LatencyStats, Measurement
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One compressible layer as planned and as realized."""
+
+    bits: int | None  # weight bits (None: full precision)
+    prune_ratio: float  # fraction of output channels the plan asked to remove
+    channels_before: int
+    channels: int  # output channels kept
+    realized_ratio: float  # fraction actually removed (coupled groups, round_to)
+    scheme: str | None = None  # the runtime's format for this layer, where it says
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerRecord:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """One timing sitting: the candidate and the fp32 reference timed beside it (protocol in
+    ``measure/_latency.py``)."""
+
+    candidate: LatencyStats
+    reference: LatencyStats | None
+    ratio: float | None  # candidate median / reference median, same sitting
+    attempts: int
+    stable: bool  # the candidate's spread met the bound
+    lock_wait_s: float
+    cores: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate.to_dict(),
+            "reference": None if self.reference is None else self.reference.to_dict(),
+            "ratio": self.ratio,
+            "attempts": self.attempts,
+            "stable": self.stable,
+            "lock_wait_s": self.lock_wait_s,
+            "cores": list(self.cores),
+        }
+
+    @classmethod
+    def of(cls, sitting: Measurement) -> LatencyRecord:
+        return cls(
+            candidate=sitting.candidate,
+            reference=sitting.reference,
+            ratio=sitting.ratio,
+            attempts=sitting.attempts,
+            stable=sitting.stable,
+            lock_wait_s=sitting.lock_wait_s,
+            cores=tuple(sitting.cores),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatencyRecord:
+        reference = data.get("reference")
+        return cls(
+            candidate=LatencyStats(**data["candidate"]),
+            reference=None if reference is None else LatencyStats(**reference),
+            ratio=data.get("ratio"),
+            attempts=int(data.get("attempts", 1)),
+            stable=bool(data.get("stable", True)),
+            lock_wait_s=float(data.get("lock_wait_s", 0.0)),
+            cores=tuple(data.get("cores") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class FinetuneRecord:
+    """What the fine-tuning loop did."""
+
+    steps: int
+    seconds: float
+    lr: float  # the rate actually used (temperature-scaled)
+    first_loss: float
+    last_loss: float
+    losses: tuple[float, ...] = ()  # every 10th step
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / self.steps if self.steps else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["losses"] = list(self.losses)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FinetuneRecord:
+        return cls(
+            steps=int(data.get("steps", 0)),
+            seconds=float(data.get("seconds", 0.0)),
+            lr=float(data.get("lr", 0.0)),
+            first_loss=_float(data.get("first_loss")),
+            last_loss=_float(data.get("last_loss")),
+            losses=tuple(data.get("losses") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """The measured figures of one realized plan. Units are in the names.
+
+    ``accuracy`` is the deployable's own top-1 on the validation split (a fraction);
+    ``size_bytes`` the packed k-bit weights + scales + fp32 rest; ``deploy_bytes`` the
+    deployable file; ``latency_ms`` the median per call at the target's batch.
+    """
+
+    accuracy: float
+    latency_ms: float
+    latency_ratio: float | None  # latency / fp32 reference's, timed in the same sitting
+    reference_latency_ms: float | None
+    size_bytes: int
+    deploy_bytes: int
+    params: int
+    latency: LatencyRecord
+    fingerprint: Mapping[str, Any]  # device, runtime, versions, ...; "key" makes it comparable
+    runtime: str
+    artifact_suffix: str  # ".onnx", ".pt2": the deployable's file name is model<suffix>
+    layers: Mapping[str, LayerRecord] = field(default_factory=dict)
+    early_accuracy: float | None = None  # torch accuracy after pruning + BN recalibration
+    finetune: FinetuneRecord | None = None
+    finetune_steps: int = 0  # the budget the result was measured at (0: post-training)
+    stage_seconds: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def fingerprint_key(self) -> str | None:
+        key = self.fingerprint.get("key")
+        return None if key is None else str(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: what the study stores as the trial's ``result`` attribute."""
+        return {
+            "accuracy": self.accuracy,
+            "latency_ms": self.latency_ms,
+            "latency_ratio": self.latency_ratio,
+            "reference_latency_ms": self.reference_latency_ms,
+            "size_bytes": self.size_bytes,
+            "deploy_bytes": self.deploy_bytes,
+            "params": self.params,
+            "latency": self.latency.to_dict(),
+            "fingerprint": dict(self.fingerprint),
+            "runtime": self.runtime,
+            "artifact_suffix": self.artifact_suffix,
+            "layers": {n: asdict(layer) for n, layer in self.layers.items()},
+            "early_accuracy": self.early_accuracy,
+            "finetune": None if self.finetune is None else self.finetune.to_dict(),
+            "finetune_steps": self.finetune_steps,
+            "stage_seconds": dict(self.stage_seconds),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialResult:
+        """Inverse of :meth:`to_dict`; also reads records stored before ``finetune_steps``."""
+        finetune = data.get("finetune")
+        return cls(
+            accuracy=float(data["accuracy"]),
+            latency_ms=float(data["latency_ms"]),
+            latency_ratio=_optional(data.get("latency_ratio")),
+            reference_latency_ms=_optional(data.get("reference_latency_ms")),
+            size_bytes=int(data["size_bytes"]),
+            deploy_bytes=int(data.get("deploy_bytes", 0)),
+            params=int(data.get("params", 0)),
+            latency=LatencyRecord.from_dict(data["latency"]),
+            fingerprint=dict(data.get("fingerprint") or {}),
+            runtime=str(data.get("runtime", "")),
+            artifact_suffix=str(data.get("artifact_suffix", ".onnx")),
+            layers={n: LayerRecord.from_dict(v) for n, v in (data.get("layers") or {}).items()},
+            early_accuracy=_optional(data.get("early_accuracy")),
+            finetune=None if finetune is None else FinetuneRecord.from_dict(finetune),
+            finetune_steps=int(data.get("finetune_steps") or 0),
+            stage_seconds=dict(data.get("stage_seconds") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class TrialOutput:
+    """``run_trial``'s return: the result, and the bytes that ship, kept out of the record."""
+
+    result: TrialResult
+    artifact: bytes  # the deployable (model<result.artifact_suffix>)
+    packed: bytes  # the packed k-bit weights (model.acpk)
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
