@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from autocompress.backend import fold_batchnorm, snap_weights
+from autocompress.measure import top1_accuracy
 from autocompress.study._space import BoundSpace
 
 EVAL_IMAGES = 2000
@@ -74,10 +75,4 @@ def _lowest_bits(space: BoundSpace, layer: str) -> int | None:
 
 @torch.no_grad()
 def _accuracy(model: torch.nn.Module, val: Callable[[], Iterable[Any]]) -> float:
-    correct = total = 0
-    for x, y in val():
-        correct += int((model(x.float()).argmax(1) == y).sum())
-        total += len(y)
-        if total >= EVAL_IMAGES:
-            break
-    return correct / max(1, total)
+    return top1_accuracy(lambda x: model(x.float()), val(), limit=EVAL_IMAGES)

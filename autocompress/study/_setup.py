@@ -19,6 +19,7 @@ import torch
 from autocompress.backend import fold_batchnorm, head_name, layer_inventory, packed_size
 from autocompress.config import ExperimentConfig, SearchConfig, SearchSpace, to_plain
 from autocompress.errors import ConfigError
+from autocompress.measure import top1_accuracy
 from autocompress.study._space import BoundSpace, bind_space
 from autocompress.worker import Task, UserObjects, loader_data, splits_data
 
@@ -200,15 +201,12 @@ def _check_input_shape(model: torch.nn.Module, shape: list[int] | None) -> None:
 
 
 def _reference_figures(model: torch.nn.Module, data: Any) -> dict[str, float]:
-    correct = total = 0
     with torch.no_grad():
-        for x, y in data.val():
-            correct += int((model(x.float()).argmax(1) == y).sum())
-            total += len(y)
+        accuracy = top1_accuracy(lambda x: model(x.float()), data.val())
     folded = copy.deepcopy(model)
     fold_batchnorm(folded)
     return {
-        "val_accuracy": correct / max(1, total),
+        "val_accuracy": accuracy,
         "size_bytes": float(packed_size(folded, {})),
         "params": float(sum(p.numel() for p in model.parameters())),
     }
