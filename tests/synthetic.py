@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from autocompress.measure import LatencyStats
-from autocompress.record import LatencyRecord, TrialOutput, TrialResult
+from autocompress.measure import LatencyStats, Measurement
+from autocompress.record import TrialOutput, TrialResult
 
 
 def synthetic_result(
@@ -21,7 +21,7 @@ def synthetic_result(
         size_bytes=int(size_bytes),
         deploy_bytes=1,
         params=0,
-        latency=LatencyRecord(stats, None, latency_ratio, 1, True, 0.0, (0,)),
+        latency=Measurement(stats, None, 1, True, 0.0, [0]),
         fingerprint={"key": "synthetic"},
         runtime="synthetic",
         artifact_suffix=".bin",

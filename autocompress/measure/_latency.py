@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,19 @@ class Measurement:
         if self.reference is None:
             return None
         return self.candidate.median_ms / self.reference.median_ms
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        """Inverse of :meth:`to_dict` (``ratio`` is derived, not read)."""
+        reference = data.get("reference")
+        return cls(
+            candidate=LatencyStats(**data["candidate"]),
+            reference=None if reference is None else LatencyStats(**reference),
+            attempts=int(data.get("attempts", 1)),
+            stable=bool(data.get("stable", True)),
+            lock_wait_s=float(data.get("lock_wait_s", 0.0)),
+            cores=list(data.get("cores") or []),
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -20,7 +20,6 @@ from autocompress.record._attrs import (
 )
 from autocompress.record._result import (
     FinetuneRecord,
-    LatencyRecord,
     LayerRecord,
     TrialOutput,
     TrialResult,
@@ -29,7 +28,6 @@ from autocompress.record._result import (
 __all__ = [
     "DriverStamp",
     "FinetuneRecord",
-    "LatencyRecord",
     "LayerRecord",
     "Refinement",
     "StudyRecord",

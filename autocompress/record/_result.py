@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from autocompress.measure import LatencyStats, Measurement
+from autocompress.measure import Measurement
 
 
 @dataclass(frozen=True)
@@ -35,56 +35,6 @@ class LayerRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerRecord:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
-
-@dataclass(frozen=True)
-class LatencyRecord:
-    """One timing sitting: the candidate and the fp32 reference timed beside it (protocol in
-    ``measure/_latency.py``)."""
-
-    candidate: LatencyStats
-    reference: LatencyStats | None
-    ratio: float | None  # candidate median / reference median, same sitting
-    attempts: int
-    stable: bool  # the candidate's spread met the bound
-    lock_wait_s: float
-    cores: tuple[int, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "candidate": self.candidate.to_dict(),
-            "reference": None if self.reference is None else self.reference.to_dict(),
-            "ratio": self.ratio,
-            "attempts": self.attempts,
-            "stable": self.stable,
-            "lock_wait_s": self.lock_wait_s,
-            "cores": list(self.cores),
-        }
-
-    @classmethod
-    def of(cls, sitting: Measurement) -> LatencyRecord:
-        return cls(
-            candidate=sitting.candidate,
-            reference=sitting.reference,
-            ratio=sitting.ratio,
-            attempts=sitting.attempts,
-            stable=sitting.stable,
-            lock_wait_s=sitting.lock_wait_s,
-            cores=tuple(sitting.cores),
-        )
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LatencyRecord:
-        reference = data.get("reference")
-        return cls(
-            candidate=LatencyStats(**data["candidate"]),
-            reference=None if reference is None else LatencyStats(**reference),
-            ratio=data.get("ratio"),
-            attempts=int(data.get("attempts", 1)),
-            stable=bool(data.get("stable", True)),
-            lock_wait_s=float(data.get("lock_wait_s", 0.0)),
-            cores=tuple(data.get("cores") or ()),
-        )
 
 
 @dataclass(frozen=True)
@@ -135,7 +85,7 @@ class TrialResult:
     size_bytes: int
     deploy_bytes: int
     params: int
-    latency: LatencyRecord
+    latency: Measurement  # the timing sitting: both models' statistics, attempts, cores
     fingerprint: Mapping[str, Any]  # device, runtime, versions, ...; "key" makes it comparable
     runtime: str
     artifact_suffix: str  # ".onnx", ".pt2": the deployable's file name is model<suffix>
@@ -183,7 +133,7 @@ class TrialResult:
             size_bytes=int(data["size_bytes"]),
             deploy_bytes=int(data.get("deploy_bytes", 0)),
             params=int(data.get("params", 0)),
-            latency=LatencyRecord.from_dict(data["latency"]),
+            latency=Measurement.from_dict(data["latency"]),
             fingerprint=dict(data.get("fingerprint") or {}),
             runtime=str(data.get("runtime", "")),
             artifact_suffix=str(data.get("artifact_suffix", ".onnx")),

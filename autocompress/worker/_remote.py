@@ -15,8 +15,7 @@ from typing import Any
 from autocompress import _ray
 from autocompress.config import TargetConfig, build, to_plain
 from autocompress.errors import ConfigError, UnsupportedPlanError
-from autocompress.measure import time_beside_reference
-from autocompress.record import LatencyRecord
+from autocompress.measure import Measurement, time_beside_reference
 
 
 def measure_on_node(
@@ -26,7 +25,7 @@ def measure_on_node(
     batch: Any,
     target: TargetConfig,
     ray_address: str | None = None,
-) -> tuple[LatencyRecord, dict[str, Any]]:
+) -> tuple[Measurement, dict[str, Any]]:
     """Time ``artifact`` beside ``reference`` on a node with ``target.node_resources``."""
     _ray.ensure_ray(ray_address)
     wanted = dict(target.node_resources)
@@ -34,7 +33,7 @@ def measure_on_node(
         raise UnsupportedPlanError(no_node_message(wanted))
     task = _ray.remote(_time_here, num_cpus=0, resources=wanted)
     sitting, where = _ray.get(task.remote(runtime, artifact, reference, batch, to_plain(target)))
-    return LatencyRecord.from_dict(sitting), where
+    return Measurement.from_dict(sitting), where
 
 
 def no_node_message(wanted: dict[str, float]) -> str:
@@ -76,4 +75,4 @@ def _time_here(
         node=_ray.node_id(),
     )
     where["node_resources"] = dict(target.node_resources)
-    return LatencyRecord.of(sitting).to_dict(), where
+    return sitting.to_dict(), where

@@ -35,11 +35,10 @@ from autocompress.backend import (
     write_packed,
 )
 from autocompress.errors import HopelessTrialError, TrialTimeoutError
-from autocompress.measure import busy, time_beside_reference, top1_accuracy
+from autocompress.measure import Measurement, busy, time_beside_reference, top1_accuracy
 from autocompress.plan import CompressionPlan
 from autocompress.record import (
     FinetuneRecord,
-    LatencyRecord,
     LayerRecord,
     TrialOutput,
     TrialResult,
@@ -112,7 +111,7 @@ def run_trial(
 
 def time_deployable(
     deployable: Deployable, ctx: TrialContext, task: Task
-) -> tuple[LatencyRecord, dict[str, Any]]:
+) -> tuple[Measurement, dict[str, Any]]:
     """Latency of ``deployable`` beside the fp32 reference, and the device fingerprint.
 
     Local targets are timed here under the machine-wide lock; a target naming Ray node
@@ -142,7 +141,7 @@ def time_deployable(
         input_shape=batch.shape[1:],
         precision=compute_precision(target),
     )
-    return LatencyRecord.of(sitting), where
+    return sitting, where
 
 
 def timing_batch(ctx: TrialContext, target: Any) -> np.ndarray:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from autocompress.measure import LatencyStats
+from autocompress.measure import LatencyStats, Measurement
 from autocompress.record import (
     FinetuneRecord,
-    LatencyRecord,
     LayerRecord,
     TrialResult,
 )
@@ -24,7 +23,7 @@ def _result() -> TrialResult:
         size_bytes=41_234,
         deploy_bytes=104_759,
         params=77_000,
-        latency=LatencyRecord(cand, ref, 0.4, 2, True, 0.01, (1,)),
+        latency=Measurement(cand, ref, 2, True, 0.01, [1]),
         fingerprint={"key": "abc123", "cpu": "AMD EPYC", "runtime": "onnxruntime"},
         runtime="onnxruntime",
         artifact_suffix=".onnx",
