@@ -72,12 +72,17 @@ class DistillPlan:
             refinement (a front member fine-tuned again with a longer budget), which is why the
             budget travels with the plan: the refined trial is the same plan, trained longer.
         lr: SGD rate at T=1, or None for the experiment's ``finetune.lr``.
+        qat_fraction: share of the steps, at the end, trained quantization-aware on BN-folded
+            weights (before them the network trains in float with BatchNorm live), or None for
+            the experiment's ``finetune.qat_fraction``. 0 with ``alpha`` 0 is the plain
+            pipeline a user runs without us (cross-entropy, BatchNorm live, then int8 PTQ).
     """
 
     temperature: float = 1.0
     alpha: float = 0.5
     steps: int | None = None
     lr: float | None = None
+    qat_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if not float(self.temperature) > 0.0:
@@ -90,6 +95,8 @@ class DistillPlan:
             raise ConfigError(f"fine-tuning steps={self.steps!r} must be >= 1 (or none)")
         if self.lr is not None and not float(self.lr) > 0.0:
             raise ConfigError(f"fine-tuning lr={self.lr!r} must be > 0 (or none)")
+        if self.qat_fraction is not None and not 0.0 <= float(self.qat_fraction) <= 1.0:
+            raise ConfigError(f"qat_fraction={self.qat_fraction!r} must be in [0, 1] (or none)")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"temperature": float(self.temperature), "alpha": float(self.alpha)}
@@ -97,17 +104,21 @@ class DistillPlan:
             out["steps"] = int(self.steps)
         if self.lr is not None:
             out["lr"] = float(self.lr)
+        if self.qat_fraction is not None:
+            out["qat_fraction"] = float(self.qat_fraction)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DistillPlan:
-        _reject_unknown(data, {"temperature", "alpha", "steps", "lr"}, "distill plan")
-        steps, lr = data.get("steps"), data.get("lr")
+        keys = {"temperature", "alpha", "steps", "lr", "qat_fraction"}
+        _reject_unknown(data, keys, "distill plan")
+        steps, lr, qat = data.get("steps"), data.get("lr"), data.get("qat_fraction")
         return cls(
             temperature=float(data.get("temperature", 1.0)),
             alpha=float(data.get("alpha", 0.5)),
             steps=None if steps is None else int(steps),
             lr=None if lr is None else float(lr),
+            qat_fraction=None if qat is None else float(qat),
         )
 
 
@@ -157,6 +168,19 @@ class CompressionPlan:
     def without_finetuning(self) -> CompressionPlan:
         """The same compression realized by post-training quantization only."""
         return CompressionPlan(layers=dict(self.layers), distill=None)
+
+    def plain(self) -> CompressionPlan:
+        """The same widths at int8, fine-tuned the way a user would without us: cross-entropy
+        only (no teacher), BatchNorm live all along, no QAT, then int8 post-training
+        quantization (the ``plain-prune*`` baselines)."""
+        layers = {
+            n: replace(p, weight_bits=None if p.weight_bits is None else 8)
+            for n, p in self.layers.items()
+        }
+        steps = None if self.distill is None else self.distill.steps
+        lr = None if self.distill is None else self.distill.lr
+        distill = DistillPlan(alpha=0.0, steps=steps, lr=lr, qat_fraction=0.0)
+        return CompressionPlan(layers=layers, distill=distill)
 
     def with_budget(self, steps: int, lr: float | None = None) -> CompressionPlan:
         """The same compression and distillation, fine-tuned for ``steps`` (refinement)."""

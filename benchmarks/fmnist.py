@@ -2,13 +2,18 @@
 
 On the Fashion-MNIST reference model and the default target (ONNX Runtime, one pinned core):
 
-- baselines: fp32, uniform int8 post-training quantization, and uniform int8 with 50% of every
-  prunable layer's channels removed, fine-tuned with the search's own budget (one study);
+- baselines: fp32, uniform int8 post-training quantization, uniform int8 with 50% of every
+  prunable layer's channels removed, fine-tuned with the search's own budget, and the plain
+  pipeline a user runs without us (``plain-prune25`` / ``plain-prune50``: magnitude pruning,
+  cross-entropy fine-tuning with BatchNorm live, int8 PTQ) at the same budget (one study);
+- the reference is trained to convergence (``ref_epochs``, default 12; its curve is in the
+  checkpoint, ``python experiments/reference.py ... model.train.epochs=12`` prints it);
 - the default search (the experiment's sampler) with ``n`` completed trials and random search
   with ``2n``, per seed; ``samplers=nsga2,gp`` adds other samplers at ``n`` for comparison;
 - refinement: ``refine`` members of the default search (chosen as
   ``autocompress refine --members`` does, from the pool ``search.refine_slack`` allows), and the
-  int8-prune50 baseline, fine-tuned again with ``refine_steps`` (the same longer budget for both);
+  int8-prune50 and plain baselines, fine-tuned again with ``refine_steps`` (the same longer
+  budget for all);
 - then **one verification sitting**: every front member and every baseline is re-timed on the
   target and scored on the held-out test split, so all latency comparisons are side by side;
   the same artifacts are then timed at batch 32 too.
@@ -57,7 +62,8 @@ from autocompress.front._front import Member, normalized_hypervolume
 from autocompress.record import read_study, read_trial
 
 EXPERIMENT = "experiments/fashion_mnist.yaml"
-BASELINES = ("fp32", "int8", "int8-prune50")
+BASELINES = ("fp32", "int8", "int8-prune50", "plain-prune25", "plain-prune50")
+REFINED_BASELINES = BASELINES[2:]  # the fine-tuned ones, refined with the members' budget
 OBJECTIVES = ("accuracy", "latency", "size")
 BATCHES_AFTER = (32,)  # batches the verified artifacts are also timed at
 
@@ -364,9 +370,11 @@ def summarise(arms: list[Arm], reference_test: float) -> dict[str, Any]:
     base_arm = arms[0]
     completed = base_arm.result.front.completed
     baselines = {m.baseline: point(base_arm, m) for m in completed if m.baseline}
+    by_number = {m.number: m for m in completed}
     for m in completed:
-        if m.refines is not None:  # int8-prune50 with the refinement budget
-            baselines[f"int8-prune50 {m.plan.distill.steps} steps"] = point(base_arm, m)
+        if m.refines is not None:  # a fine-tuned baseline with the refinement budget
+            kind = by_number[m.refines].baseline
+            baselines[f"{kind} {m.plan.distill.steps} steps"] = point(base_arm, m)
     int8 = baselines["int8"]
     n = min(arm.n_trials for arm in arms[1:])  # the default search's budget
     searches = []
@@ -630,7 +638,7 @@ def main(argv: list[str]) -> None:
     out = Path(args.get("out", "docs/benchmarks"))
     members = int(args.get("refine", 3))
     refine_steps = int(args.get("refine_steps", 1000))
-    common = [f"target.batch_size={batch}"]
+    common = [f"target.batch_size={batch}", f"model.train.epochs={args.get('ref_epochs', 12)}"]
     if "steps" in args:
         common.append(f"finetune.steps={args['steps']}")
     common.append(f"search.refine_lr={float(args.get('refine_lr', 0.03))}")
@@ -657,8 +665,10 @@ def main(argv: list[str]) -> None:
         run_arm(arm, sitting, ("fp32", "int8"))
         _record(timings, arm, previous)
     if members:
-        prune50 = [m.number for m in arms[0].result.front.completed if m.baseline == BASELINES[2]]
-        refine_arm(arms[0], sitting, prune50, 1, refine_steps, BASELINES)
+        fine_tuned = [
+            m.number for m in arms[0].result.front.completed if m.baseline in REFINED_BASELINES
+        ]
+        refine_arm(arms[0], sitting, fine_tuned, len(fine_tuned), refine_steps, BASELINES)
         _record(timings, arms[0], previous)
         for arm in arms[1:]:
             # a study refined in an earlier sitting keeps its members: choosing again would

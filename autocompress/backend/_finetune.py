@@ -1,4 +1,8 @@
-"""Quantization-aware fine-tuning with knowledge distillation from the fp32 reference.
+"""Fine-tuning with knowledge distillation from the fp32 reference, float or quantization-aware.
+
+A trial calls :func:`finetune` twice on one cosine schedule (``FinetuneSettings.offset`` /
+``total``): first in float with BatchNorm live (``bits`` empty), then, after BatchNorm is folded,
+quantization-aware for the last ``qat_fraction`` of the steps (see ``worker/_trial.py``).
 
 Loss: ``alpha * T**2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE``.
 
@@ -43,7 +47,12 @@ class FinetuneSettings:
     steps: int
     lr: float = 0.01
     momentum: float = 0.9
+    weight_decay: float = 0.0
     clip_norm: float = 5.0
+    # where these steps sit in one cosine schedule over a budget split into phases (float with
+    # BatchNorm live, then QAT): the schedule runs over ``total`` steps from ``offset``
+    offset: int = 0
+    total: int | None = None
     checkpoint_every: int = 0  # call ``checkpoint`` every N steps (0: never)
     deadline: float | None = None  # time.monotonic() after which the trial is abandoned
 
@@ -102,20 +111,26 @@ def finetune(
 ) -> tuple[dict[str, QuantizedWeight], FinetuneReport]:
     """QAT (k-bit weights, 8-bit activations) with KD; returns the baked k-bit weights.
 
-    The model must have BatchNorm folded already. Layers absent from ``bits`` train in fp32.
+    The model must have BatchNorm folded already when ``bits`` is not empty (the quantized
+    weights are the folded ones the kernel sees). Layers absent from ``bits`` train in fp32;
+    with ``bits`` empty this is plain float fine-tuning (BatchNorm may be live).
     """
     gate = gate or contextlib.nullcontext
     handle = attach_fake_quant(model, bits)
     report = FinetuneReport(lr=effective_lr(settings.lr, distill))
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=report.lr, momentum=settings.momentum)
+    opt = torch.optim.SGD(
+        params, lr=report.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+    )
     teacher.eval()
+    total = settings.total or settings.steps
     start = time.perf_counter()
     for step in range(settings.steps):
         _check_deadline(settings.deadline, step)
         x, y = next(stream)
         with gate():
-            _set_lr(opt, report.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps)))
+            at = (settings.offset + step) / total
+            _set_lr(opt, report.lr * 0.5 * (1 + math.cos(math.pi * at)))
             model.train()
             with torch.no_grad():
                 target = teacher(x)

@@ -139,10 +139,12 @@ class BoundSpace:
 
         ``fp32``: nothing compressed; ``int8``: uniform int8, unpruned (post-training);
         ``int8-prune50``: uniform int8 with half of every prunable layer's channels removed,
-        fine-tuned with the experiment's budget (what a user would hand-pick without a search).
+        fine-tuned with the experiment's budget (what a user would hand-pick without a search);
+        ``plain-prune25`` / ``plain-prune50``: the same widths with a quarter / half removed,
+        which the driver fine-tunes the plain way (``CompressionPlan.plain``).
         """
         want_bits = NONE_BITS if kind == "fp32" else 8
-        want_prune = 0.5 if kind == "int8-prune50" else None
+        want_prune = PRUNED_BASELINES.get(kind)
         params: dict[str, Any] = {}
         for slot in self.slots:
             rule = self._rules[slot.layer]
@@ -237,6 +239,9 @@ def _share_coupled(slots: list[LayerSlot], coupled: Sequence[Sequence[str]]) -> 
         LayerSlot(s.layer, s.bits_param, param_of[s.layer]) if s.layer in param_of else s
         for s in slots
     ]
+
+
+PRUNED_BASELINES = {"int8-prune50": 0.5, "plain-prune25": 0.25, "plain-prune50": 0.5}
 
 
 def _allows(spec: list[float] | Range, value: float) -> bool:

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -72,14 +73,13 @@ def run_trial(
             recalibrate_batchnorm(model, _inputs(ctx, task), task.finetune.bn_batches)
         early_accuracy = _torch_accuracy(model, ctx, EARLY_EVAL_IMAGES)
         _check_hopeless(early_accuracy, task, "after pruning and BN recalibration")
-    with clock("fold"), busy():
-        fold_batchnorm(model)
     finetune_report, steps = None, _steps(plan, task)
     if plan.distill is not None and steps > 0 and not plan.is_fp32:
-        with clock("finetune"):
-            quantized, finetune_report = _finetune(model, plan, ctx, task, clock.deadline)
+        quantized, finetune_report = _finetune(model, plan, ctx, task, clock)
     else:
         steps = 0
+        with clock("fold"), busy():
+            fold_batchnorm(model)
         with busy():
             quantized = snap_weights(model, plan.quantized_layers)
     with clock("realize"), busy():
@@ -163,33 +163,69 @@ def _prune(model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task) -> 
 
 
 def _finetune(
-    model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task, deadline: float | None
-) -> Any:
+    model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task, clock: _Clock
+) -> tuple[dict[str, Any], Any]:
+    """Fine-tune in two phases of one cosine schedule: float with BatchNorm live, then fold
+    BatchNorm and train the last ``qat_fraction`` of the steps quantization-aware (the weights
+    the kernel sees). Without a QAT phase the folded weights are snapped (PTQ)."""
     from autocompress.backend import finetune
 
     cfg = task.finetune
-    settings = FinetuneSettings(
-        steps=_steps(plan, task),
+    steps = _steps(plan, task)
+    qat_steps = round(steps * _qat_fraction(plan, task))
+    base = FinetuneSettings(
+        steps=steps,
         lr=cfg.lr if plan.distill is None or plan.distill.lr is None else plan.distill.lr,
         momentum=cfg.momentum,
-        deadline=deadline,
+        weight_decay=cfg.weight_decay,
+        deadline=clock.deadline,
         checkpoint_every=task.checkpoint_every if task.hopeless_floor is not None else 0,
+        total=steps,
     )
 
     def checkpoint(step: int, m: Any) -> None:
         _check_hopeless(_torch_accuracy(m, ctx, EARLY_EVAL_IMAGES), task, f"at step {step}")
 
     stream = ctx.data.train_stream(cfg.batch_size, cfg.seed)
-    return finetune(
-        model,
-        ctx.teacher,
-        plan.quantized_layers,
-        plan.distill,
-        stream,
-        settings,
-        gate=busy,
-        checkpoint=checkpoint,
-    )
+    reports = []
+    if steps - qat_steps > 0:
+        with clock("finetune"):
+            float_phase = replace(base, steps=steps - qat_steps)
+            _, report = finetune(
+                model, ctx.teacher, {}, plan.distill, stream, float_phase,
+                gate=busy, checkpoint=checkpoint,
+            )  # fmt: skip
+        reports.append(report)
+    with clock("fold"), busy():
+        fold_batchnorm(model)
+    if qat_steps == 0:
+        with busy():
+            return snap_weights(model, plan.quantized_layers), _joined(reports)
+    with clock("finetune"):
+        qat_phase = replace(base, steps=qat_steps, offset=steps - qat_steps)
+        quantized, report = finetune(
+            model, ctx.teacher, plan.quantized_layers, plan.distill, stream, qat_phase,
+            gate=busy, checkpoint=checkpoint,
+        )  # fmt: skip
+    return quantized, _joined([*reports, report])
+
+
+def _qat_fraction(plan: CompressionPlan, task: Task) -> float:
+    """The plan's own share of QAT steps (the plain baselines: none) or the experiment's."""
+    if plan.distill is not None and plan.distill.qat_fraction is not None:
+        return plan.distill.qat_fraction
+    return task.finetune.qat_fraction
+
+
+def _joined(reports: list[Any]) -> Any:
+    """One report for the phases: steps and seconds added, losses in order."""
+    first = reports[0]
+    for later in reports[1:]:
+        first.steps += later.steps
+        first.seconds += later.seconds
+        first.losses.extend(later.losses)
+        first.last_loss = later.last_loss
+    return first
 
 
 def _steps(plan: CompressionPlan, task: Task) -> int:

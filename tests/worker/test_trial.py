@@ -68,3 +68,33 @@ def test_runtime_that_cannot_run_a_plan_says_so(tiny_task, names) -> None:
     )
     with pytest.raises(UnsupportedPlanError, match="fp32 plans only"):
         run_trial(CompressionPlan.uniform(names, weight_bits=8).to_dict(), task.to_dict())
+
+
+def _with_finetune(task, **changes):
+    return dataclasses.replace(task, finetune=dataclasses.replace(task.finetune, **changes))
+
+
+def test_two_phase_recipe_trains_float_then_quantization_aware(tiny_task, names) -> None:
+    """BatchNorm live for the first 3/4 of the steps, then folded and QAT for the last 1/4."""
+    task = _with_finetune(tiny_task, steps=8, qat_fraction=0.25, weight_decay=5e-4)
+    layers = {n: LayerPlan(4, 0.5 if n.startswith("layer3") else 0.0) for n in names}
+    plan = CompressionPlan(layers=layers, distill=DistillPlan(temperature=2.0, alpha=0.5))
+    r = run_trial(plan.to_dict(), task.to_dict()).result
+    assert r.finetune is not None and r.finetune.steps == 8 and r.finetune_steps == 8
+    assert {"fold", "finetune", "realize"} <= set(r.stage_seconds)
+    assert len(r.finetune.losses) >= 2  # a loss recorded in each phase
+    assert r.accuracy > 0.5
+
+
+def test_plain_plan_is_what_a_user_runs_without_us(tiny_task, names) -> None:
+    """int8 at the plan's widths, cross-entropy only, BatchNorm live, then PTQ: no QAT phase."""
+    layers = {n: LayerPlan(4, 0.0 if n == "fc" else 0.5) for n in names}
+    plain = CompressionPlan(layers=layers, distill=DistillPlan(temperature=4.0)).plain()
+    assert {p.weight_bits for p in plain.layers.values()} == {8}
+    assert plain.distill is not None
+    assert (plain.distill.alpha, plain.distill.qat_fraction) == (0.0, 0.0)
+    assert CompressionPlan.from_dict(plain.to_dict()) == plain
+    r = run_trial(plain.to_dict(), tiny_task.to_dict()).result
+    assert r.finetune is not None and r.finetune.steps == tiny_task.finetune.steps
+    assert r.layers["layer3.0.conv1"].channels < r.layers["layer3.0.conv1"].channels_before
+    assert r.accuracy > 0.5

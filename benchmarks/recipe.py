@@ -1,0 +1,221 @@
+"""Recipe study: our fine-tuning against what a user runs without us, same widths and steps.
+
+For each plan (uniform 8-bit + 25% pruned, 8-bit + 50%, 4-bit + 50%, and three mixed plans drawn
+with a fixed seed) x fine-tuning budget x seed, every recipe variant runs the same worker a search
+runs (``run_trial``: prune, fine-tune, realize, measure) and its deployable is re-loaded and
+scored on the held-out test split:
+
+- ``plain``: ``CompressionPlan.plain()``: torch-pruning L2 magnitude at the plan's widths
+  (round_to 8, head kept), cross-entropy only, BatchNorm live, SGD with cosine decay, then int8
+  post-training quantization (per-channel symmetric weights, MinMax activations: ONNX Runtime's
+  ``quantize_static``, measured equal to ours within 0.1 pt in FINDINGS). The user's afternoon.
+- the named variants: our recipe with ``finetune.*`` / ``distill.*`` settings (``variants=``).
+
+Latency is the trial's own (timed beside fp32 in the same sitting); sizes are the deployable's
+file bytes and the packed k-bit artifact's bytes. Rows, medians over seeds and the difference to
+``plain`` go to docs/benchmarks/recipe-<tag>.{md,json}.
+
+Run (opt-in; minutes per 1000-step row on 2 cores):
+    python benchmarks/recipe.py experiments/fashion_mnist.yaml model.train.epochs=12 \
+        budgets=60,1000 seeds=0,1,2 tag=fmnist
+    python benchmarks/recipe.py ... variants='qat1:qat_fraction=1;qat25:qat_fraction=0.25'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from autocompress.config import load_experiment
+from autocompress.measure import top1_accuracy
+from autocompress.models import load_reference
+from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
+from autocompress.runtimes import get_runtime
+from autocompress.worker import Task, run_trial, trial_context
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+DEFAULT_VARIANTS = "ours:"  # the experiment's own recipe
+
+
+def parse_variants(text: str) -> dict[str, dict[str, float]]:
+    """``name:key=value,key=value;name2:...`` -> {name: {key: value}}."""
+    out: dict[str, dict[str, float]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, settings = part.partition(":")
+        pairs = (kv.split("=", 1) for kv in filter(None, settings.split(",")))
+        out[name] = {k.strip(): float(v) for k, v in pairs}
+    return out
+
+
+def study_plans(names: list[str], head: str | None, seed: int = 0) -> dict[str, CompressionPlan]:
+    """The uniform plans a user would try, and three mixed ones (fixed seed)."""
+
+    def uniform(bits: int, ratio: float) -> CompressionPlan:
+        return CompressionPlan({n: LayerPlan(bits, 0.0 if n == head else ratio) for n in names})
+
+    plans = {"8b-25%": uniform(8, 0.25), "8b-50%": uniform(8, 0.5), "4b-50%": uniform(4, 0.5)}
+    rng = random.Random(seed)
+    for i in range(3):
+        layers = {
+            n: LayerPlan(rng.choice((4, 6, 8)), 0.0 if n == head else rng.choice((0.0, 0.25, 0.5)))
+            for n in names
+        }
+        plans[f"mixed-{i + 1}"] = CompressionPlan(layers)
+    return plans
+
+
+def recipe_plan(
+    plan: CompressionPlan, variant: str, settings: dict[str, float]
+) -> CompressionPlan:
+    if variant == "plain":
+        return plan.plain()
+    distill = DistillPlan(
+        temperature=settings.get("temperature", 1.0), alpha=settings.get("alpha", 0.5)
+    )
+    return dataclasses.replace(plan, distill=distill)
+
+
+def recipe_task(task: Task, budget: int, seed: int, settings: dict[str, float]) -> Task:
+    known = {f.name for f in dataclasses.fields(task.finetune)}
+    overrides = {k: v for k, v in settings.items() if k in known}
+    finetune = dataclasses.replace(task.finetune, steps=budget, seed=seed, **overrides)
+    return dataclasses.replace(task, finetune=finetune)
+
+
+def run_row(
+    task: Task, plan: CompressionPlan, label: str, variant: str, seed: int
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    output = run_trial(plan.to_dict(), task.to_dict())
+    ctx = trial_context(task)
+    deployable = get_runtime(task.target.runtime).load(output.artifact, task.target)
+    assert ctx.data.test is not None
+    r = output.result
+    return {
+        "plan": label,
+        "variant": variant,
+        "budget": task.finetune.steps,
+        "seed": seed,
+        "val_accuracy": r.accuracy,
+        "test_accuracy": top1_accuracy(deployable.predict, ctx.data.test()),
+        "latency_ms": r.latency_ms,
+        "latency_ratio": r.latency_ratio,
+        "deploy_bytes": r.deploy_bytes,
+        "packed_bytes": r.size_bytes,
+        "wall_s": time.perf_counter() - start,
+        "plan_summary": plan.summary(),
+    }
+
+
+def summarise(rows: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
+    """Median test accuracy over seeds per (plan, budget, variant), and each variant - plain."""
+    out = []
+    for plan, budget in sorted(
+        {(r["plan"], r["budget"]) for r in rows}, key=lambda k: (k[1], k[0])
+    ):
+        line: dict[str, Any] = {"plan": plan, "budget": budget}
+        for v in ["plain", *variants]:
+            accs = [
+                r["test_accuracy"]
+                for r in rows
+                if (r["plan"], r["budget"], r["variant"]) == (plan, budget, v)
+            ]
+            line[v] = statistics.median(accs) if accs else None
+        for v in variants:
+            if line[v] is not None and line["plain"] is not None:
+                line[f"{v}-plain"] = line[v] - line["plain"]
+        out.append(line)
+    return out
+
+
+def markdown(summary: list[dict[str, Any]], variants: list[str], info: dict[str, Any]) -> str:
+    head = ["plan", "steps", "plain", *variants, *(f"{v} - plain" for v in variants)]
+    lines = [
+        f"# Recipe study ({info['tag']})",
+        "",
+        f"Reference: {info['reference']}. Test accuracy on the held-out split, median over seeds "
+        f"{info['seeds']}; variants: {info['variants']}. Command: `{info['command']}`",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for s in summary:
+        cells = [s["plan"], str(s["budget"])]
+        cells += [_pct(s[v]) for v in ["plain", *variants]]
+        cells += [_pts(s.get(f"{v}-plain")) for v in variants]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _pts(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.2f} pt"
+
+
+def main(argv: list[str]) -> None:
+    args = dict(
+        a.split("=", 1)
+        for a in argv
+        if "=" in a and not a.startswith(("model.", "data.", "finetune.", "target."))
+    )
+    overrides = [a for a in argv if a.startswith(("model.", "data.", "finetune.", "target."))]
+    path = next((a for a in argv if a.endswith(".yaml")), "experiments/fashion_mnist.yaml")
+    budgets = [int(b) for b in args.get("budgets", "60").split(",")]
+    seeds = [int(s) for s in args.get("seeds", "0").split(",")]
+    variants = parse_variants(args.get("variants", DEFAULT_VARIANTS))
+    config = load_experiment(path, overrides)
+    reference = load_reference(config.model, config.data, base_dir=config.base_dir)
+    task = Task(
+        data=config.data,
+        model=config.model,
+        finetune=config.finetune,
+        target=config.target,
+        checkpoint=str(reference.checkpoint),
+    )
+    ctx = trial_context(task)
+    plans = study_plans([layer.name for layer in ctx.layers], ctx.head)
+    if "plans" in args:
+        plans = {k: v for k, v in plans.items() if k in args["plans"].split(",")}
+    rows = []
+    for budget in budgets:
+        for label, plan in plans.items():
+            for seed in seeds:
+                for variant, settings in {"plain": {}, **variants}.items():
+                    row = run_row(
+                        recipe_task(task, budget, seed, settings),
+                        recipe_plan(plan, variant, settings),
+                        label,
+                        variant,
+                        seed,
+                    )
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    info = {
+        "tag": args.get("tag", "fmnist"),
+        "reference": f"{config.model.name} {config.model.kwargs}, {config.model.train.epochs:g} "
+        f"epochs, val {reference.val_accuracy:.2%}, test {reference.test_accuracy:.2%}",
+        "seeds": seeds,
+        "variants": {k: v for k, v in variants.items()},
+        "command": "python benchmarks/recipe.py " + " ".join(argv),
+    }
+    summary = summarise(rows, list(variants))
+    OUT.mkdir(parents=True, exist_ok=True)
+    stem = OUT / f"recipe-{info['tag']}"
+    stem.with_suffix(".json").write_text(
+        json.dumps({**info, "rows": rows, "summary": summary}, indent=2)
+    )
+    stem.with_suffix(".md").write_text(markdown(summary, list(variants), info))
+    print(markdown(summary, list(variants), info))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,36 @@
+"""Train (or reuse) an experiment's fp32 reference and print its learning curve.
+
+The search distils every compressed model from this reference, so it should be trained to
+convergence: a reference stopped early lets plain fine-tuning "win" by simply training longer.
+The checkpoint is cached by its training config (``model.train``), so the search reuses it.
+
+Run:
+    python experiments/reference.py experiments/fashion_mnist.yaml model.train.epochs=12
+    # then search with the same override, or point model.checkpoint at the printed path
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from autocompress.config import load_experiment
+from autocompress.models import load_reference, read_checkpoint
+
+
+def main(argv: list[str]) -> None:
+    path = argv[0] if argv and argv[0].endswith(".yaml") else "experiments/fashion_mnist.yaml"
+    config = load_experiment(path, [a for a in argv if "=" in a])
+    reference = load_reference(config.model, config.data, base_dir=config.base_dir)
+    _, meta = read_checkpoint(reference.checkpoint)
+    print(f"checkpoint: {reference.checkpoint}")
+    print(
+        f"val {reference.val_accuracy:.4f}  test {reference.test_accuracy:.4f}  "
+        f"trained {meta.get('train_seconds', float('nan')):.0f} s"
+    )
+    for point in meta.get("curve") or []:
+        print(json.dumps(point))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
