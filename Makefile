@@ -1,19 +1,38 @@
 # autocompress: the two commands of the README's quick start, and helpers.
 #   make demo   install into .venv, get Fashion-MNIST, train (or reuse) the reference, search, print the front
-#   make test   install the test extras and every optional extra into .venv, run the default suite
+#   make test   install the test extras and every optional extra into .venv, and (as root, with
+#               apt-get) the system packages CI's tests use, then run the default suite
 #   make lint / make typecheck   ruff / mypy (configured in pyproject.toml)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint typecheck data install clean
+.PHONY: demo test test-deps lint typecheck data install clean
 
 demo: $(VENV)/.installed data
 	$(BIN)/autocompress search experiments/fashion_mnist.yaml
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test test-deps
 	$(BIN)/python -m pytest -q tests
+
+# what CI's tests use beyond Python, so a newcomer's `make test` skips nothing CI runs:
+# Fashion-MNIST, PostgreSQL (tests/study/test_postgres.py), Chromium (the report in a browser).
+# Installed as root with apt-get (as .ci/run does); otherwise one line says what is missing.
+test-deps:
+	@need=""; \
+	[ -d $(FMNIST) ] || [ -n "$$AUTOCOMPRESS_DATA" ] || need="$$need dataset-fashion-mnist"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
+	command -v chromium >/dev/null || need="$$need chromium"; \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing$$need"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; } || \
+	  echo "note: could not install$$need; the tests that need them will skip"; \
+	else \
+	  echo "note: the tests needing$$need will skip; install them with: sudo apt-get install$$need"; \
+	fi
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -43,10 +43,16 @@ from autocompress.study import (
     open_storage,
     open_study,
     optimize,
+    redact,
+    resolve_run_dir,
     setup_from_experiment,
     setup_from_objects,
 )
 from autocompress.worker import Task, UserObjects
+
+# The floor of the shipped experiments (experiments/*.yaml): a search of a user's model gets it
+# unless its sections say otherwise, so a member far below fp32 accuracy is not on the front.
+DEFAULT_MAX_ACCURACY_DROP = 2.0  # points below the fp32 validation accuracy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +91,7 @@ class SearchResult:
 
     study: optuna.Study
     run_dir: Path
+    storage: str | None = None  # as the report's export commands name it (password redacted)
 
     @property
     def front(self) -> Front:
@@ -100,14 +107,21 @@ class SearchResult:
         from autocompress.deploy import export
 
         member = self.front.pick(**(request or {"prefer": "knee"}))
-        return export(self.study, member, out_dir, overwrite=overwrite)
+        return export(self.study, member, out_dir, overwrite=overwrite, run_dir=self.run_dir)
 
     def verify(self, numbers: Sequence[int] | None = None, test_loader: Any = None) -> Any:
-        """Test accuracy and re-measured latency of the front (or of the named trials)."""
-        from autocompress.deploy import candidates_of_front, verify
+        """Test accuracy and re-measured latency of the front (or of the named trials).
+
+        Also written to ``<run_dir>/verified.json``: the report shows the test accuracy.
+        """
+        from autocompress.deploy import candidates_of_front, verify, write_verified
 
         task = dict(read_study(self.study).task)
-        return verify(task, candidates_of_front(self.front, numbers), test_loader=test_loader)
+        candidates = candidates_of_front(self.front, numbers, self.run_dir)
+        rows, reference_test = verify(task, candidates, test_loader=test_loader)
+        if self.run_dir.is_dir():  # the report's test-accuracy column
+            write_verified(self.run_dir / "verified.json", rows, reference_test)
+        return rows, reference_test
 
     def report(
         self, path: str | Path | None = None, *, png: bool = False, trial: int | None = None
@@ -116,7 +130,7 @@ class SearchResult:
 
         ``trial`` names the member whose plan is charted (default: the knee).
         """
-        from autocompress.deploy import write_report
+        from autocompress.deploy import read_test_accuracy, write_report
 
         front = self.front
         picked = front.pick(number=trial) if trial is not None else None
@@ -127,6 +141,8 @@ class SearchResult:
             title=f"autocompress: {self.study.study_name}",
             picked=picked,
             png=png,
+            test_accuracy=read_test_accuracy(self.run_dir),
+            storage=self.storage,
         )
 
 
@@ -221,13 +237,27 @@ def run(setup: SearchSetup, *, progress: bool = True) -> SearchResult:
     executor = make_executor(setup)
     reporter = Progress(setup, enabled=progress)
     optimize(study, setup, executor, on_event=reporter)
-    return SearchResult(study, setup.run_dir)
+    return SearchResult(
+        study, setup.run_dir, _label(setup.storage or str(setup.run_dir / "study.journal"))
+    )
 
 
-def load(storage: str, name: str | None = None, run_dir: str | Path | None = None) -> SearchResult:
-    """Reopen a stored study (read-only use: front, tables, export)."""
-    study = load_stored_study(storage, name)
-    return SearchResult(study, Path(read_study(study).run_dir or run_dir or "."))
+def load(
+    storage: str | Path, name: str | None = None, run_dir: str | Path | None = None
+) -> SearchResult:
+    """Reopen a stored study (read-only use: front, tables, export), from any directory.
+
+    ``run_dir``: where the study's run directory is now, if it moved (else the stored one,
+    resolved beside the journal file for studies that stored it relative).
+    """
+    study = load_stored_study(str(storage), name)
+    where = resolve_run_dir(read_study(study).run_dir, str(storage), run_dir)
+    return SearchResult(study, where, _label(str(storage)))
+
+
+def _label(storage: str) -> str:
+    """A storage as a command names it from anywhere: absolute path, or URL without password."""
+    return redact(storage) if "://" in storage else str(Path(storage).expanduser().absolute())
 
 
 def make_executor(setup: SearchSetup) -> Any:
@@ -291,6 +321,8 @@ def _setup_from_model(request: _ModelSearch, study: StudyOptions) -> SearchSetup
     sections = _sections(request.sections)
     search_cfg = sections.search
     changes: dict[str, Any] = {}
+    if _floor_unset(request.sections, search_cfg):
+        changes["max_accuracy_drop"] = DEFAULT_MAX_ACCURACY_DROP
     if study.n_trials is not None:
         changes["n_trials"] = study.n_trials
     if study.n_workers is not None:
@@ -315,6 +347,14 @@ def _setup_from_model(request: _ModelSearch, study: StudyOptions) -> SearchSetup
         run_dir=Path(study.run_dir) if study.run_dir else Path("runs") / study_name,
         storage=study.storage,
     )
+
+
+def _floor_unset(value: SearchSections | Mapping[str, Any] | None, search: SearchConfig) -> bool:
+    """No accuracy floor asked for: the default applies (``max_accuracy_drop: None`` in a
+    mapping says "no floor")."""
+    given = value.get("search") if isinstance(value, Mapping) else None
+    explicit = isinstance(given, Mapping) and "max_accuracy_drop" in given
+    return search.max_accuracy_drop is None and not explicit
 
 
 def _sections(value: SearchSections | Mapping[str, Any] | None) -> SearchSections:

@@ -29,11 +29,16 @@ def is_initialized() -> bool:
 
 
 def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` (a cluster) or start a local Ray, once per process."""
+    """Connect to ``address`` (a cluster) or start a local Ray, once per process.
+
+    With no ``address`` (``search.ray_address`` unset), ``$RAY_ADDRESS`` names the cluster, as
+    it does for every Ray program; without either, a fresh local Ray starts.
+    """
     import ray
 
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or None
     env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
     kwargs: dict[str, Any] = {
         "include_dashboard": False,

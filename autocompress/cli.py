@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 a run failed (the message says why; stored work is kept
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    log, before = logging.getLogger("autocompress"), logging.getLogger("autocompress").level
+    log.setLevel(logging.ERROR if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
+    log.addHandler(handler := logging.StreamHandler(sys.stderr))  # progress: its own output
     try:
         return int(args.func(args) or 0)
     except AutocompressError as exc:
@@ -50,6 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:  # in-process callers (tests, notebooks) get logging back as it was
+        log.removeHandler(handler)
+        log.setLevel(before)
+
+
+def _verbosity(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """``-q``/``-v`` before or after the verb (a verb's SUPPRESS keeps the value before it)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", default=default, help="errors only")
+    g.add_argument("-v", "--verbose", action="store_true", default=default, help="debug too")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _verbosity(parser, False)
     sub = parser.add_subparsers(metavar="COMMAND")
     commands: list[tuple[str, str, Callable[[argparse.Namespace], int], ArgsAdder]] = [
         (
@@ -67,26 +82,31 @@ def _parser() -> argparse.ArgumentParser:
             _search,
             _experiment_args,
         ),
-        (
-            "resume",
-            "continue a stopped search (the same as running search again)",
-            _search,
-            _experiment_args,
-        ),
+        ("resume", "continue a stopped search (as search does)", _search, _experiment_args),
         (
             "refine",
             "fine-tune chosen front members again with a longer budget (new trials, same study)",
             _refine,
             _refine_args,
         ),
-        ("status", "summarise a stored study: trials by state, the front", _status, _storage_args),
+        (
+            "status",
+            "summarise a stored study: trials by state, the front",
+            _status,
+            _with_json(_storage_args),
+        ),
         (
             "report",
             "write a standalone HTML report of a study (plots of the front, history, table)",
             _report,
             _report_args,
         ),
-        ("pick", "choose one model of the front by budget and preference", _pick, _pick_args),
+        (
+            "pick",
+            "choose one model of the front by budget and preference",
+            _pick,
+            _with_json(_pick_args),
+        ),
         (
             "export",
             "write a picked model as a self-contained deployable plus manifest.json",
@@ -107,16 +127,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
         (
             "validate",
-            "check experiment / search-space YAML files without running",
+            "check experiment / search-space YAML files (and key.sub=value overrides)",
             _validate,
-            lambda p: p.add_argument("files", nargs="+", type=Path),
+            lambda p: p.add_argument("files", nargs="+", metavar="FILE|key.sub=value"),
         ),
-        (
-            "ls",
-            "list models, runtimes, samplers, shipped experiments and spaces",
-            _ls,
-            lambda p: None,
-        ),
+        ("ls", "list models, runtimes, samplers, experiments, spaces", _ls, lambda p: None),
     ]
     for name, help_text, func, add_args in commands:
         _command(sub, name, help_text, func, add_args)
@@ -138,6 +153,7 @@ def _command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_args(p)
+    _verbosity(p)
     p.set_defaults(func=func)
 
 
@@ -149,7 +165,6 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
         metavar="key.sub=value",
         help="override experiment keys, e.g. search.n_trials=40",
     )
-    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
 
 
 def _refine_args(p: argparse.ArgumentParser) -> None:
@@ -166,21 +181,34 @@ def _refine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="SGD rate (default finetune.lr)")
 
 
-def _storage_args(p: argparse.ArgumentParser) -> None:
+def _storage_args(p: argparse.ArgumentParser, run_dir: bool = True) -> None:
     p.add_argument("storage", help="journal file path, sqlite:/// or postgresql:// URL")
     p.add_argument(
         "--study", default=None, help="study name (needed if the storage holds several)"
     )
+    if run_dir:  # every verb that reads the trials' artifacts
+        p.add_argument("--run-dir", type=Path, default=None, help="the run directory, if moved")
+
+
+def _with_json(add_args: ArgsAdder) -> ArgsAdder:
+    """``add_args`` and ``--json``: the result as JSON on stdout instead of text."""
+    flag = {"action": "store_true", "help": "print JSON instead of text"}
+    return lambda p: (add_args(p), p.add_argument("--json", **flag))  # type: ignore[arg-type]
 
 
 def _pick_args(p: argparse.ArgumentParser, with_storage: bool = True) -> None:
     if with_storage:
         _storage_args(p)
     g = p.add_argument_group("which model (default: the most accurate that fits; see --prefer)")
-    g.add_argument("--trial", type=int, default=None, help="a trial number")
+    g.add_argument(
+        "--trial", type=int, default=None, help="one trial number (takes one model, not several)"
+    )
     g.add_argument("--max-latency-ms", type=float, default=None)
     g.add_argument(
-        "--min-accuracy", type=float, default=None, help="fraction (0.9) or percent (90)"
+        "--min-accuracy",
+        type=float,
+        default=None,
+        help="fraction (0.9) or percent (90); 1 means 100%%",
     )
     g.add_argument("--max-size-kb", type=float, default=None)
     g.add_argument(
@@ -202,7 +230,7 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a study storage (verifies the front) or an export directory")
     p.add_argument("--study", default=None, help="study name (if the storage holds several)")
     p.add_argument("--trial", type=int, action="append", help="only these trials (repeatable)")
-    p.add_argument("--run-dir", type=Path, default=None, help="the run directory, if it moved")
+    p.add_argument("--run-dir", type=Path, default=None, help="the run directory, if moved")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
 
 
@@ -216,85 +244,75 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 
 def _dashboard_args(p: argparse.ArgumentParser) -> None:
-    _storage_args(p)
+    _storage_args(p, run_dir=False)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default loopback)")
     p.add_argument("--port", type=int, default=8080)
 
 
 def _pick_request(args: argparse.Namespace) -> dict:
-    accuracy = args.min_accuracy
-    if accuracy is not None and accuracy > 1.0:
-        accuracy /= 100.0
     size = None if args.max_size_kb is None else args.max_size_kb * 1e3
     return {
         "number": args.trial,
         "max_latency_ms": args.max_latency_ms,
-        "min_accuracy": accuracy,
+        "min_accuracy": args.min_accuracy,  # fraction or percent: front.accuracy_fraction
         "max_size_bytes": size,
         "prefer": args.prefer,
     }
 
 
-def _pick(args: argparse.Namespace) -> int:
+def _picked(args: argparse.Namespace) -> tuple:
+    """The study, its front and the picked member; a warning on stderr below the floor."""
     from autocompress._api import load
-    from autocompress.front import describe
+    from autocompress.front import infeasible_warning
 
-    result = load(args.storage, args.study)
+    result = load(args.storage, args.study, args.run_dir)
     member = result.front.pick(**_pick_request(args))
-    print(describe(member))
-    print(f"plan: {member.plan.summary()}")
-    print(f"artifacts: {member.artifact_dir}")
-    return 0
+    if warning := infeasible_warning(member, result.front):
+        print(warning, file=sys.stderr)
+    return result, result.front, member
+
+
+def _pick(args: argparse.Namespace) -> int:
+    from autocompress._cli_verbs import pick
+
+    result, _, member = _picked(args)
+    return pick(result, member, as_json=args.json)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from autocompress._api import load
-    from autocompress.deploy import export
-    from autocompress.front import describe
+    from autocompress.deploy import describe_export, export
+    from autocompress.front import describe_row
 
-    result = load(args.storage, args.study)
-    member = result.front.pick(**_pick_request(args))
-    manifest = export(result.study, member, args.out, overwrite=args.overwrite)
-    print(f"exported {describe(member)}")
-    print(f"-> {manifest.parent} ({', '.join(sorted(p.name for p in manifest.parent.iterdir()))})")
+    result, front, member = _picked(args)
+    manifest = export(
+        result.study, member, args.out, overwrite=args.overwrite, run_dir=result.run_dir
+    )
+    print(f"exported {describe_row(member, front)}\n{describe_export(manifest)}")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    import json
-
     from autocompress._api import load
-    from autocompress.deploy import (
-        candidate_of_export,
-        candidates_of_front,
-        format_verified,
-    )
+    from autocompress.deploy import candidate_of_export, format_verified, write_verified
     from autocompress.deploy import verify as run_verify
-    from autocompress.record import read_study
 
     source = Path(args.source)
     if source.is_dir() and (source / "manifest.json").exists():
         task, candidate = candidate_of_export(source)
         rows, reference_test = run_verify(task, [candidate])
     else:
-        result = load(args.source, args.study)
-        candidates = candidates_of_front(result.front, args.trial, args.run_dir)
-        rows, reference_test = run_verify(dict(read_study(result.study).task), candidates)
+        result = load(args.source, args.study, args.run_dir)
+        rows, reference_test = result.verify(args.trial)  # also <run_dir>/verified.json
     print(format_verified(rows, reference_test))
     if args.json is not None:
-        args.json.write_text(
-            json.dumps(
-                {"reference_test_accuracy": reference_test, "rows": [r.to_dict() for r in rows]},
-                indent=2,
-            )
-        )
+        write_verified(args.json, rows, reference_test)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from autocompress._api import load
 
-    result = load(args.storage, args.study)
+    result = load(args.storage, args.study, args.run_dir)
     for path in result.report(args.out, png=args.png, trial=args.trial):
         print(f"written {path}")
     return 0
@@ -348,34 +366,16 @@ def _refine(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from collections import Counter
-
     from autocompress._api import load
-    from autocompress.front import format_front
+    from autocompress._cli_verbs import status
 
-    result = load(args.storage, args.study)
-    counts = Counter(t.state.name for t in result.study.get_trials(deepcopy=False))
-    print(
-        f"study {result.study.study_name!r}: "
-        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
-    )
-    print(format_front(result.front))
-    return 0
+    return status(load(args.storage, args.study, args.run_dir), as_json=args.json)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from autocompress.config import SearchSpace, load_experiment, read_yaml
+    from autocompress._cli_verbs import validate
 
-    for path in args.files:
-        data = read_yaml(path)
-        if "layers" in data:
-            SearchSpace.from_yaml(path)
-            print(f"{path}: search space OK")
-        else:
-            config = load_experiment(path)
-            SearchSpace.from_yaml(config.space_path)
-            print(f"{path}: experiment OK (space {config.space_path})")
-    return 0
+    return validate(args.files)
 
 
 def _ls(args: argparse.Namespace) -> int:

@@ -117,13 +117,51 @@ def _changed_space(folder: Path) -> list[str]:
     ]
 
 
+def _changed_finetuning(folder: Path) -> list[str]:
+    # a finished study, then the same experiment with another fine-tuning budget
+    first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
+    assert main(["search", str(first), "--quiet"]) == 0
+    again = _experiment(
+        folder, search__n_trials=2, search__baselines=["fp32", "int8"], finetune__steps=9
+    )
+    return ["search", str(again), "--quiet"]
+
+
 def _refine_unknown_trial(folder: Path) -> list[str]:
     first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
     assert main(["search", str(first), "--quiet"]) == 0
     return ["refine", str(first), "--trials", "99", "--quiet"]
 
 
+def _without_gpu(case: Case) -> Case:
+    """A case that is bad input only on a machine without a CUDA GPU (skipped on one)."""
+
+    def build(folder: Path) -> list[str]:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a CUDA GPU: a cuda target is valid here")
+        return case(folder)
+
+    return build
+
+
+def _validate_cuda(folder: Path) -> list[str]:
+    exp = str(_experiment(folder))
+    return ["validate", exp, "target.runtime=cuda", "target.device=cuda:0"]
+
+
 CASES: dict[str, tuple[Case, str]] = {
+    # issue 20 (5): used to create a study, fail every trial and exit 1
+    "cuda target without a GPU": (
+        _without_gpu(search_with(target__runtime="cuda", target__device="cuda:0")),
+        "needs a CUDA GPU",
+    ),
+    "validate: cuda target without a GPU": (_without_gpu(_validate_cuda), "needs a CUDA GPU"),
+    "validate: override unknown key": (
+        lambda f: ["validate", str(_experiment(f)), "search.trials=3"],
+        "search.trials",
+    ),
     "unknown key": (search_with(search__nn_trials=3), "search.nn_trials"),
     "unknown section": (search_with(trainer={"steps": 3}), "trainer"),
     "wrong type": (search_with(search__n_trials="many"), "search.n_trials"),
@@ -131,6 +169,11 @@ CASES: dict[str, tuple[Case, str]] = {
     "negative accuracy drop": (search_with(search__max_accuracy_drop=-1), "max_accuracy_drop"),
     "n_workers zero": (search_with(search__n_workers=0), "search.n_workers"),
     "bits 0": (search_with(_space("bits: [0, 8]")), "bits"),
+    # issue 20 (12): this one used to fail only after run/study.journal was created
+    "int8 baseline without 8 bits": (
+        search_with(_space("bits: [4, none]")),
+        "the int8 baseline needs bits 8",
+    ),
     "bits 33": (search_with(_space("bits: [8, 33]")), "bits"),
     "prune ratio 1.5": (search_with(_space("prune: [0.0, 1.5]")), "prune"),
     "temperature negative": (
@@ -189,6 +232,7 @@ CASES: dict[str, tuple[Case, str]] = {
     ),
     "status of a missing journal": (lambda f: ["status", str(f / "typo.journal")], "typo.journal"),
     "changed search space": (_changed_space, "different search space"),
+    "changed fine-tuning budget": (_changed_finetuning, "other fine-tuning settings"),
     "ray resource no node has": (
         search_with(target__node_resources={"jetson_orin": 1}),
         "jetson_orin",
@@ -240,3 +284,9 @@ def test_bad_input(name: str, tmp_path: Path, capsys) -> None:
 
 def test_catalogue_is_large_enough() -> None:
     assert len(CASES) >= 25
+
+
+def test_validate_takes_overrides(tmp_path: Path, capsys) -> None:
+    exp = _experiment(tmp_path)
+    assert main(["validate", str(exp), "search.n_trials=5", "search.sampler=tpe"]) == 0
+    assert "experiment OK" in capsys.readouterr().out

@@ -53,7 +53,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("front", ("autocompress.front",)),
     ("study", ("autocompress.study",)),
     ("deploy", ("autocompress.deploy",)),
-    ("top", ("autocompress._api", "autocompress.cli", "autocompress.__main__")),
+    (
+        "top",
+        (
+            "autocompress._api",
+            "autocompress._cli_verbs",
+            "autocompress.cli",
+            "autocompress.__main__",
+        ),
+    ),
 )
 
 # third-party library -> the one module allowed to import it

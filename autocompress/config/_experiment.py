@@ -1,8 +1,11 @@
 """The experiment: what to run (data, model, fine-tuning budget, target, search, storage).
 
 Dataclasses in code, YAML at rest (``experiments/*.yaml``), :func:`load_experiment` in between.
-Components are chosen by short registry keys (``runtime: onnxruntime``, ``sampler: tpe``), never
-by import paths, so a YAML file cannot run code. Paths inside an experiment file (``space``,
+Components are chosen by short registry keys (``runtime: onnxruntime``, ``sampler: tpe``), with
+one exception a user opts into: ``model.builder: "mypkg.models:build"`` names a model builder by
+import path, and the search imports and calls it (torchtune's ``_component_``, Hydra's
+``_target_``), so an experiment naming a builder runs that code. The config checks only the
+``module:callable`` form; nothing is imported here. Paths inside an experiment file (``space``,
 ``data.root``, ``model.checkpoint``) are relative to the file; ``storage`` and ``run_dir`` are
 relative to the working directory, like any output path on a command line.
 """
@@ -25,10 +28,17 @@ OBJECTIVES: tuple[Literal["accuracy", "latency", "size"], ...] = ("accuracy", "l
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The data set and its fixed train / validation / test split."""
+    """The data set and its fixed train / validation / test split.
 
-    dataset: Literal["fashion_mnist", "digits"] = "fashion_mnist"
-    root: str | None = None  # directory with the raw files; None: Debian package, then download
+    ``folder``: ``root/<class>/*.png|jpg`` (or ``root/train/<class>``, ``root/test/<class>``);
+    ``npy``: ``root/{x,y}_{train,test}.npy``, images (N, C, H, W) or (N, H, W), float or uint8.
+    """
+
+    dataset: Literal["fashion_mnist", "digits", "folder", "npy"] = "fashion_mnist"
+    # directory with the files; fashion_mnist without it: Debian package, then download
+    root: str | None = None
+    channels: Literal[1, 3] | None = None  # folder: 1 gray, 3 RGB; None: 3 if any image has colour
+    image_size: list[int] | None = None  # folder: resize to [height, width]; None: keep the size
     val_size: int = field(default=5000, metadata={"ge": 10})  # images held out of train
     train_size: int | None = field(default=None, metadata={"ge": 10})  # cap; None: the rest
     test_size: int | None = field(default=None, metadata={"ge": 10})  # cap on the test split
@@ -50,9 +60,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The model to compress: a registry key, its arguments, and where its weights come from."""
+    """The model to compress: a registry key (or a builder), its arguments, where its weights
+    come from."""
 
-    name: str = "refnet"  # see `autocompress ls models`
+    name: str = "refnet"  # see `autocompress ls models`; with a builder, a label (files, logs)
+    # your own model: "module:callable", called as callable(input_shape, num_classes, **kwargs);
+    # the module must be importable (installed, or on PYTHONPATH). It runs: trust the YAML.
+    builder: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {width: 16}
     checkpoint: str | None = None  # explicit fp32 state_dict; None: train (or reuse) the cache
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -66,6 +80,11 @@ class FinetuneConfig:
     batch_size: int = field(default=128, metadata={"ge": 1})
     lr: float = field(default=0.01, metadata={"gt": 0})  # SGD rate at T=1 (see backend)
     momentum: float = field(default=0.9, metadata={"ge": 0, "lt": 1})
+    weight_decay: float = field(default=0.0, metadata={"ge": 0})  # SGD weight decay
+    # share of the steps, at the end, that train quantization-aware on BN-folded weights;
+    # before them the network fine-tunes in float with BatchNorm live (1: QAT all along;
+    # 0.25 measured best at 60 steps: docs/benchmarks/recipe-fmnist-factors-60.md)
+    qat_fraction: float = field(default=0.25, metadata={"ge": 0, "le": 1})
     bn_batches: int = field(default=20, metadata={"ge": 0})  # BN recalibration after pruning
     seed: int = 0
 
@@ -111,8 +130,10 @@ class SearchConfig:
     # the latency objective: ratio = candidate / fp32 timed in the same sitting (default: a
     # machine's drift cancels; measured fp32 0.88-1.62 ms over 30 min on a 2-core VM), or ms
     latency_unit: Literal["ms", "ratio"] = "ratio"
-    baselines: list[Literal["fp32", "int8", "int8-prune50"]] = field(
-        default_factory=lambda: ["fp32", "int8"]
+    # plain-prune25/50: magnitude pruning, cross-entropy fine-tuning with BatchNorm live, int8
+    # PTQ, at the search's budget: what a user does without us, held against every front
+    baselines: list[Literal["fp32", "int8", "int8-prune50", "plain-prune25", "plain-prune50"]] = (
+        field(default_factory=lambda: ["fp32", "int8"])
     )
     max_accuracy_drop: float | None = field(default=None, metadata={"ge": 0})  # pts vs fp32
     hopeless_margin: float | None = field(default=None, metadata={"ge": 0})  # pts under floor
@@ -177,7 +198,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
-        config = build(cls, data, "")
+        config = build(cls, _name_builder(data), "")
         _check_semantics(config)
         return config
 
@@ -199,9 +220,13 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         apply_override(data, text)
     data.setdefault("base_dir", str(path.parent))
     try:
-        return ExperimentConfig.from_dict(data)
+        config = ExperimentConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    if config.data.root is None:
+        return config
+    root = _resolve(config.base_dir, config.data.root).resolve()  # workers start anywhere
+    return config.replace(data=dataclasses.replace(config.data, root=str(root)))
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -265,11 +290,44 @@ def _check_semantics(config: ExperimentConfig) -> None:
             f"target.runtime: {config.target.runtime!r} is not a runtime; use one of "
             f"{sorted(RUNTIME_NAMES)}"
         )
-    if config.model.name not in MODEL_NAMES:
+    if config.model.builder is not None:
+        _check_builder(config.model.builder)
+    elif config.model.name not in MODEL_NAMES:
         raise ConfigError(
             f"model.name: {config.model.name!r} is not a model; use one of "
-            f"{sorted(MODEL_NAMES)} (or the Python API for your own model)"
+            f"{sorted(MODEL_NAMES)} (or model.builder: 'module:callable' for your own model)"
         )
+    _check_data(config.data)
+
+
+def _name_builder(data: dict[str, Any]) -> dict[str, Any]:
+    """With a builder and no name, the callable's name labels the model (files, logs)."""
+    model = data.get("model")
+    if not isinstance(model, dict) or "name" in model or not isinstance(model.get("builder"), str):
+        return data
+    label = model["builder"].rpartition(":")[2].rpartition(".")[2] or "builder"
+    return {**data, "model": {**model, "name": label}}
+
+
+def _check_builder(builder: str) -> None:
+    """The ``module:callable`` form only: the models layer imports it, at search time."""
+    module, sep, attr = builder.partition(":")
+    parts = module.split(".") + attr.split(".")
+    if not sep or not all(p.isidentifier() for p in parts):
+        raise ConfigError(
+            f"model.builder: {builder!r} is not an import path; use 'module:callable' "
+            "(e.g. 'mypkg.models:build')"
+        )
+
+
+def _check_data(data: DataConfig) -> None:
+    if data.dataset in ("folder", "npy") and not data.root:
+        raise ConfigError(f"data.root: dataset {data.dataset!r} needs the directory to read")
+    if data.dataset != "folder" and (data.channels is not None or data.image_size is not None):
+        raise ConfigError("data.channels and data.image_size apply to dataset: folder only")
+    size = data.image_size
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ConfigError(f"data.image_size: {size} is not [height, width] in pixels")
 
 
 def _resolve(base: str, path: str) -> Path:

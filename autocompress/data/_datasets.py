@@ -8,7 +8,11 @@ the export manifest).
 Fashion-MNIST is read from its raw idx files, looked up in this order: ``data.root`` (the four
 files, or torchvision's ``<root>/FashionMNIST/raw``), ``$AUTOCOMPRESS_DATA``, the Debian package
 ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``), then torchvision's download
-where a network exists. ``digits`` (scikit-learn's 8x8 digits) is for tiny tests.
+where a network exists. ``digits`` (scikit-learn's 8x8 digits) is for tiny tests. A user's own
+images, ``folder`` and ``npy``, are read by ``_folder``.
+
+Normalisation is per channel, with the mean and std of the training split; uint8 images are
+scaled to [0, 1] first, float images are taken as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 
 from autocompress.config import DataConfig, to_plain
+from autocompress.data._folder import read_folder, read_npy
 from autocompress.errors import DataError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -39,7 +44,12 @@ _FILES = {
 
 @dataclass(frozen=True)
 class Splits:
-    """Normalised float images (N, C, H, W) and int64 labels for each split."""
+    """Normalised float images (N, C, H, W) and int64 labels for each split.
+
+    ``channel_mean`` / ``channel_std`` are what the images were normalised with, one per
+    channel; ``mean`` / ``std`` are the same numbers for one channel, and the statistics over
+    all channels' pixels otherwise (a summary: normalise with the per-channel values).
+    """
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -50,6 +60,8 @@ class Splits:
     mean: float
     std: float
     num_classes: int
+    channel_mean: tuple[float, ...] = ()
+    channel_std: tuple[float, ...] = ()
 
     @property
     def input_shape(self) -> list[int]:
@@ -67,6 +79,12 @@ def _load_cached(key: str) -> Splits:
     if config.dataset == "fashion_mnist":
         train_x, train_y, test_x, test_y = _read_fashion_mnist(config.root)
         return _split(config, train_x, train_y, test_x, test_y, num_classes=10)
+    if config.dataset == "folder":
+        arrays, num_classes = read_folder(config)
+        return _split(config, *arrays, num_classes=num_classes)
+    if config.dataset == "npy":
+        arrays, num_classes = read_npy(config)
+        return _split(config, *arrays, num_classes=num_classes)
     return _split(config, *_read_digits(), num_classes=10)
 
 
@@ -118,12 +136,17 @@ def _split(
         train_idx = train_idx[: config.train_size]
     if config.test_size is not None:
         test_x, test_y = test_x[: config.test_size], test_y[: config.test_size]
-    mean = float(train_x[train_idx].mean()) / 255.0
-    std = float(train_x[train_idx].std()) / 255.0
+    scale = 255.0 if train_x.dtype == np.uint8 else 1.0
+    train_x, test_x = (x[:, None] if x.ndim == 3 else x for x in (train_x, test_x))  # NCHW
+    picked = train_x[train_idx]
+    # channel by channel, each a (N, H, W) array, so one-channel sets keep their exact numbers
+    mean = tuple(float(picked[:, c].mean()) / scale for c in range(picked.shape[1]))
+    std = tuple(float(picked[:, c].std()) / scale or 1.0 for c in range(picked.shape[1]))
 
     def prep(images: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(images.astype(np.float32) / 255.0)
-        return ((t - mean) / std).unsqueeze(1).contiguous()
+        t = torch.from_numpy(images.astype(np.float32) / scale)
+        pairs = enumerate(zip(mean, std, strict=True))
+        return torch.stack([(t[:, c] - m) / s for c, (m, s) in pairs], 1)
 
     def labels(values: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(values.astype(np.int64))
@@ -135,9 +158,11 @@ def _split(
         val_y=labels(train_y[val_idx]),
         test_x=prep(test_x),
         test_y=labels(test_y),
-        mean=mean,
-        std=std,
+        mean=mean[0] if len(mean) == 1 else float(picked.mean()) / scale,
+        std=std[0] if len(std) == 1 else float(picked.std()) / scale,
         num_classes=num_classes,
+        channel_mean=mean,
+        channel_std=std,
     )
 
 

@@ -12,6 +12,7 @@ from autocompress.deploy._export import (
     ExportError,
     artifact_path,
     build_manifest,
+    describe_export,
     export,
     read_manifest,
 )
@@ -22,7 +23,9 @@ from autocompress.deploy._verify import (
     candidate_of_export,
     candidates_of_front,
     format_verified,
+    read_test_accuracy,
     verify,
+    write_verified,
 )
 
 __all__ = [
@@ -33,10 +36,13 @@ __all__ = [
     "build_manifest",
     "candidate_of_export",
     "candidates_of_front",
+    "describe_export",
     "export",
     "format_verified",
     "read_manifest",
+    "read_test_accuracy",
     "serve",
     "verify",
     "write_report",
+    "write_verified",
 ]

@@ -1,7 +1,13 @@
 """Export a picked model as a self-contained deployable plus a JSON manifest.
 
     out/model.onnx       (ONNX Runtime targets)  or  out/model.pt2 (torch.export program)
+    out/model.acpk       the packed k-bit weights (the size objective's representation)
+    out/unpack.py        numpy-only unpacker of model.acpk (no autocompress needed)
     out/manifest.json    plan, measured figures, device fingerprint, fp32 reference, input spec
+
+Sizes are labelled by what they measure: ``deploy_bytes`` is the model file (what the runtime
+loads), ``packed_bytes`` the ``model.acpk`` file (k-bit codes, scales, fp32 rest and a small
+header), ``size_bytes`` the search's size objective (the same payload without the header).
 
 The model file is the exact artifact the search measured (copied byte for byte from the trial's
 run directory, checked by SHA-256), so the figures in the manifest are the figures of that file;
@@ -27,6 +33,8 @@ from autocompress.record import read_study
 
 FORMAT = "autocompress-export/1"
 MANIFEST = "manifest.json"
+PACKED = "model.acpk"
+UNPACKER = "unpack.py"
 HOW_TO_LOAD = {
     ".onnx": "import onnxruntime as ort; s = ort.InferenceSession('model.onnx'); "
     "logits = s.run(None, {s.get_inputs()[0].name: x})[0]",
@@ -57,6 +65,15 @@ def export(
     model_file = out / f"model{artifact.suffix}"
     _files.write_bytes(model_file, data)
     manifest = build_manifest(study, member, model_file.name, data)
+    packed = artifact.with_name(PACKED)
+    if packed.exists():  # trials written before the packed artifact was kept lack it
+        blob = packed.read_bytes()
+        _files.write_bytes(out / PACKED, blob)
+        _files.write_bytes(out / UNPACKER, Path(__file__).with_name(UNPACKER).read_bytes())
+        manifest["packed_file"] = PACKED
+        manifest["packed_sha256"] = hashlib.sha256(blob).hexdigest()
+        manifest["measured"]["packed_bytes"] = len(blob)
+        manifest["how_to_unpack"] = f"python {UNPACKER} {PACKED} weights.npz  (numpy only)"
     path = out / MANIFEST
     _files.write_text(path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return path
@@ -64,9 +81,11 @@ def export(
 
 def artifact_path(member: Member, run_dir: str | Path | None = None) -> Path:
     """The deployable the search measured for ``member`` (looked up in ``run_dir`` too)."""
-    folders = [Path(member.artifact_dir)] if member.artifact_dir else []
-    if run_dir is not None and member.artifact_dir:
+    folders = []
+    if run_dir is not None and member.artifact_dir:  # first: a relative path means the CWD's
         folders.append(Path(run_dir) / "trials" / Path(member.artifact_dir).name)
+    if member.artifact_dir:
+        folders.append(Path(member.artifact_dir))
     for folder in folders:
         found = sorted(folder.glob("model.onnx")) + sorted(folder.glob("model.pt2"))
         if found:
@@ -104,8 +123,8 @@ def build_manifest(
             "val_accuracy": r.accuracy,
             "latency_ms": r.latency_ms,
             "latency_ratio_vs_fp32": r.latency_ratio,
-            "size_bytes": r.size_bytes,
-            "deploy_bytes": r.deploy_bytes,
+            "size_bytes": r.size_bytes,  # the size objective: packed payload, no header
+            "deploy_bytes": len(data),  # the model file
             "params": r.params,
         },
         "fingerprint": dict(r.fingerprint),
@@ -161,6 +180,26 @@ def _prepare(out: Path, overwrite: bool) -> None:
         raise ExportError(
             f"export path {out} is not writable ({exc.strerror}); choose another directory"
         ) from None
+
+
+def describe_export(manifest_path: Path) -> str:
+    """What an export wrote, each size labelled by what it measures."""
+    from autocompress.front import fmt_bytes
+
+    manifest = json.loads(manifest_path.read_text())
+    measured = manifest["measured"]
+    lines = [
+        f"-> {manifest_path.parent}",
+        f"   {manifest['model_file']}: {fmt_bytes(measured['deploy_bytes'])} "
+        "(deploy_bytes: the deployable file the runtime loads)",
+    ]
+    if "packed_bytes" in measured:
+        lines.append(
+            f"   {manifest['packed_file']}: {fmt_bytes(measured['packed_bytes'])} "
+            "(packed_bytes: k-bit weights + scales; unpack with unpack.py, numpy only)"
+        )
+    lines.append(f"   {MANIFEST}: figures, plan, fingerprint, input spec, sha256 of each file")
+    return "\n".join(lines)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

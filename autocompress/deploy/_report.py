@@ -18,14 +18,52 @@ from pathlib import Path
 from typing import Any
 
 from autocompress import _files
-from autocompress.front import Front, Member, front_row
+from autocompress.front import (
+    Front,
+    Member,
+    floor_line,
+    fmt_bytes,
+    fp32_latency_ms,
+    front_row,
+    latency_ms,
+)
 
 AXES = {
-    "accuracy": ("accuracy (%)", lambda m: 100.0 * m.result.accuracy),
-    "latency": ("latency (ms)", lambda m: m.result.latency_ms),
-    "size": ("size (kB)", lambda m: m.result.size_bytes / 1e3),
+    "accuracy": ("validation accuracy (%)", lambda m, f: 100.0 * m.result.accuracy),
+    "latency": ("latency (ms)", latency_ms),  # the fp32 baseline at the one fp32 figure
+    "size": ("packed size (kB)", lambda m, f: m.result.size_bytes / 1e3),
 }
 PAIRS = [("latency", "accuracy"), ("size", "accuracy"), ("latency", "size")]
+
+
+def groups(front: Front) -> list[tuple[str, list[Member], dict[str, Any]]]:
+    """The marker groups of every 2-D plot, in legend order; empty groups are left out.
+
+    Infeasible trials (below the accuracy floor) and dominated ones are told apart.
+    """
+    members = {m.number for m in front.members}
+    rest = [m for m in front.completed if m.number not in members and not m.baseline]
+    knee = front.knee
+    out = [
+        ("dominated trials", [m for m in rest if m.feasible], {"color": "#b0b0b0", "size": 7}),
+        (
+            "below the accuracy floor (infeasible)",
+            [m for m in rest if not m.feasible],
+            {"color": "#e377c2", "size": 8, "symbol": "x"},
+        ),
+        ("Pareto front", list(front.members), {"color": "#1f77b4", "size": 10}),
+        (
+            "baselines",
+            [m for m in front.completed if m.baseline],
+            {"color": "#d62728", "size": 14, "symbol": "diamond-open"},
+        ),
+        (
+            "knee",
+            [knee] if knee is not None else [],
+            {"color": "#2ca02c", "size": 18, "symbol": "star-open", "line": {"width": 2}},
+        ),
+    ]
+    return [g for g in out if g[1]]  # an empty trace would still take a legend entry
 
 
 def figures(front: Front, picked: Member | None = None) -> dict[str, Any]:
@@ -40,31 +78,33 @@ def figures(front: Front, picked: Member | None = None) -> dict[str, Any]:
 
 
 def pareto_2d(front: Front, x: str, y: str) -> Any:
-    """One 2-D projection: other trials, the front, the baselines (each its own trace, if any)."""
+    """One 2-D projection: each group its own trace, baselines and knee labelled on the plot."""
     import plotly.graph_objects as go
 
-    members = {m.number for m in front.members}
-    others = [m for m in front.completed if m.number not in members and not m.baseline]
-    baselines = [m for m in front.completed if m.baseline]
     fig = go.Figure()
-    for name, group, marker in (
-        ("other trials", others, {"color": "#b0b0b0", "size": 7}),
-        ("Pareto front", front.members, {"color": "#1f77b4", "size": 10}),
-        ("baselines", baselines, {"color": "#d62728", "size": 14, "symbol": "diamond-open"}),
-    ):
-        if not group:  # an empty trace would still take a legend entry
-            continue
+    for name, group, marker in groups(front):
+        labelled = name in ("baselines", "knee")
         fig.add_trace(
             go.Scatter(
-                x=[AXES[x][1](m) for m in group],
-                y=[AXES[y][1](m) for m in group],
-                mode="markers",
+                x=[AXES[x][1](m, front) for m in group],
+                y=[AXES[y][1](m, front) for m in group],
+                mode="markers+text" if labelled else "markers",
                 name=name,
                 marker=marker,
-                text=[_hover(m, front) for m in group],
-                hovertemplate="%{text}<extra></extra>",
+                text=[_label(name, m) for m in group] if labelled else None,
+                textposition="top center" if name == "baselines" else "bottom center",
+                hovertext=[_hover(m, front) for m in group],
+                hovertemplate="%{hovertext}<extra></extra>",
             )
         )
+    floor = getattr(front, "accuracy_floor", None)
+    if floor is not None and "accuracy" in (x, y):
+        line = {"line_dash": "dash", "line_color": "#e377c2"}
+        label = f"accuracy floor {floor:.2%}"
+        if y == "accuracy":
+            fig.add_hline(y=100 * floor, annotation_text=label, **line)
+        else:
+            fig.add_vline(x=100 * floor, annotation_text=label, **line)
     fig.update_layout(
         title=f"{AXES[y][0]} vs {AXES[x][0]}",
         xaxis_title=AXES[x][0],
@@ -73,6 +113,10 @@ def pareto_2d(front: Front, x: str, y: str) -> Any:
         height=420,
     )
     return fig
+
+
+def _label(group: str, m: Member) -> str:
+    return f"knee (trial {m.number})" if group == "knee" else str(m.baseline)
 
 
 def pareto_3d(front: Front) -> Any:
@@ -88,9 +132,9 @@ def pareto_3d(front: Front) -> Any:
             continue
         fig.add_trace(
             go.Scatter3d(
-                x=[AXES["latency"][1](m) for m in group],
-                y=[AXES["size"][1](m) for m in group],
-                z=[AXES["accuracy"][1](m) for m in group],
+                x=[AXES["latency"][1](m, front) for m in group],
+                y=[AXES["size"][1](m, front) for m in group],
+                z=[AXES["accuracy"][1](m, front) for m in group],
                 mode="markers",
                 name=name,
                 marker={"color": color, "size": 4},
@@ -101,13 +145,19 @@ def pareto_3d(front: Front) -> Any:
     fig.update_layout(
         title="the front in 3-D",
         scene={
-            "xaxis_title": AXES["latency"][0],
-            "yaxis_title": AXES["size"][0],
+            "xaxis": {"title": AXES["latency"][0], "range": _range(front, "latency")},
+            "yaxis": {"title": AXES["size"][0], "range": _range(front, "size")},
             "zaxis_title": AXES["accuracy"][0],
         },
         height=560,
     )
     return fig
+
+
+def _range(front: Front, axis: str) -> list[float]:
+    """From 0 to a tenth past the largest value: no marker sits on (or past) the box's edge."""
+    values = [AXES[axis][1](m, front) for m in front.completed] or [1.0]
+    return [0.0, 1.1 * max(values)]
 
 
 def hypervolume_history(front: Front) -> Any:
@@ -137,9 +187,11 @@ def plan_chart(member: Member) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    layers = list(member.plan.layers)
-    bits = [p.weight_bits or 32 for p in member.plan.layers.values()]
-    prune = [p.prune_ratio for p in member.plan.layers.values()]
+    plan = member.plan.layers
+    forward = [n for n in member.result.layers if n in plan]  # the model's forward order
+    layers = forward + [n for n in plan if n not in forward]
+    bits = [plan[n].weight_bits or 32 for n in layers]
+    prune = [plan[n].prune_ratio for n in layers]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     fig.add_trace(
         go.Bar(x=layers, y=bits, name="weight bits (32 = fp32)", marker_color="#1f77b4"), 1, 1
@@ -162,23 +214,30 @@ def write_report(
     title: str,
     picked: Member | None = None,
     png: bool = False,
+    test_accuracy: dict[int, float] | None = None,
+    storage: str | None = None,
 ) -> list[Path]:
-    """Write the HTML report (and PNGs beside it when ``png``); returns the files written."""
+    """Write the HTML report (and PNGs beside it when ``png``); returns the files written.
+
+    The front table comes first (with the fp32 reference, the verified test accuracy when
+    ``test_accuracy`` has it, and the command that exports each row, naming ``storage``).
+    """
     import plotly.offline
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figs = figures(front, picked)
     body = [f"<h1>{html.escape(title)}</h1>", _summary(front, picked)]
+    body.append(front_table(front, test_accuracy or {}, storage))
     for div_id, fig in figs.items():
         body.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id))
-    body.append(front_table(front))
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title>"
         f"<script>{plotly.offline.get_plotlyjs()}</script>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style>"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "code{font-size:85%}</style>"
         "</head><body>" + "\n".join(body) + "</body></html>"
     )
     _files.write_text(path, page)
@@ -200,30 +259,77 @@ def write_pngs(figs: dict[str, Any], stem: Path) -> list[Path]:
             "PNG export needs Chrome or Chromium (apt-get install chromium, or set BROWSER_PATH)"
         )
     os.environ.setdefault("BROWSER_PATH", browser)
+    # kaleido, choreographer and the browser's stderr (logistro's "browser_proc") log through
+    # `logging`, and kaleido's asyncio loop reports stray task errors on the "asyncio" logger;
+    # with no handler there, logging's last resort printed such a record as a traceback on the
+    # stderr of a run that succeeded (issue #20). For the PNGs' time their records go to our
+    # debug log (-v shows them); a PNG that really fails is one AutocompressError line.
+    import logging
+
+    ours = logging.getLogger("autocompress.deploy.png")
+
+    class ToDebug(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            ours.debug("%s: %s", record.name, record.getMessage(), exc_info=record.exc_info)
+
+    names = ("kaleido", "choreographer", "logistro", "browser_proc", "asyncio")
+    loggers = [(logging.getLogger(n), logging.getLogger(n).propagate) for n in names]
+    handler = ToDebug()
     out = []
-    for div_id, fig in figs.items():
-        target = stem.with_name(f"{stem.name}-{div_id}.png")
-        fig.write_image(str(target), width=900, height=fig.layout.height or 500)
-        out.append(target)
+    try:
+        for logger, _ in loggers:
+            logger.addHandler(handler)
+            logger.propagate = False
+        for div_id, fig in figs.items():
+            target = stem.with_name(f"{stem.name}-{div_id}.png")
+            try:
+                fig.write_image(str(target), width=900, height=fig.layout.height or 500)
+            except Exception as exc:  # kaleido's errors are many lines: keep the first
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise AutocompressError(f"PNG {target.name} failed: {first}") from exc
+            out.append(target)
+    finally:
+        for logger, propagate in loggers:
+            logger.removeHandler(handler)
+            logger.propagate = propagate
     return out
 
 
-def front_table(front: Front) -> str:
+def front_table(
+    front: Front, test_accuracy: dict[int, float] | None = None, storage: str | None = None
+) -> str:
+    """The front as a table: the fp32 reference first, then the members, best accuracy first."""
+    tested = test_accuracy or {}
+    fp32 = [m for m in front.completed if m.baseline == "fp32"][:1]
+    shown = fp32 + [m for m in front.members if m not in fp32]
+    head = ["trial", "", "val accuracy"] + (["test accuracy"] if tested else [])
+    head += ["latency (ms)", "x faster than fp32", "packed size", "x smaller than fp32"]
     rows = [
-        "<h2>Pareto front</h2><table id='front-table'><tr><th>trial</th><th></th>"
-        "<th>accuracy</th><th>latency (ms)</th><th>speedup</th><th>size (kB)</th>"
-        "<th>smaller</th><th style='text-align:left'>plan</th></tr>"
+        "<h2>Pareto front</h2><table id='front-table'><tr>"
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "<th style='text-align:left'>plan</th><th style='text-align:left'>export</th></tr>"
     ]
-    for row in (front_row(m, front) for m in front.members):
+    for m in shown:
+        row = front_row(m, front)
+        tag = "fp32 reference" if m in fp32 and not row.on_front else row.tag
+        test = f"<td>{tested[m.number]:.2%}</td>" if m.number in tested else "<td>-</td>"
         rows.append(
-            f"<tr><td>{row.number}</td><td>{html.escape(row.tag)}</td>"
-            f"<td>{row.accuracy:.2%}</td><td>{row.latency_ms:.4f}</td>"
-            f"<td>{row.speedup:.2f}x</td><td>{row.size_bytes / 1e3:.1f}</td>"
-            f"<td>{row.smaller:.1f}x</td>"
-            f"<td style='text-align:left'>{html.escape(row.plan)}</td></tr>"
+            f"<tr><td>{row.number}</td><td>{html.escape(tag)}</td><td>{row.accuracy:.2%}</td>"
+            + (test if tested else "")
+            + f"<td>{row.latency_ms:.4f}</td><td>{row.speedup:.2f}x</td>"
+            f"<td>{fmt_bytes(row.size_bytes)}</td><td>{row.smaller:.1f}x</td>"
+            f"<td style='text-align:left'>{html.escape(row.plan)}</td>"
+            f"<td style='text-align:left'><code>{html.escape(export_command(m, storage))}"
+            "</code></td></tr>"
         )
     rows.append("</table>")
     return "".join(rows)
+
+
+def export_command(m: Member, storage: str | None) -> str:
+    """The command that exports ``m``."""
+    where = storage or "<study.journal>"
+    return f"autocompress export {where} exported-{m.number}/ --trial {m.number}"
 
 
 def _summary(front: Front, picked: Member | None) -> str:
@@ -234,8 +340,11 @@ def _summary(front: Front, picked: Member | None) -> str:
         f"{len(front.completed)} completed trials, {len(front.members)} on the front",
         f"hypervolume {front.hypervolume():.4f}",
         f"fp32 reference: validation accuracy {ref.get('val_accuracy', float('nan')):.2%}, "
-        f"latency {_reference_latency(front):.4f} ms (median over trials, timed beside each), "
-        f"size {ref.get('size_bytes', float('nan')) / 1e3:.1f} kB",
+        f"latency {fp32_latency_ms(front):.4f} ms (median over trials, timed beside each), "
+        f"packed size {ref.get('size_bytes', float('nan')) / 1e3:.1f} kB",
+        html.escape(floor_line(front)),
+        "speedup = x faster than the fp32 reference's latency above; smaller = x smaller than "
+        "its packed size",
         f"measured on: {html.escape(str(fp.get('cpu', '?')))}, "
         f"{html.escape(str(fp.get('device', '?')))} "
         f"({html.escape(str(fp.get('runtime', '?')))}, batch {fp.get('batch_size', '?')}, "
@@ -246,23 +355,13 @@ def _summary(front: Front, picked: Member | None) -> str:
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
-def _reference_latency(front: Front) -> float:
-    import statistics
-
-    values = [
-        m.result.reference_latency_ms
-        for m in front.completed
-        if m.result.reference_latency_ms is not None
-    ]
-    return statistics.median(values) if values else float("nan")
-
-
 def _hover(m: Member, front: Front) -> str:
-    r = m.result
+    row = front_row(m, front)
     tag = f" ({m.baseline})" if m.baseline else ""
-    ratio = r.latency_ratio or float("nan")
+    state = "" if row.on_front else (" below the floor" if not row.feasible else " dominated")
     return (
-        f"trial {m.number}{tag}<br>accuracy {r.accuracy:.2%}<br>"
-        f"latency {r.latency_ms:.4f} ms ({1 / ratio:.2f}x fp32)<br>"
-        f"size {r.size_bytes / 1e3:.1f} kB<br>{html.escape(m.plan.summary())}"
+        f"trial {m.number}{tag}{state}<br>validation accuracy {row.accuracy:.2%}<br>"
+        f"latency {row.latency_ms:.4f} ms ({row.speedup:.2f}x faster than fp32)<br>"
+        f"packed size {row.size_bytes / 1e3:.1f} kB ({row.smaller:.1f}x smaller than fp32)<br>"
+        f"{html.escape(m.plan.summary())}"
     )

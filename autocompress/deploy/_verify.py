@@ -10,12 +10,15 @@ are labelled, never silently compared.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from autocompress.errors import ConfigError
+
+log = logging.getLogger("autocompress.deploy")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,12 @@ def verify(
                 file=str(c.file),
             )
         )
+        v = rows[-1]  # one line per candidate as it goes: verifying a front takes minutes
+        log.info(
+            "verified trial %d: test %.2f%% (val %.2f%%), %.4f ms (search %.4f ms)",
+            v.trial, 100 * v.test_accuracy, 100 * v.val_accuracy,
+            v.verified_latency_ms, v.search_latency_ms,
+        )  # fmt: skip
     return rows, reference_test
 
 
@@ -149,6 +158,30 @@ def candidate_of_export(manifest_path: str | Path) -> tuple[dict[str, Any], Cand
         fingerprint_key=(manifest.get("fingerprint") or {}).get("key"),
     )
     return manifest["task"], candidate
+
+
+VERIFIED = "verified.json"  # in the run directory: the report's test-accuracy column
+
+
+def write_verified(path: str | Path, rows: Sequence[Verified], reference_test: float) -> None:
+    """The rows as JSON (``verify --json``, and ``<run_dir>/verified.json`` for the report)."""
+    import json
+
+    from autocompress import _files
+
+    data = {"reference_test_accuracy": reference_test, "rows": [r.to_dict() for r in rows]}
+    _files.write_text(Path(path), json.dumps(data, indent=2))
+
+
+def read_test_accuracy(run_dir: str | Path) -> dict[int, float]:
+    """Trial number -> verified test accuracy, from ``<run_dir>/verified.json`` (or empty)."""
+    import json
+
+    try:
+        data = json.loads((Path(run_dir) / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {int(r["trial"]): float(r["test_accuracy"]) for r in data.get("rows", [])}
 
 
 def _nan_if_none(value: float | None) -> float:

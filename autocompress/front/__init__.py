@@ -4,14 +4,19 @@ table shows)."""
 
 from autocompress.front._front import DIRECTIONS, Front, Member, build_front, members_of
 from autocompress.front._pareto import hypervolume, knee_index, non_dominated, to_minimization
-from autocompress.front._pick import Budget, PickError, describe, pick
+from autocompress.front._pick import Budget, PickError, accuracy_fraction, describe, pick
 from autocompress.front._refine import refine_candidates
 from autocompress.front._table import (
     FrontRow,
+    describe_row,
+    floor_line,
     fmt_bytes,
     fmt_ms,
     format_front,
+    fp32_latency_ms,
     front_row,
+    infeasible_warning,
+    latency_ms,
     to_pandas,
 )
 
@@ -22,14 +27,20 @@ __all__ = [
     "FrontRow",
     "Member",
     "PickError",
+    "accuracy_fraction",
     "build_front",
     "describe",
+    "describe_row",
+    "floor_line",
     "fmt_bytes",
     "fmt_ms",
     "format_front",
+    "fp32_latency_ms",
     "front_row",
     "hypervolume",
+    "infeasible_warning",
     "knee_index",
+    "latency_ms",
     "members_of",
     "non_dominated",
     "pick",

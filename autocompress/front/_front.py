@@ -20,8 +20,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress import _files
+from autocompress.front._html import front_html
 from autocompress.front._pareto import hypervolume, knee_index, non_dominated
-from autocompress.front._pick import pick
+from autocompress.front._pick import describe, pick
 from autocompress.plan import CompressionPlan
 from autocompress.record import TrialResult, read_study, read_trial
 
@@ -35,10 +36,16 @@ UNITS = {"accuracy": "fraction", "latency": "ms", "size": "bytes"}
 
 @dataclass(frozen=True)
 class Member:
-    """One trial on the front (or any completed trial, for tables)."""
+    """One trial on the front (or any completed trial, for tables).
+
+    Read the figures by their named properties: ``accuracy`` (fraction, 0-1), ``latency_ms``
+    (milliseconds), ``latency_ratio`` (this latency / the fp32 reference's, timed in the same
+    sitting: 0.35 is 2.9x faster), ``size_bytes`` (packed weights). ``objectives`` holds the
+    values told to Optuna, in the study's own units (latency as the ratio by default).
+    """
 
     number: int
-    objectives: dict[str, float]  # accuracy (0-1), latency (ms or ratio), size (bytes)
+    objectives: dict[str, float]  # accuracy (0-1), latency (study's unit: ratio or ms), size
     plan: CompressionPlan
     result: TrialResult
     baseline: str | None = None
@@ -50,6 +57,29 @@ class Member:
     @property
     def fingerprint_key(self) -> str | None:
         return self.result.fingerprint_key
+
+    @property
+    def accuracy(self) -> float:
+        """Validation top-1 accuracy of the deployable, a fraction (0.91 is 91%)."""
+        return self.result.accuracy
+
+    @property
+    def latency_ms(self) -> float:
+        """Median latency of the deployable on the target, in milliseconds."""
+        return self.result.latency_ms
+
+    @property
+    def latency_ratio(self) -> float | None:
+        """Latency / the fp32 reference's, timed beside it (None when it was not timed)."""
+        return self.result.latency_ratio
+
+    @property
+    def size_bytes(self) -> int:
+        """The size objective: packed k-bit weights + scales + fp32 rest, in bytes."""
+        return self.result.size_bytes
+
+    def __repr__(self) -> str:
+        return f"Member({describe(self)})"
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -77,6 +107,7 @@ class Front:
     completed: list[Member]
     reference: dict[str, float] = field(default_factory=dict)  # fp32 latency_ms, size_bytes
     excluded_fingerprints: dict[str, int] = field(default_factory=dict)
+    accuracy_floor: float | None = None  # fraction; members below it are infeasible
 
     @property
     def directions(self) -> list[str]:
@@ -94,13 +125,51 @@ class Front:
             self.members, self.objectives, self.reference, reference_point
         )
 
-    def pick(self, **request: Any) -> Member:
+    def pick(
+        self,
+        *,
+        number: int | None = None,
+        max_latency_ms: float | None = None,
+        min_accuracy: float | None = None,
+        max_size_bytes: float | None = None,
+        prefer: str = "accuracy",
+    ) -> Member:
         """One member by budget and preference; see :func:`autocompress.front.pick`.
 
-        ``front.pick(max_latency_ms=0.3, min_accuracy=0.89, prefer="size")``,
+        ``min_accuracy`` as the CLI takes it: a fraction (0.89) or percent (89); values above 1
+        are percent, so 1 means 100%. ``prefer``: "accuracy", "latency", "size" or "knee".
+
+        ``front.pick(max_latency_ms=0.3, min_accuracy=89, prefer="size")``,
         ``front.pick(number=7)``, ``front.pick(prefer="knee")``
         """
-        return pick(self, **request)
+        return pick(
+            self,
+            number=number,
+            max_latency_ms=max_latency_ms,
+            min_accuracy=min_accuracy,
+            max_size_bytes=max_size_bytes,
+            prefer=prefer,
+        )
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:  # one line: the members and figures live in the table
+        return (
+            f"Front({len(self.members)} members of {len(self.completed)} completed trials, "
+            f"hypervolume {self.hypervolume():.4f}, objectives {'/'.join(self.objectives)})"
+        )
+
+    def _repr_html_(self) -> str:
+        return front_html(self)
+
+    def to_pandas(self) -> Any:
+        """The members as a DataFrame, one row each (``Member.row()``), best accuracy first."""
+        import pandas as pd
+
+        knee = self.knee
+        rows = [{**m.row(), "knee": m is knee} for m in self.members]
+        return pd.DataFrame(rows, columns=None if rows else ["trial"])
 
     def hypervolume_history(self) -> list[tuple[int, float]]:
         """(trial number, hypervolume of the front of the trials completed up to it), per trial.
@@ -128,6 +197,7 @@ class Front:
             "reference": self.reference,
             "hypervolume": self.hypervolume(),
             "knee": None if knee is None else knee.number,
+            "accuracy_floor": self.accuracy_floor,
             "members": [
                 {
                     **m.row(),
@@ -178,7 +248,14 @@ def build_front(study: optuna.Study, fingerprint_key: str | None = None) -> Fron
         else []
     )
     members = sorted((feasible[i] for i in idx), key=lambda m: -m.objectives.get("accuracy", 0))
-    return Front(objectives, members, completed, dict(info.reference), excluded)
+    return Front(
+        objectives,
+        members,
+        completed,
+        dict(info.reference),
+        excluded,
+        accuracy_floor=info.accuracy_floor,
+    )
 
 
 def normalized_hypervolume(

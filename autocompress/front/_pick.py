@@ -3,6 +3,10 @@
 Pure functions on :class:`Front`; the CLI's ``pick`` / ``export`` / ``verify`` and
 ``Front.pick`` all come here, so "which model did I get" has one answer.
 
+Accuracy limits take one convention everywhere (CLI ``--min-accuracy``, ``pick(min_accuracy=)``,
+``Front.pick``): a fraction (0.89) or percent (89). Values above 1 are percent; 1 and below are
+fractions, so ``1`` means 100% (1% would be ``0.01``). See :func:`accuracy_fraction`.
+
 When nothing meets the budget the error names the closest feasible points (smallest total relative
 violation) with their figures, so the user sees what the budget would have to be.
 """
@@ -31,7 +35,7 @@ class Budget:
     """Limits a picked model must meet; None means no limit."""
 
     max_latency_ms: float | None = None
-    min_accuracy: float | None = None  # fraction, 0-1
+    min_accuracy: float | None = None  # fraction, 0-1 (``accuracy_fraction`` reads percent)
     max_size_bytes: float | None = None
 
     def violation(self, m: Member) -> float:
@@ -68,6 +72,7 @@ def pick(
 ) -> Member:
     """The member that meets every limit and is best by ``prefer`` (or trial ``number``).
 
+    ``min_accuracy``: a fraction (0.89) or percent (89), see :func:`accuracy_fraction`.
     ``prefer``: "accuracy" (highest), "latency" (fastest), "size" (smallest), or "knee" (the
     knee of the members that meet the limits). ``number`` may name any completed trial of the
     front's device, on the front or not (a user may want a dominated baseline to compare).
@@ -76,6 +81,7 @@ def pick(
         raise PickError(f"prefer={prefer!r} is not a preference; use one of {PREFERENCES}")
     if number is not None:
         return _by_number(front, number)
+    min_accuracy = accuracy_fraction(min_accuracy)
     if not front.members:
         raise PickError(
             f"the front is empty ({len(front.completed)} completed trials, none feasible); run "
@@ -88,6 +94,20 @@ def pick(
             f"no front member meets {budget.describe()}; closest: {_closest(front, budget)}"
         )
     return _best(fits, prefer, front)
+
+
+def accuracy_fraction(value: float | None) -> float | None:
+    """An accuracy limit as a fraction: above 1 is percent (89 -> 0.89), 1 and below a fraction.
+
+    So 0.89 and 89 both mean 89%, and 1 means 100%. Outside 0-100 it is an error.
+    """
+    if value is None:
+        return None
+    if not 0.0 <= value <= 100.0:
+        raise PickError(
+            f"min_accuracy={value:g} is not an accuracy; give a fraction (0.89) or percent (89)"
+        )
+    return value / 100.0 if value > 1.0 else float(value)
 
 
 def _by_number(front: Front, number: int) -> Member:

@@ -44,6 +44,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AUTOCOMPRESS_CACHE", Path.home() / ".cache" / "autocompress"))
 
 
+# data fields added after checkpoints were cached: keyed only when set, so old slots stay valid
+_KEYED_WHEN_SET = ("channels", "image_size")
+
+
 def checkpoint_path(model: ModelConfig, data: DataConfig, base_dir: str | Path = ".") -> Path:
     """Where the reference checkpoint lives: the explicit path, or its config's cache slot."""
     if model.checkpoint:
@@ -53,8 +57,14 @@ def checkpoint_path(model: ModelConfig, data: DataConfig, base_dir: str | Path =
         "name": model.name,
         "kwargs": model.kwargs,
         "train": to_plain(model.train),
-        "data": {k: v for k, v in to_plain(data).items() if k not in ("calibration_batches",)},
+        "data": {
+            k: v
+            for k, v in to_plain(data).items()
+            if k != "calibration_batches" and not (k in _KEYED_WHEN_SET and v is None)
+        },
     }
+    if model.builder is not None:  # two builders never share a checkpoint (registry keys kept)
+        key["builder"] = model.builder
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return cache_dir() / "checkpoints" / f"{model.name}-{digest}.pt"
 
@@ -66,7 +76,9 @@ def load_reference(
     path = checkpoint_path(model, data, base_dir)
     splits = load_splits(data)
     torch.manual_seed(model.train.seed)  # the initial weights are part of the cached config
-    net = build_model(model.name, splits.input_shape, splits.num_classes, model.kwargs)
+    net = build_model(
+        model.name, splits.input_shape, splits.num_classes, model.kwargs, builder=model.builder
+    )
     if not path.exists():
         if model.checkpoint or not train:
             raise DataError(f"checkpoint {path} does not exist; train it or fix model.checkpoint")
@@ -116,6 +128,8 @@ def train_reference(net: nn.Module, splits: Splits, model: ModelConfig, path: Pa
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     loss_fn = nn.CrossEntropyLoss()
     stream = endless_batches(splits.train_x, splits.train_y, cfg.batch_size, seed=cfg.seed)
+    per_epoch = max(1, math.ceil(len(splits.train_x) / cfg.batch_size))
+    curve: list[dict[str, float]] = []  # validation accuracy after each epoch: convergence shown
     net.train()
     start = time.perf_counter()
     for step in range(steps):
@@ -130,12 +144,19 @@ def train_reference(net: nn.Module, splits: Splits, model: ModelConfig, path: Pa
                 f"  reference {model.name}: step {step + 1}/{steps} loss {loss.item():.3f}",
                 flush=True,
             )
+        if (step + 1) % per_epoch == 0 or step == steps - 1:
+            point = {"epoch": round((step + 1) / per_epoch, 2), "loss": round(loss.item(), 4)}
+            point["val_accuracy"] = accuracy(net, splits.val_x, splits.val_y)
+            curve.append(point)
+            print(f"  reference {model.name}: epoch {point['epoch']:g} {point}", flush=True)
+            net.train()
     net.eval()
     meta = {
         "model": model.name,
         "kwargs": model.kwargs,
         "train": to_plain(cfg),
         "train_seconds": time.perf_counter() - start,
+        "curve": curve,
         "val_accuracy": accuracy(net, splits.val_x, splits.val_y),
         "test_accuracy": accuracy(net, splits.test_x, splits.test_y),
         "params": sum(p.numel() for p in net.parameters()),

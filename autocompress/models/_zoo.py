@@ -8,6 +8,7 @@ need one node per call, and torchvision's ``BasicBlock`` reuses its ReLU, so we 
 
 from __future__ import annotations
 
+import importlib
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -167,12 +168,50 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_model(
-    name: str, input_shape: Sequence[int], num_classes: int, kwargs: dict[str, Any] | None = None
+    name: str,
+    input_shape: Sequence[int],
+    num_classes: int,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    builder: str | None = None,
 ) -> nn.Module:
-    """Build registry model ``name`` with freshly initialised weights."""
-    if name not in MODELS:
+    """Build registry model ``name`` (or the user's ``builder``) with fresh weights.
+
+    ``builder`` is an import path ``"module:callable"`` (``model.builder`` in an experiment),
+    called like the registry's builders: ``callable(input_shape, num_classes, **kwargs)``.
+
+    Example:
+        >>> build_model("mlp", [1, 8, 8], 10, {"hidden": [16]})[1].out_features
+        16
+    """
+    if builder is None and name not in MODELS:
         raise ConfigError(f"model.name: {name!r} is not a model; use one of {sorted(MODELS)}")
+    make = MODELS[name] if builder is None else import_builder(builder)
     try:
-        return MODELS[name](list(input_shape), num_classes, **(kwargs or {}))
+        model = make(list(input_shape), num_classes, **(kwargs or {}))
     except TypeError as exc:
-        raise ConfigError(f"model.kwargs for {name!r} do not fit: {exc}") from None
+        raise ConfigError(f"model.kwargs for {builder or name!r} do not fit: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model.builder: {builder!r} returned {type(model).__name__}, not a Module"
+        )
+    return model
+
+
+def import_builder(builder: str) -> Callable[..., nn.Module]:
+    """Import ``"module:callable"`` (the user's own code: it runs). One-line errors."""
+    module_name, _, attr = builder.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"model.builder: cannot import {module_name!r} ({exc}); install it or put its "
+            "directory on PYTHONPATH"
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ConfigError(f"model.builder: {module_name!r} has no {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ConfigError(f"model.builder: {builder!r} is not callable")
+    return target

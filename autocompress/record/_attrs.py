@@ -8,15 +8,21 @@ writes through the functions below, so a renamed or retyped attribute changes he
 Trial attributes, in the order a trial gets them:
     slot, baseline | warm_start | refine | retry_of   when enqueued (a budget slot and its kind)
     driver, heartbeat                                  when a driver asks for it, then every 15 s
-    plan                                               once sampled (the real values, not indices)
+    plan, weight_bits.<layer>, prune_ratio.<layer>,    once sampled (the real values, not the
+      kd_temperature, kd_alpha                           sampler's ordinal indices: dashboards)
     result, artifact_dir, outcome                      when it completed
     failure, outcome, early_accuracy                   when it did not
     duplicate_of                                       when it reused an earlier trial's figures
+    feasible (+ the system attribute ``constraints``)  when a constraint was set (see
+                                                       :func:`set_constraints`)
+
+Study: the stamp (:func:`stamp_study`), with the objectives' metric names for dashboards.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +48,16 @@ OUTCOME = "outcome"  # "ok" | "failed" | "hopeless" | "timeout" | "crashed"
 FAILURE = "failure"  # one line: why it did not complete
 EARLY_ACCURACY = "early_accuracy"  # of a trial stopped early
 DUPLICATE_OF = "duplicate_of"  # number of the completed trial with the same plan
+FEASIBLE = "feasible"  # every constraint <= 0 (shown as a column by optuna-dashboard)
+WEIGHT_BITS = "weight_bits."  # + layer name: the plan's real bits (32: full precision)
+PRUNE_RATIO = "prune_ratio."  # + layer name: the plan's real fraction of channels removed
+KD_TEMPERATURE = "kd_temperature"  # the plan's distillation temperature (absent: no KD)
+KD_ALPHA = "kd_alpha"
+# Trial *system* attribute: the constraint values as a list, the format Optuna itself writes for
+# ``constraints_func`` and reads beside ``set_constraint``'s; optuna-dashboard 0.21 reads this one
+# only (``_serializer.CONSTRAINTS_KEY``), so ``set_constraint`` alone left feasibility invisible.
+CONSTRAINTS = "constraints"
+FP32_BITS = 32  # how full precision shows where bits must stay integers
 
 # Study attributes
 CREATOR = "creator"
@@ -58,6 +74,7 @@ SENSITIVITY = "sensitivity"
 INITIALISED = "initialised"
 FINGERPRINT_KEY = "fingerprint_key"
 REFINE_CHOSEN = "refine_chosen"
+ACCURACY_FLOOR = "accuracy_floor"  # lowest feasible validation accuracy (fraction); None: none
 
 # What a retry of a stale trial inherits from it.
 _INHERITED = (BASELINE, REFINE)
@@ -181,7 +198,34 @@ def beat(trial: Trial, now: float) -> None:
 
 
 def set_plan(trial: Trial, plan: CompressionPlan) -> None:
+    """The plan, and its real values per layer beside the sampler's ordinal parameters."""
     trial.set_user_attr(PLAN, plan.to_dict())
+    for name, value in plan_values(plan).items():
+        trial.set_user_attr(name, value)
+
+
+def plan_values(plan: CompressionPlan) -> dict[str, float | int]:
+    """``weight_bits.<layer>`` (32 for full precision), ``prune_ratio.<layer>``, KD knobs."""
+    values: dict[str, float | int] = {}
+    for layer, lp in plan.layers.items():
+        values[WEIGHT_BITS + layer] = FP32_BITS if lp.weight_bits is None else lp.weight_bits
+        values[PRUNE_RATIO + layer] = float(lp.prune_ratio)
+    if plan.distill is not None:
+        values[KD_TEMPERATURE] = float(plan.distill.temperature)
+        values[KD_ALPHA] = float(plan.distill.alpha)
+    return values
+
+
+def set_constraints(trial: Trial, constraints: Mapping[str, float]) -> None:
+    """Constraint values (feasible when all <= 0), where Optuna 5 and optuna-dashboard read them.
+
+    Written once, as the list Optuna writes for ``constraints_func`` (its samplers read it as
+    constraints "0", "1", ...); ``trial.set_constraint`` would hide them from the dashboard, and
+    both together would count each constraint twice (GPSampler models each one).
+    """
+    values = [float(v) for v in constraints.values()]
+    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS, values)
+    trial.set_user_attr(FEASIBLE, all(v <= 0.0 for v in values))
 
 
 def set_completed(trial: Trial, result: TrialResult, artifact_dir: str) -> None:
@@ -208,6 +252,8 @@ def copy_completed(trial: Trial, earlier: FrozenTrial) -> None:
     for key in (RESULT, ARTIFACT_DIR, OUTCOME):
         if key in earlier.user_attrs:
             trial.set_user_attr(key, earlier.user_attrs[key])
+    if earlier.constraints:
+        set_constraints(trial, earlier.constraints)
 
 
 @dataclass(frozen=True)
@@ -227,6 +273,7 @@ class StudyRecord:
     sensitivity: Mapping[str, Any] | None
     experiment: Mapping[str, Any] | None
     has_any: bool  # the study has attributes at all
+    accuracy_floor: float | None = None  # fraction; None: no floor (or a study made before it)
 
 
 def read_study(study: optuna.Study) -> StudyRecord:
@@ -246,7 +293,17 @@ def read_study(study: optuna.Study) -> StudyRecord:
         sensitivity=a.get(SENSITIVITY),
         experiment=a.get(EXPERIMENT),
         has_any=bool(a),
+        accuracy_floor=_accuracy_floor(a),
     )
+
+
+def _accuracy_floor(a: Mapping[str, Any]) -> float | None:
+    """The stored floor; for a study stamped before it was stored, its experiment's drop."""
+    if ACCURACY_FLOOR in a:
+        return None if a[ACCURACY_FLOOR] is None else float(a[ACCURACY_FLOOR])
+    drop = ((a.get(EXPERIMENT) or {}).get("search") or {}).get("max_accuracy_drop")
+    fp32 = (a.get(REFERENCE) or {}).get("val_accuracy")
+    return None if drop is None or fp32 is None else float(fp32) - float(drop) / 100.0
 
 
 @dataclass(frozen=True)
@@ -263,6 +320,7 @@ class StudyStamp:
     space: Mapping[str, Any]
     run_dir: str
     experiment: Mapping[str, Any] | None
+    accuracy_floor: float | None = None
 
 
 def stamp_study(study: optuna.Study, stamp: StudyStamp) -> None:
@@ -276,6 +334,17 @@ def stamp_study(study: optuna.Study, stamp: StudyStamp) -> None:
     study.set_user_attr(SPACE, dict(stamp.space))
     study.set_user_attr(RUN_DIR, stamp.run_dir)
     study.set_user_attr(EXPERIMENT, stamp.experiment)
+    study.set_user_attr(ACCURACY_FLOOR, stamp.accuracy_floor)
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use since
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(metric_names(stamp.objectives, stamp.latency_unit))
+
+
+def metric_names(objectives: tuple[str, ...] | list[str], latency_unit: str) -> list[str]:
+    """The objectives as dashboards label them, units in the name (``latency_ratio``: x fp32)."""
+    units = {"accuracy": "accuracy", "size": "size_bytes"}
+    units["latency"] = "latency_ratio" if latency_unit == "ratio" else "latency_ms"
+    return [units.get(o, o) for o in objectives]
 
 
 def set_sensitivity(study: optuna.Study, sensitivity: Mapping[str, Any]) -> None:

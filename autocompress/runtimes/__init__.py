@@ -33,6 +33,29 @@ def compute_precision(target: Any) -> str | None:
     return "fp16" if target.precision == "auto" else str(target.precision)
 
 
+def check_target_device(target: Any) -> None:
+    """Before anything is trained or written: a CUDA target needs that GPU on this machine.
+
+    A target timed on a Ray node (``target.node_resources``) is checked against the cluster
+    instead (``worker.check_target_node``). Raises ``ConfigError`` (exit 2) naming the fix.
+    """
+    from autocompress.errors import ConfigError
+
+    device = str(target.device)
+    if target.node_resources or (target.runtime != "cuda" and not device.startswith("cuda")):
+        return
+    import torch
+
+    index = int(device.partition(":")[2] or 0) if device.startswith("cuda") else 0
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        raise ConfigError(
+            f"target.runtime={target.runtime} target.device={device} needs a CUDA GPU, and this "
+            f"machine has {count}; run where one is, time on a Ray node that has one "
+            "(target.node_resources), or use target.runtime=onnxruntime target.device=cpu"
+        )
+
+
 def get_runtime(name: str) -> Runtime:
     from autocompress.errors import ConfigError
 
@@ -53,6 +76,7 @@ __all__ = [
     "Deployable",
     "Runtime",
     "available_runtimes",
+    "check_target_device",
     "compute_precision",
     "get_runtime",
     "onnx_graph_input",

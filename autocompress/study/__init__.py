@@ -2,7 +2,7 @@
 
 from autocompress.study._driver import objective_values, optimize, record, write_artifacts
 from autocompress.study._executors import Executor, LocalExecutor, Outcome, execute
-from autocompress.study._lifecycle import add_budget_slots, open_study
+from autocompress.study._lifecycle import add_budget_slots, open_study, resolve_run_dir
 from autocompress.study._progress import Progress
 from autocompress.study._ray_executor import RayExecutor
 from autocompress.study._recovery import recover_stale_trials
@@ -33,6 +33,7 @@ __all__ = [
     "recover_stale_trials",
     "redact",
     "refine_front",
+    "resolve_run_dir",
     "setup_from_experiment",
     "setup_from_objects",
     "write_artifacts",

@@ -8,7 +8,7 @@
         plan  = space.sample(trial)    a CompressionPlan keyed by module name
         executor.submit(trial.number, plan.to_dict(), task.to_dict())   plain data only
         -- worker: run_trial(plan, task) -> TrialOutput (result + bytes) --
-        write artifacts; record the result (record/_attrs); trial.set_constraint(...)
+        write artifacts; record the result (record/_attrs); constraints (A.set_constraints)
         study.tell(trial, [accuracy, latency, size])  or FAIL / PRUNED with the reason
     refine: search.refine_members front members re-queued with search.refine_steps (_refinement)
     front = build_front(study) -> front.json
@@ -48,6 +48,7 @@ MAX_FAILURE_STREAK = 8  # failed trials in a row: something is broken, stop and 
 MAX_HOPELESS_STREAK = 20  # early-stopped trials in a row: the accuracy floor looks unreachable
 WAIT_OTHERS_S = 1.0  # poll period while only other drivers' trials are running
 POST_TRAINING_BASELINES = ("fp32", "int8")  # int8-prune50 is fine-tuned like any trial
+PLAIN_BASELINES = ("plain-prune25", "plain-prune50")  # fine-tuned the plain way
 Emit = Callable[[str, dict[str, Any]], None]
 
 
@@ -119,7 +120,7 @@ def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outco
     faults.point("driver.artifacts")
     A.set_completed(trial, result, str(artifact_dir))
     if setup.accuracy_floor is not None:
-        trial.set_constraint("accuracy_floor", setup.accuracy_floor - result.accuracy)
+        A.set_constraints(trial, {"accuracy_floor": setup.accuracy_floor - result.accuracy})
     if result.fingerprint_key is not None:
         A.set_fingerprint_key(study, result.fingerprint_key)
     study.tell(trial, values)
@@ -182,6 +183,8 @@ def _plan_of(
     plan = setup.space.sample(trial)
     if baseline in POST_TRAINING_BASELINES:
         plan = plan.without_finetuning()
+    elif baseline in PLAIN_BASELINES:
+        plan = plan.plain()
     if refine is not None:
         plan = plan.with_budget(refine.steps, refine.lr)
     return plan
@@ -197,9 +200,7 @@ def _completed_with_plan(study: optuna.Study, plan: CompressionPlan) -> FrozenTr
 
 def _copy_result(study: optuna.Study, trial: Trial, earlier: FrozenTrial) -> None:
     """Record ``trial`` with the measurements of ``earlier`` (same plan, same deployable)."""
-    A.copy_completed(trial, earlier)
-    for key, value in earlier.constraints.items():
-        trial.set_constraint(key, value)
+    A.copy_completed(trial, earlier)  # the constraints too
     study.tell(trial, list(earlier.values))
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from autocompress import _faults as faults
-from autocompress.errors import StorageError
+from autocompress.errors import ConfigError, StorageError
 from autocompress.front import DIRECTIONS
 from autocompress.record import StudyStamp, read_study, read_trial
 from autocompress.record import attrs as A
@@ -30,7 +32,16 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def open_study(setup: SearchSetup) -> optuna.Study:
-    """Create the study (with its budget slots) or load it and check it is the same search."""
+    """Create the study (with its budget slots) or load it and check it is the same search.
+
+    The baselines and warm starts are checked first: a space that cannot make one (no 8 bits
+    for the int8 baseline) fails here, before the storage or the run directory exists.
+    """
+    try:
+        _enqueued_plans(setup)
+    except ConfigError:
+        _check_stored_search(setup)  # resuming with a changed space: that is the error to name
+        raise
     storage = open_storage(setup.storage, setup.run_dir)  # a bad storage fails before any mkdir
     setup.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # user-only: the study's work
     directions = [DIRECTIONS[o] for o in setup.objectives]
@@ -72,6 +83,36 @@ def state_counts(study: optuna.Study, search_only: bool = False) -> dict[TrialSt
         if not (search_only and A.is_refinement(t)):
             counts[t.state] += 1
     return counts
+
+
+def resolve_run_dir(stored: str | None, storage: str, override: str | Path | None = None) -> Path:
+    """Where a stored study's run directory is now, as an absolute path, from any directory.
+
+    ``override`` (``--run-dir``) wins. A stored absolute path is taken as it is (studies store
+    it absolute). An older study's relative one is looked for beside its journal file (the
+    default journal lives in the run directory: ``runs/x`` is ``/abs/runs/x`` for
+    ``/abs/runs/x/study.journal``), then under the journal's folders, then in the current one.
+    """
+    if override is not None:
+        return Path(override).expanduser().absolute()
+    journal = None if "://" in storage else Path(storage).expanduser().absolute()
+    if stored is None:
+        return journal.parent if journal is not None else Path.cwd()
+    path = Path(stored).expanduser()
+    if path.is_absolute():
+        return path
+    for candidate in _beside(journal, path) if journal is not None else ():
+        if candidate.is_dir():
+            return candidate
+    return path.absolute()
+
+
+def _beside(journal: Path, relative: Path) -> Iterator[Path]:
+    folder = journal.parent
+    if folder.parts[-len(relative.parts) :] == relative.parts:
+        yield folder
+    for base in (folder, *folder.parents):
+        yield base / relative
 
 
 def pid_alive(pid: int) -> bool:
@@ -122,20 +163,42 @@ def _initialise(study: optuna.Study, setup: SearchSetup) -> None:
     A.stamp_study(study, _stamp(setup))
     existing = [read_trial(t) for t in study.get_trials(deepcopy=False)]
     have = {t.baseline for t in existing}
-    for kind in setup.search.baselines:
+    baselines, warm_starts = _enqueued_plans(setup)
+    for kind, params in zip(setup.search.baselines, baselines, strict=True):
         if kind not in have:
             faults.point("driver.initialising")
-            study.enqueue_trial(
-                setup.space.baseline_params(kind), user_attrs=A.slot_attrs(baseline=kind)
-            )
+            study.enqueue_trial(params, user_attrs=A.slot_attrs(baseline=kind))
     if setup.sensitivity:
         A.set_sensitivity(study, setup.sensitivity)
-    baselines = [setup.space.baseline_params(kind) for kind in setup.search.baselines]
     enqueued = sum(bool(t.warm_start) for t in existing)
-    for warm, params in warm_start_params(setup, baselines)[enqueued:]:  # the list is fixed
+    for warm, params in warm_starts[enqueued:]:  # the list is fixed
         study.enqueue_trial(params, user_attrs=A.slot_attrs(warm_start=warm))
     add_budget_slots(study, setup.search.n_trials)
     A.mark_initialised(study)  # other drivers wait for this before joining
+
+
+def _check_stored_search(setup: SearchSetup) -> None:
+    """If a study of this name is already stored, raise if it was made by another search."""
+    spec = setup.storage
+    if spec is None or "://" not in spec:  # a journal file: opening it would create it
+        journal = setup.run_dir / "study.journal" if spec is None else Path(spec).expanduser()
+        if not journal.is_file():
+            return  # nothing stored yet
+    storage = open_storage(setup.storage, setup.run_dir)
+    if _exists(storage, setup.name):
+        _check_same_search(optuna.load_study(study_name=setup.name, storage=storage), setup)
+
+
+def _enqueued_plans(
+    setup: SearchSetup,
+) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
+    """The baselines' parameters (in ``search.baselines`` order) and the warm starts'.
+
+    Raises ``ConfigError`` when the space cannot make a baseline: called before anything is
+    written, so bad input leaves no half-made study behind.
+    """
+    baselines = [setup.space.baseline_params(kind) for kind in setup.search.baselines]
+    return baselines, warm_start_params(setup, baselines)
 
 
 def _stamp(setup: SearchSetup) -> StudyStamp:
@@ -150,7 +213,8 @@ def _stamp(setup: SearchSetup) -> StudyStamp:
         reference=setup.reference,
         task=setup.task.to_dict(),
         space=setup.space.space.to_dict(),
-        run_dir=str(setup.run_dir),
+        run_dir=str(setup.run_dir.expanduser().absolute()),  # verbs work from any directory
+        accuracy_floor=setup.accuracy_floor,
         experiment=setup.experiment,
     )
 
@@ -186,9 +250,27 @@ def _wait_until_initialised(study: optuna.Study, timeout_s: float = 60.0) -> boo
 
 
 def _check_same_search(study: optuna.Study, setup: SearchSetup) -> None:
-    if read_study(study).signature != setup.signature():
+    info = read_study(study)
+    if info.signature != setup.signature():
         raise StorageError(
             f"study {setup.name!r} was created with a different search space, objectives or "
             f"model; resuming would mix two searches. Restore the original space, or fork with "
             f"a new name (name={setup.name}-2)"
         )
+    changed = _changed_finetuning(info.task.get("finetune") or {}, setup.task.finetune)
+    if changed:
+        raise StorageError(
+            f"study {setup.name!r} was made with other fine-tuning settings ({changed}); its "
+            "trials would not be comparable with new ones. Restore them, or fork with a new "
+            f"name (name={setup.name}-2); to train chosen members longer, use autocompress refine"
+        )
+
+
+def _changed_finetuning(stored: dict[str, Any], now: Any) -> str:
+    """``key: stored -> now`` for fine-tuning settings that differ (keys a study stored before
+    they existed are not compared; the seed may change)."""
+    wanted = {k: v for k, v in vars(now).items() if k != "seed"}
+    diffs = [
+        f"{k}: {stored[k]} -> {v}" for k, v in wanted.items() if k in stored and stored[k] != v
+    ]
+    return ", ".join(diffs)

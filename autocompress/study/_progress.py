@@ -1,14 +1,24 @@
-"""Progress of a running search: one line per finished trial and a status line.
+"""Progress of a running search: a live display on a terminal, plain lines elsewhere.
 
-Shows trials done / running / failed, the front's size and hypervolume, and an ETA from the mean
-wall time of the trials finished in this session.
+Every line is a :mod:`logging` record of ``autocompress.progress`` (the CLI's ``-q`` sets the
+``autocompress`` loggers to ERROR: no per-trial lines; ``-v`` to DEBUG: a line per started trial
+too). Not on a terminal (CI logs, pipes, tests): one line per finished trial and a status line
+(trials done / running / failed / stopped early, the front's size and hypervolume, an ETA from the
+mean wall time of the trials finished in this session). On a terminal the finished trials scroll
+above a live panel (``rich``) with the same status, a bar, and each running trial's elapsed time.
+
+The step of a running trial's fine-tuning is not shown: the worker (a thread, or a Ray process)
+tells the driver nothing until it returns; the elapsed time stands in for it.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
-from typing import Any, TextIO
+import weakref
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TextIO
 
 from optuna.trial import TrialState
 
@@ -17,18 +27,100 @@ from autocompress.record import read_trial
 from autocompress.study._setup import SearchSetup
 from autocompress.study._storage import storage_label
 
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+
+LOGGER = logging.getLogger("autocompress.progress")
+REFRESH_PER_S = 2  # the live panel's redraws: elapsed seconds tick without any event
+
+
+@dataclass
+class _Status:
+    """The figures of the status line, as of the last event."""
+
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+    stopped_early: int = 0
+    front: int = 0
+    hypervolume: float = 0.0
+    eta_s: float | None = None  # None: no trial finished in this session yet
+    at: float = 0.0  # time.monotonic() of the event
+
+    def line(self, n_trials: int, eta_s: float | None) -> str:
+        """The status as one line; ``eta_s`` None: not known yet."""
+        return (
+            f"done {self.done}/{n_trials} | running {self.running} | failed {self.failed} | "
+            f"stopped early {self.stopped_early} | front {self.front} | "
+            f"hypervolume {self.hypervolume:.4f} | "
+            + ("ETA -" if eta_s is None else f"ETA {eta_s / 60:.1f} min")
+        )
+
+
+class _Lines(logging.Handler):
+    """Each record's message as a bare line: on a stream, or above the live panel."""
+
+    def __init__(self, out: TextIO, console: Console | None) -> None:
+        super().__init__(logging.DEBUG)
+        self.out, self.console = out, console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if self.console is not None:
+            self.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        else:
+            print(text, file=self.out, flush=True)
+
+
+def _attach(handler: _Lines) -> None:
+    """One progress output at a time: a newer :class:`Progress` replaces the older's handler."""
+    for old in [h for h in LOGGER.handlers if isinstance(h, _Lines)]:
+        LOGGER.removeHandler(old)
+    LOGGER.addHandler(handler)
+    LOGGER.propagate = False  # the handler is the output: no second copy through the root
+    parent = logging.getLogger("autocompress")
+    if parent.level == logging.NOTSET:  # nobody chose a level (the Python API): lines show
+        parent.setLevel(logging.INFO)
+
+
+def _terminal(out: TextIO, console: Console | None) -> Console | None:
+    """The console of the live panel, or None for plain lines (not a terminal, TERM=dumb)."""
+    if console is None:
+        if not getattr(out, "isatty", lambda: False)():
+            return None
+        from rich.console import Console
+
+        console = Console(file=out)
+    return console if console.is_terminal and not console.is_dumb_terminal else None
+
 
 class Progress:
-    """An ``on_event`` callback for :func:`autocompress.study._driver.optimize`."""
+    """An ``on_event`` callback for :func:`autocompress.study._driver.optimize`.
+
+    ``console``: a ``rich`` console for the live panel (default: one on ``out`` when ``out`` is
+    a terminal; plain lines otherwise).
+    """
 
     def __init__(
-        self, setup: SearchSetup, *, enabled: bool = True, out: TextIO | None = None
+        self,
+        setup: SearchSetup,
+        *,
+        enabled: bool = True,
+        out: TextIO | None = None,
+        console: Console | None = None,
     ) -> None:
         self.setup = setup
         self.enabled = enabled
         self.out = out or sys.stdout
         self.started: dict[int, float] = {}
+        self.tags: dict[int, str] = {}
         self.durations: list[float] = []
+        self.status = _Status()
+        self.console = _terminal(self.out, console) if enabled else None
+        self._live: Live | None = None
+        if enabled:
+            _attach(_Lines(self.out, self.console))
         self._say(
             f"autocompress: study {setup.name!r} in {storage_label(setup.storage, setup.run_dir)}"
             f" | {setup.search.n_trials} trials, sampler {setup.search.sampler}, "
@@ -42,7 +134,7 @@ class Progress:
 
     def __call__(self, kind: str, info: dict[str, Any]) -> None:
         if kind == "started":
-            self.started[info["trial"]] = time.monotonic()
+            self._started(info)
         elif kind == "recovered":
             self._say(
                 f"resumed: trials {info['trials']} were left running by a stopped driver; "
@@ -62,9 +154,25 @@ class Progress:
             )
             self._status(info["study"])
 
+    def close(self) -> None:
+        """Take the live panel down (the search is over); plain output has nothing to close."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _started(self, info: dict[str, Any]) -> None:
+        number, baseline = info["trial"], info.get("baseline")
+        self.started[number] = time.monotonic()
+        self.tags[number] = f"{baseline} baseline" if baseline else ""
+        plan = info.get("plan")
+        summary = "" if plan is None else plan.summary()
+        self._say(f"  trial {number:3d} started  [{summary}]", logging.DEBUG)
+        self._show_live()
+
     def _finished(self, info: dict[str, Any]) -> None:
         number, outcome, study = info["trial"], info["outcome"], info["study"]
         seconds = time.monotonic() - self.started.pop(number, time.monotonic())
+        self.tags.pop(number, None)
         self.durations.append(seconds)
         trial = read_trial(study.trials[number])
         tag = f"{trial.baseline} baseline" if trial.baseline else "        "
@@ -89,18 +197,73 @@ class Progress:
         counts = {s: 0 for s in TrialState}
         for t in study.get_trials(deepcopy=False):
             counts[t.state] += 1
-        done = counts[TrialState.COMPLETE]
-        left = max(0, self.setup.search.n_trials - done)
-        per_trial = sum(self.durations) / len(self.durations) if self.durations else 0.0
-        eta = left * per_trial / max(1, self.setup.search.n_workers)
+        done, n = counts[TrialState.COMPLETE], self.setup.search.n_trials
+        per_trial = sum(self.durations) / len(self.durations) if self.durations else None
         front = build_front(study)
-        self._say(
-            f"  done {done}/{self.setup.search.n_trials} | running {counts[TrialState.RUNNING]} | "
-            f"failed {counts[TrialState.FAIL]} | stopped early {counts[TrialState.PRUNED]} | "
-            f"front {len(front.members)} | hypervolume {front.hypervolume():.4f} | "
-            f"ETA {eta / 60:.1f} min"
+        self.status = _Status(
+            done=done,
+            running=counts[TrialState.RUNNING],
+            failed=counts[TrialState.FAIL],
+            stopped_early=counts[TrialState.PRUNED],
+            front=len(front.members),
+            hypervolume=front.hypervolume(),
+            eta_s=None
+            if per_trial is None
+            else max(0, n - done) * per_trial / max(1, self.setup.search.n_workers),
+            at=time.monotonic(),
         )
+        if self.console is None:
+            self._say("  " + self.status.line(n, self.status.eta_s or 0.0))
+            return
+        self._show_live()
+        if not self.started and done >= n:  # the budget is spent: the panel becomes a line
+            self.close()
+            self._say("  " + self.status.line(n, 0.0))
 
-    def _say(self, text: str) -> None:
+    def _show_live(self) -> None:
+        """Start the live panel (on a terminal, at INFO) or redraw it now: an event happened."""
+        if self._live is not None:
+            self._live.refresh()
+            return
+        if self.console is None or not LOGGER.isEnabledFor(logging.INFO):
+            return
+        from rich.live import Live
+
+        me = weakref.ref(self)  # the refresh thread must not keep this object alive
+
+        def render() -> RenderableType:
+            progress = me()
+            return "" if progress is None else progress._render()
+
+        self._live = Live(
+            get_renderable=render,
+            console=self.console,
+            refresh_per_second=REFRESH_PER_S,
+            transient=True,
+        )
+        self._live.start()
+        weakref.finalize(self, self._live.stop)  # a search that raised: the cursor comes back
+
+    def _render(self) -> RenderableType:
+        """The live panel: bar and status line, then one line per running trial."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        now, status, n = time.monotonic(), self.status, self.setup.search.n_trials
+        running = sorted(list(self.started.items()))  # a copy: events change it meanwhile
+        eta = None if status.eta_s is None else max(0.0, status.eta_s - (now - status.at))
+        status = replace(status, running=max(status.running, len(running)))
+        head = Table.grid(padding=(0, 1))
+        head.add_row(ProgressBar(total=n, completed=min(status.done, n), width=24))
+        head.add_row(Text(status.line(n, eta)))
+        lines = [
+            Text(f"  trial {k:3d} {self.tags.get(k, ''):<22} running {now - since:5.0f} s")
+            for k, since in running
+        ]
+        return Group(head, *lines)
+
+    def _say(self, text: str, level: int = logging.INFO) -> None:
         if self.enabled:
-            print(text, file=self.out, flush=True)
+            LOGGER.log(level, text)

@@ -1,7 +1,8 @@
 """Samplers by short key (``search.sampler``): tpe (default), nsga2, random, gp.
 
-All read constraints from ``trial.set_constraint`` (Optuna 5 style; ``constraints_func`` is
-deprecated there). Seeds make runs reproducible with one driver and one worker.
+All read the trials' constraints as ``record.set_constraints`` writes them (the list Optuna
+stores for ``constraints_func``, deprecated in Optuna 5; no sampler needs the function itself).
+Seeds make runs reproducible with one driver and one worker.
 
 A resumed study gets a seed derived from its seed and the trials it already holds: a seeded
 sampler restarted with the seed it began with replays its first draws, and a resumed random
@@ -18,6 +19,7 @@ trials themselves need. Figures: docs/benchmarks.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -41,14 +43,18 @@ def resumed_seed(seed: int | None, n_existing: int) -> int | None:
 
 
 def _tpe(search: SearchConfig, seed: int | None) -> optuna.samplers.BaseSampler:
-    # multivariate: per-layer bits interact; constant_liar: several trials in flight
-    return optuna.samplers.TPESampler(
-        multivariate=True,
-        group=True,
-        constant_liar=True,
-        seed=seed,
-        n_startup_trials=min(10, max(2, search.n_trials // 4)),
-    )
+    # multivariate: per-layer bits interact; constant_liar: several trials in flight. Optuna
+    # marks ``multivariate``/``group``/``constant_liar`` experimental and warns on every search
+    # (issue #20); we chose them knowingly, so those warnings (that class only) stay quiet here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            multivariate=True,
+            group=True,
+            constant_liar=True,
+            seed=seed,
+            n_startup_trials=min(10, max(2, search.n_trials // 4)),
+        )
 
 
 def _nsga2(search: SearchConfig, seed: int | None) -> optuna.samplers.BaseSampler:

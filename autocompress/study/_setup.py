@@ -20,6 +20,7 @@ from autocompress.backend import fold_batchnorm, head_name, layer_inventory, pac
 from autocompress.config import ExperimentConfig, SearchConfig, SearchSpace, to_plain
 from autocompress.errors import ConfigError
 from autocompress.measure import top1_accuracy
+from autocompress.runtimes import check_target_device
 from autocompress.study._space import BoundSpace, bind_space
 from autocompress.worker import Task, UserObjects, loader_data, splits_data
 
@@ -58,9 +59,18 @@ class SearchSetup:
             "objectives": self.objectives,
             "latency_unit": self.search.latency_unit,
             "params": "ordinal-index",  # how choices are stored (study._space._suggest)
-            "model": to_plain(self.task.model) if self.objects is None else "user",
+            "model": _model_key(self.task.model) if self.objects is None else "user",
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _model_key(model: Any) -> dict[str, Any]:
+    """The model config as signed; fields added later are left out while unset, so studies
+    made before them still resume."""
+    data = to_plain(model)
+    if data.get("builder") is None:
+        data.pop("builder", None)
+    return dict(data)
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ def setup_from_experiment(config: ExperimentConfig) -> SearchSetup:
     """Train or reuse the reference, bind the space to its layers, build the task."""
     from autocompress.models import load_reference
 
+    check_target_device(config.target)  # before the reference trains: bad input costs nothing
     space = SearchSpace.from_yaml(config.space_path)
     reference = load_reference(config.model, config.data, base_dir=config.base_dir)
     task = Task(
@@ -115,6 +126,7 @@ def setup_from_objects(
     storage: str | None,
 ) -> SearchSetup:
     """The Python API's path: a user's model and loaders instead of registry names."""
+    check_target_device(task.target)
     inputs = _Inputs(
         name=name,
         space=space,
@@ -159,7 +171,7 @@ def _finish(inputs: _Inputs, model: torch.nn.Module, data: Any) -> SearchSetup:
         space=bound,
         task=task,
         search=search,
-        run_dir=inputs.run_dir,
+        run_dir=inputs.run_dir.expanduser().absolute(),  # artifacts found from any directory
         storage=inputs.storage,
         reference=reference,
         objects=inputs.objects,

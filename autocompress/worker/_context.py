@@ -150,7 +150,13 @@ def _teacher(task: Task, data: TrialData) -> nn.Module:
 
     if task.checkpoint is None:
         raise DataError("task has neither a checkpoint nor user objects")
-    model = build_model(task.model.name, data.input_shape, data.num_classes, task.model.kwargs)
+    model = build_model(
+        task.model.name,
+        data.input_shape,
+        data.num_classes,
+        task.model.kwargs,
+        builder=task.model.builder,
+    )
     state, _ = read_checkpoint(Path(task.checkpoint))
     try:
         model.load_state_dict(state)

@@ -58,21 +58,41 @@ def test_report_renders_one_marker_per_front_member_and_the_baselines(finished, 
     front = result.front
     baselines = [m for m in front.completed if m.baseline]
     others = [m for m in front.completed if not m.baseline and m not in front.members]
+    knee = front.knee
 
     dom = BeautifulSoup(_rendered_dom(out), "html.parser")
     plot = dom.find(id="pareto-accuracy-latency")
     assert plot is not None and plot.select("svg.main-svg"), "plotly did not render the plot"
     traces = plot.select("g.scatterlayer g.trace")
     counts = [len(t.select("path.point")) for t in traces]
-    groups = {"other trials": others, "Pareto front": front.members, "baselines": baselines}
+    groups = {
+        "dominated trials": [m for m in others if m.feasible],
+        "below the accuracy floor (infeasible)": [m for m in others if not m.feasible],
+        "Pareto front": front.members,
+        "baselines": baselines,
+        "knee": [knee] if knee else [],
+    }
     shown = {name: group for name, group in groups.items() if group}  # a search may have no others
     assert counts == [len(group) for group in shown.values()]
     legend = [t.get_text() for t in plot.select("g.legend text.legendtext")]
     assert legend == list(shown)
+    labels = {t.get_text() for t in plot.select("g.scatterlayer g.textpoint text")}
+    assert {m.baseline for m in baselines} | {f"knee (trial {knee.number})"} <= labels
     assert dom.find(id="hypervolume").select("g.scatterlayer path.point")
     assert dom.find(id="picked-plan").select("g.barlayer path")  # per-layer bits and pruning
-    table_rows = dom.find(id="front-table").find_all("tr")
-    assert len(table_rows) == 1 + len(front.members)
+    table = dom.find(id="front-table")
+    first_plot = dom.find(id="pareto-accuracy-latency")
+    assert table in first_plot.find_all_previous("table")  # the table comes first
+    table_rows = table.find_all("tr")
+    fp32 = [m for m in baselines if m.baseline == "fp32"]
+    on_front = [m for m in fp32 if m in front.members]
+    assert len(table_rows) == 1 + len(front.members) + len(fp32) - len(on_front)
+    assert table_rows[1].find("td").get_text() == str(fp32[0].number)  # fp32 row first
+    rows = zip(table_rows[1:], fp32 + [m for m in front.members if m not in fp32], strict=True)
+    for row, m in rows:
+        assert f"autocompress export {journal} exported-{m.number}/ --trial {m.number}" in (
+            row.get_text()
+        )
     assert "s3cret" not in out.read_text()
 
 
@@ -131,11 +151,20 @@ def test_a_group_without_trials_takes_no_trace_and_no_legend_entry():
         ms = 1.0 + number
         result = SimpleNamespace(accuracy=0.9, latency_ms=ms, size_bytes=1000)
         result.latency_ratio = ms  # fp32 at 1 ms
+        result.reference_latency_ms = 1.0
         plan = SimpleNamespace(summary=lambda: "bits 8x10")
-        return SimpleNamespace(number=number, result=result, baseline=baseline, plan=plan)
+        return SimpleNamespace(
+            number=number, result=result, baseline=baseline, plan=plan, feasible=True, refines=None
+        )
 
     fp32, found = trial(0, baseline="fp32"), trial(1)
-    front = SimpleNamespace(completed=[fp32, found], members=[fp32, found])  # no other trials
+    front = SimpleNamespace(
+        completed=[fp32, found],
+        members=[fp32, found],  # no other trials
+        knee=None,
+        reference={"size_bytes": 1000},
+        accuracy_floor=None,
+    )
     names = [t.name for t in pareto_2d(front, "latency", "accuracy").data]
     assert names == ["Pareto front", "baselines"]
     assert [t.name for t in pareto_3d(front).data] == ["Pareto front"]

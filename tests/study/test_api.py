@@ -89,3 +89,49 @@ def test_search_setup_is_frozen() -> None:
         setup.task = Task()  # type: ignore[misc]
     changed = dataclasses.replace(setup, search=SearchConfig(max_accuracy_drop=1.0))
     assert changed.accuracy_floor == pytest.approx(0.89) and setup.accuracy_floor is None
+
+
+def _digits_model_and_loaders():
+    splits = load_splits(DataConfig(dataset="digits", val_size=300))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    train = DataLoader(TensorDataset(splits.train_x, splits.train_y), batch_size=64)
+    val = DataLoader(TensorDataset(splits.val_x, splits.val_y), batch_size=100)
+    return model, train, val
+
+
+def test_a_space_that_cannot_make_a_baseline_leaves_nothing_on_disk(tmp_path) -> None:
+    """Issue 20 (12): the error comes before the journal or the run directory exists."""
+    import pytest
+
+    from autocompress.errors import ConfigError
+
+    model, train, val = _digits_model_and_loaders()
+    with pytest.raises(ConfigError, match="the int8 baseline needs bits 8"):
+        autocompress.search(
+            model,
+            train,
+            val,
+            space={"layers": [{"match": r"\d+", "bits": [4, "none"]}]},
+            study={"run_dir": tmp_path / "run", "n_trials": 3},
+            progress=False,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_user_model_gets_the_experiments_default_accuracy_floor() -> None:
+    """Issue 20 (12): a member 20% accurate must not land on a front by default."""
+    from autocompress._api import DEFAULT_MAX_ACCURACY_DROP, StudyOptions, _ModelSearch
+    from autocompress._api import _setup_from_model as setup_of
+
+    model, train, val = _digits_model_and_loaders()
+    space = {"layers": [{"match": r"\d+", "bits": [8, "none"]}]}
+    setup = setup_of(_ModelSearch(model, train, val, space, None), StudyOptions())
+    assert setup.search.max_accuracy_drop == DEFAULT_MAX_ACCURACY_DROP == 2.0
+    assert setup.accuracy_floor == setup.reference["val_accuracy"] - 0.02
+    no_floor = {"search": {"max_accuracy_drop": None}}  # said explicitly: no floor
+    setup = setup_of(_ModelSearch(model, train, val, space, no_floor), StudyOptions())
+    assert setup.accuracy_floor is None
+    looser = {"search": {"max_accuracy_drop": 5.0}}
+    setup = setup_of(_ModelSearch(model, train, val, space, looser), StudyOptions())
+    assert setup.search.max_accuracy_drop == 5.0

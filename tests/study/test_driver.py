@@ -122,6 +122,20 @@ def test_uniform_warm_start_runs_the_uniform_plans_first_within_a_quarter_of_the
     assert layers[0]["stem.0"] == layers[0]["fc"] == layers[1]["fc"] == (8, 0.0)
 
 
+def test_plain_baseline_is_fine_tuned_the_plain_way_at_the_search_budget(tmp_path) -> None:
+    search = {"n_trials": 2, "warm_start": [], "baselines": ["fp32", "plain-prune50"]}
+    config = ExperimentConfig.from_dict(tiny_experiment(tmp_path, search=search))
+    setup = setup_from_experiment(config)
+    study = optimize(open_study(setup), setup, LocalExecutor())
+    plain = next(t for t in study.trials if t.user_attrs.get("baseline") == "plain-prune50")
+    assert plain.state == TrialState.COMPLETE
+    plan = plain.user_attrs["plan"]
+    assert {p["weight_bits"] for p in plan["layers"].values()} == {8}
+    assert {p["prune_ratio"] for n, p in plan["layers"].items() if n.startswith("layer")} == {0.5}
+    assert plan["distill"]["alpha"] == 0.0 and plan["distill"]["qat_fraction"] == 0.0
+    assert plain.user_attrs["result"]["finetune_steps"] == setup.task.finetune.steps
+
+
 def test_warm_start_can_be_turned_off(tmp_path) -> None:
     config = ExperimentConfig.from_dict(
         tiny_experiment(tmp_path, search={"n_trials": 10, "warm_start": []})

@@ -1,0 +1,38 @@
+"""``status --json`` and ``pick --json``: machine-readable output, the same figures as the text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from autocompress.cli import main
+from autocompress.front import front_row
+
+
+def test_status_json_has_counts_floor_and_front_rows(finished, capsys) -> None:
+    result, journal = finished
+    capsys.readouterr()
+    assert main(["status", journal, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    front = result.front
+    assert data["study"] == result.study.study_name
+    assert data["trials"]["complete"] == len(front.completed)
+    assert data["accuracy_floor"] == front.accuracy_floor
+    assert [row["number"] for row in data["front"]] == [m.number for m in front.members]
+    first = front_row(front.members[0], front)
+    assert data["front"][0]["accuracy"] == first.accuracy
+    assert data["front"][0]["size_bytes"] == first.size_bytes
+    assert data["fp32_latency_ms"] > 0 and data["hypervolume"] == result.front.hypervolume()
+
+
+def test_pick_json_has_the_row_plan_and_an_existing_artifact(finished, capsys) -> None:
+    result, journal = finished
+    knee = result.front.knee.number
+    capsys.readouterr()
+    assert main(["pick", journal, "--trial", str(knee), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["number"] == knee and data["on_front"] is True
+    assert data["plan_dict"] == result.front.knee.plan.to_dict()
+    artifact = Path(data["artifact"])
+    assert artifact.is_absolute() and artifact.is_file()
+    assert artifact.name in ("model.onnx", "model.pt2")
