@@ -28,6 +28,7 @@ from autocompress.backend._pack import (
     pack_bits,
     packed_size,
     read_packed,
+    read_packed_codes,
     unpack_bits,
     write_packed,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "prune_channels",
     "quantize_weight",
     "read_packed",
+    "read_packed_codes",
     "recalibrate_batchnorm",
     "resolve_layers",
     "snap_weights",

@@ -15,8 +15,10 @@ gradient-norm clipping as a safety net.
 
 The loop is lean on purpose (it is the search's main cost): in-memory batches, teacher logits under
 ``no_grad`` once per batch, no evaluation inside the loop except the optional ``checkpoint``
-callback, and each step runs inside ``gate()``, the measurement lock's "busy" side, so latency is
-never timed while this trial trains (see autocompress.measure).
+callback (and ``FinetuneSettings.on_step``, called after each step with ``(steps done, steps in
+this call)``: the progress display's hook, as cheap, no tensor work), and each step runs inside
+``gate()``, the measurement lock's "busy" side, so latency is never timed while this trial trains
+(see autocompress.measure).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from autocompress.plan import DistillPlan
 
 Gate = Callable[[], AbstractContextManager[object]]
 Checkpoint = Callable[[int, nn.Module], None]
+OnStep = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class FinetuneSettings:
     total: int | None = None
     checkpoint_every: int = 0  # call ``checkpoint`` every N steps (0: never)
     deadline: float | None = None  # time.monotonic() after which the trial is abandoned
+    # called after each optimizer step with (steps done, ``steps``): the progress display's hook
+    on_step: OnStep | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -154,6 +159,8 @@ def finetune(
             model.eval()
             checkpoint(step + 1, model)
         report.steps = step + 1
+        if settings.on_step is not None:
+            settings.on_step(step + 1, settings.steps)
     report.seconds = time.perf_counter() - start
     if report.losses:
         report.first_loss, report.last_loss = report.losses[0], report.losses[-1]

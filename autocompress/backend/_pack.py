@@ -13,6 +13,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,24 +80,43 @@ def write_packed(model: nn.Module, quantized: Mapping[str, QuantizedWeight]) -> 
 
 def read_packed(blob: bytes) -> dict[str, np.ndarray]:
     """Unpack :func:`write_packed` output to float32 arrays (dequantized)."""
+    out = {}
+    for name, e, chunk in _entries(blob):
+        shape = e["shape"]
+        if e["bits"] == 32:
+            out[name] = np.frombuffer(chunk, dtype="<f4").reshape(shape)
+            continue
+        q, scale = _codes_and_scale(chunk, e)
+        out[name] = q.astype(np.float32) * scale.reshape(-1, *([1] * (len(shape) - 1)))
+    return out
+
+
+def read_packed_codes(blob: bytes) -> dict[str, np.ndarray]:
+    """The k-bit tensors of :func:`write_packed` output as their integer codes (int8, their
+    shape), without the scales; fp32 tensors are left out."""
+    return {
+        name: _codes_and_scale(chunk, e)[0] for name, e, chunk in _entries(blob) if e["bits"] < 32
+    }
+
+
+def _entries(blob: bytes) -> list[tuple[str, dict[str, Any], bytes]]:
     if not blob.startswith(MAGIC):
         raise ValueError("not a packed autocompress artifact")
     (n,) = struct.unpack("<I", blob[len(MAGIC) : len(MAGIC) + 4])
     start = len(MAGIC) + 4
     header = json.loads(blob[start : start + n])
     data = memoryview(blob)[start + n :]
-    out = {}
-    for name, e in header.items():
-        chunk = bytes(data[e["offset"] : e["offset"] + e["nbytes"]])
-        shape, count = e["shape"], int(np.prod(e["shape"]))
-        if e["bits"] == 32:
-            out[name] = np.frombuffer(chunk, dtype="<f4").reshape(shape)
-            continue
-        channels = shape[0]
-        q = unpack_bits(chunk[: len(chunk) - 4 * channels], e["bits"], count).reshape(shape)
-        scale = np.frombuffer(chunk[len(chunk) - 4 * channels :], dtype="<f4")
-        out[name] = q.astype(np.float32) * scale.reshape(-1, *([1] * (len(shape) - 1)))
-    return out
+    return [
+        (name, e, bytes(data[e["offset"] : e["offset"] + e["nbytes"]]))
+        for name, e in header.items()
+    ]
+
+
+def _codes_and_scale(chunk: bytes, e: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    shape, channels = e["shape"], e["shape"][0]
+    count = int(np.prod(shape))
+    q = unpack_bits(chunk[: len(chunk) - 4 * channels], e["bits"], count).reshape(shape)
+    return q, np.frombuffer(chunk[len(chunk) - 4 * channels :], dtype="<f4")
 
 
 def _stored_tensors(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -2,12 +2,18 @@
 
     out/model.onnx       (ONNX Runtime targets)  or  out/model.pt2 (torch.export program)
     out/model.acpk       the packed k-bit weights (the size objective's representation)
-    out/unpack.py        numpy-only unpacker of model.acpk (no autocompress needed)
+    out/model.skeleton.onnx  model.onnx without the int8 weights model.acpk rebuilds exactly
+    out/unpack.py        numpy-only unpacker: model.acpk -> weights, or skeleton + acpk -> the
+                         exact model.onnx (no autocompress, no onnx needed)
     out/manifest.json    plan, measured figures, device fingerprint, fp32 reference, input spec
 
 Sizes are labelled by what they measure: ``deploy_bytes`` is the model file (what the runtime
 loads), ``packed_bytes`` the ``model.acpk`` file (k-bit codes, scales, fp32 rest and a small
-header), ``size_bytes`` the search's size objective (the same payload without the header).
+header), ``size_bytes`` the search's size objective (the same payload without the header),
+``shipped_bytes`` what the packed route ships: skeleton + ``model.acpk`` + ``unpack.py`` (plus the
+manifest, which every route ships). The skeleton is made and its rebuild checked byte for byte
+here, at export: an initializer whose int8 values the packed codes do not equal stays in it
+(``skeleton_kept`` says why).
 
 The model file is the exact artifact the search measured (copied byte for byte from the trial's
 run directory, checked by SHA-256), so the figures in the manifest are the figures of that file;
@@ -34,6 +40,7 @@ from autocompress.record import read_study
 FORMAT = "autocompress-export/1"
 MANIFEST = "manifest.json"
 PACKED = "model.acpk"
+SKELETON = "model.skeleton.onnx"
 UNPACKER = "unpack.py"
 HOW_TO_LOAD = {
     ".onnx": "import onnxruntime as ort; s = ort.InferenceSession('model.onnx'); "
@@ -67,16 +74,57 @@ def export(
     manifest = build_manifest(study, member, model_file.name, data)
     packed = artifact.with_name(PACKED)
     if packed.exists():  # trials written before the packed artifact was kept lack it
-        blob = packed.read_bytes()
-        _files.write_bytes(out / PACKED, blob)
-        _files.write_bytes(out / UNPACKER, Path(__file__).with_name(UNPACKER).read_bytes())
-        manifest["packed_file"] = PACKED
-        manifest["packed_sha256"] = hashlib.sha256(blob).hexdigest()
-        manifest["measured"]["packed_bytes"] = len(blob)
-        manifest["how_to_unpack"] = f"python {UNPACKER} {PACKED} weights.npz  (numpy only)"
+        _ship_packed(out, packed.read_bytes(), data, manifest)
     path = out / MANIFEST
     _files.write_text(path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return path
+
+
+def _ship_packed(out: Path, blob: bytes, model: bytes, manifest: dict[str, Any]) -> None:
+    """``model.acpk`` and ``unpack.py``; for an ONNX model, the skeleton they rebuild it from."""
+    _files.write_bytes(out / PACKED, blob)
+    unpacker = Path(__file__).with_name(UNPACKER).read_bytes()
+    _files.write_bytes(out / UNPACKER, unpacker)
+    manifest["packed_file"] = PACKED
+    manifest["packed_sha256"] = hashlib.sha256(blob).hexdigest()
+    manifest["measured"]["packed_bytes"] = len(blob)
+    manifest["how_to_unpack"] = f"python {UNPACKER} {PACKED} weights.npz  (numpy only)"
+    if manifest["model_file"].endswith(".onnx"):
+        skeleton, why_not = _skeleton(blob, model)
+        if skeleton is None:
+            manifest["rebuild"] = f"unavailable: {why_not}; ship {manifest['model_file']}"
+            return
+        _files.write_bytes(out / SKELETON, skeleton.artifact)
+        manifest.update(
+            skeleton_file=SKELETON,
+            skeleton_sha256=hashlib.sha256(skeleton.artifact).hexdigest(),
+            packed_to_onnx=skeleton.packed_to_onnx,
+            skeleton_kept=skeleton.kept,
+            rebuild="byte-identical (checked at export)",
+            how_to_rebuild=f"python {UNPACKER}  (in this directory: writes "
+            f"{manifest['model_file']} from {SKELETON} + {PACKED}, sha256 checked; numpy only)",
+        )
+        shipped = len(skeleton.artifact) + len(blob) + len(unpacker)
+        manifest["measured"]["shipped_bytes"] = shipped
+
+
+def _skeleton(blob: bytes, model: bytes) -> tuple[Any, str]:
+    """The skeleton of ``model`` if unpack.py rebuilds ``model`` from it byte for byte, else
+    None and why."""
+    from autocompress.backend import read_packed_codes
+    from autocompress.deploy.unpack import rebuild_onnx
+    from autocompress.runtimes import onnx_skeleton
+
+    skeleton = onnx_skeleton(model, read_packed_codes(blob))
+    try:
+        rebuilt = rebuild_onnx(skeleton.artifact, blob, skeleton.packed_to_onnx)
+    except ValueError as exc:
+        return None, f"the skeleton does not rebuild ({exc})"
+    if rebuilt != model:
+        return None, "the rebuilt model differs from the exported one"
+    if not skeleton.packed_to_onnx:
+        return None, "no int8 weight of the model is in the packed file"
+    return skeleton, ""
 
 
 def artifact_path(member: Member, run_dir: str | Path | None = None) -> Path:
@@ -197,6 +245,14 @@ def describe_export(manifest_path: Path) -> str:
         lines.append(
             f"   {manifest['packed_file']}: {fmt_bytes(measured['packed_bytes'])} "
             "(packed_bytes: k-bit weights + scales; unpack with unpack.py, numpy only)"
+        )
+    if "shipped_bytes" in measured:
+        n_kept = len(manifest["skeleton_kept"])
+        kept = f"; {n_kept} int8 weights stay in the skeleton" if n_kept else ""
+        lines.append(
+            f"   {manifest['skeleton_file']} + {manifest['packed_file']} + {UNPACKER}: "
+            f"{fmt_bytes(measured['shipped_bytes'])} (shipped_bytes: the packed route; "
+            f"`python {UNPACKER}` there rebuilds {manifest['model_file']} byte for byte{kept})"
         )
     lines.append(f"   {MANIFEST}: figures, plan, fingerprint, input spec, sha256 of each file")
     return "\n".join(lines)

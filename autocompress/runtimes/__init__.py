@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from autocompress.runtimes._base import Deployable, Runtime
@@ -72,6 +73,15 @@ def onnx_graph_input(artifact: bytes) -> tuple[str, list[int | str]]:
     return graph_input(artifact)
 
 
+def onnx_skeleton(artifact: bytes, codes: Mapping[str, Any]) -> Any:
+    """An ONNX QDQ deployable with the int8 weights that ``codes`` (packed tensor name -> k-bit
+    integer codes) rebuild exactly taken out: ``.artifact`` (bytes), ``.packed_to_onnx``
+    (packed name -> initializer name), ``.kept`` (initializer left in -> why)."""
+    from autocompress.runtimes._onnxrt import make_skeleton
+
+    return make_skeleton(artifact, codes)
+
+
 __all__ = [
     "Deployable",
     "Runtime",
@@ -80,4 +90,5 @@ __all__ = [
     "compute_precision",
     "get_runtime",
     "onnx_graph_input",
+    "onnx_skeleton",
 ]

@@ -24,9 +24,11 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 import torch
 from onnxruntime.quantization import (
@@ -192,6 +194,62 @@ def graph_input(artifact: bytes) -> tuple[str, list[int | str]]:
     first = onnx.load_from_string(artifact).graph.input[0]
     dims = first.type.tensor_type.shape.dim
     return first.name, [d.dim_value if d.dim_value else d.dim_param or "N" for d in dims]
+
+
+class Skeleton(NamedTuple):
+    """A QDQ model with its k-bit weights taken out (see :func:`make_skeleton`)."""
+
+    artifact: bytes  # the model, each emptied initializer's raw_data b"" (name, dtype, dims kept)
+    packed_to_onnx: dict[str, str]  # packed tensor name -> the initializer it fills
+    kept: dict[str, str]  # initializer left in the skeleton -> why
+
+
+def make_skeleton(artifact: bytes, codes: Mapping[str, np.ndarray]) -> Skeleton:
+    """Empty the int8 weight initializers of ``artifact`` that the packed codes rebuild exactly.
+
+    A quantized weight is the int8 initializer a DequantizeLinear feeds into a Conv/Gemm/MatMul.
+    Its packed tensor is the one ORT named it after (``{weight}_quantized``), else the one packed
+    tensor of its shape with the same codes; it is emptied only if the codes equal its int8
+    values exactly (the k-bit scale is the int8 scale, so they should). Scales, zero points,
+    biases and fp32 layers stay in the skeleton.
+    """
+    model = onnx.load_from_string(artifact)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    mapping: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    for node in graph.node:
+        dq = producers.get(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type not in _WEIGHTED_OPS or dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        init = inits.get(dq.input[0])
+        if init is None or init.name in mapping.values() or init.name in kept:
+            continue
+        name, why = _packed_match(init, codes, set(mapping))
+        if name is None:
+            kept[init.name] = why
+            continue
+        mapping[name] = init.name
+        init.raw_data = b""
+    return Skeleton(model.SerializeToString(), mapping, kept)
+
+
+def _packed_match(
+    init: onnx.TensorProto, codes: Mapping[str, np.ndarray], taken: set[str]
+) -> tuple[str | None, str]:
+    if init.data_type != onnx.TensorProto.INT8 or not init.HasField("raw_data"):
+        return None, "not an int8 tensor stored as raw bytes"
+    values = onnx.numpy_helper.to_array(init)
+    named = init.name.removesuffix("_quantized")
+    candidates = [named] if named in codes else []
+    candidates += [n for n, c in codes.items() if n != named and c.shape == values.shape]
+    for name in candidates:
+        if name not in taken and np.array_equal(codes[name], values):
+            return name, ""
+    if named in codes:
+        return None, f"its int8 values differ from the packed codes of {named}"
+    return None, "no packed tensor holds its int8 values"
 
 
 def make_session(artifact: bytes, threads: int) -> ort.InferenceSession:

@@ -55,9 +55,15 @@ class Executor(Protocol):
 def execute(
     plan: dict[str, Any], task: dict[str, Any], number: int, objects: Any = None
 ) -> Outcome:
-    """Run one trial and classify how it ended; never raises (a worker must report, not die)."""
-    from autocompress.worker import run_trial
+    """Run one trial and classify how it ended; never raises (a worker must report, not die).
 
+    The trial's fine-tuning steps are reported under ``number`` while it runs (the progress
+    display reads them: ``autocompress.worker.running_steps``); the context variable is set in
+    this thread, the one that runs the trial.
+    """
+    from autocompress.worker import CURRENT_TRIAL, clear_steps, run_trial
+
+    token = CURRENT_TRIAL.set(number)
     try:
         return Outcome(number, "ok", output=run_trial(plan, task, objects=objects))
     except HopelessTrialError as exc:
@@ -68,6 +74,9 @@ def execute(
         return Outcome(number, "failed", reason=str(exc))
     except Exception as exc:  # a bug or a library failure: keep the study going, keep the reason
         return Outcome(number, "failed", reason=failure_reason(exc))
+    finally:
+        CURRENT_TRIAL.reset(token)
+        clear_steps(number)
 
 
 def failure_reason(exc: BaseException) -> str:

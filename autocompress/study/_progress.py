@@ -5,10 +5,14 @@ Every line is a :mod:`logging` record of ``autocompress.progress`` (the CLI's ``
 too). Not on a terminal (CI logs, pipes, tests): one line per finished trial and a status line
 (trials done / running / failed / stopped early, the front's size and hypervolume, an ETA from the
 mean wall time of the trials finished in this session). On a terminal the finished trials scroll
-above a live panel (``rich``) with the same status, a bar, and each running trial's elapsed time.
+above a live panel (``rich``) with the same status, a bar, and each running trial's elapsed time
+and fine-tuning step (``step 40/60``, over the trial's whole budget, float and QAT phases).
 
-The step of a running trial's fine-tuning is not shown: the worker (a thread, or a Ray process)
-tells the driver nothing until it returns; the elapsed time stands in for it.
+Steps come from ``autocompress.worker.running_steps``, a registry in this process that the
+fine-tuning loop writes after each step: it is filled for trials of the ``LocalExecutor`` (worker
+threads of the driver's process). A trial on the Ray executor runs in another process and writes
+that process's registry, which the driver cannot read (the worker tells the driver nothing until
+it returns), so its line shows the elapsed time alone; so does a trial not fine-tuning yet.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from autocompress.front import build_front, fmt_bytes, fmt_ms
 from autocompress.record import read_trial
 from autocompress.study._setup import SearchSetup
 from autocompress.study._storage import storage_label
+from autocompress.worker import running_steps
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.live import Live
 
 LOGGER = logging.getLogger("autocompress.progress")
-REFRESH_PER_S = 2  # the live panel's redraws: elapsed seconds tick without any event
+REFRESH_PER_S = 2  # the live panel's redraws: elapsed seconds and steps tick without any event
 
 
 @dataclass
@@ -258,8 +263,12 @@ class Progress:
         head = Table.grid(padding=(0, 1))
         head.add_row(ProgressBar(total=n, completed=min(status.done, n), width=24))
         head.add_row(Text(status.line(n, eta)))
+        steps = running_steps()
         lines = [
-            Text(f"  trial {k:3d} {self.tags.get(k, ''):<22} running {now - since:5.0f} s")
+            Text(
+                f"  trial {k:3d} {self.tags.get(k, ''):<22} running {now - since:5.0f} s"
+                + (f"  step {steps[k][0]}/{steps[k][1]}" if k in steps else "")
+            )
             for k, since in running
         ]
         return Group(head, *lines)

@@ -1,13 +1,16 @@
 """The worker wing: what runs one trial, a pure function of plain data.
 
 ``Task`` (what every trial receives) and ``TrialResult`` (what it returns) are light and loaded
-eagerly; ``run_trial`` and the per-process context load torch, so they are loaded on first use.
+eagerly, as is the registry of running trials' fine-tuning steps (``_steps``); ``run_trial`` and
+the per-process context load torch, so they are loaded on first use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from autocompress.worker._steps import CURRENT_TRIAL, running_steps
+from autocompress.worker._steps import clear as clear_steps
 from autocompress.worker._task import Task
 
 _LAZY = {
@@ -32,13 +35,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CURRENT_TRIAL",
     "Task",
     "TrialContext",
     "TrialData",
     "UserObjects",
     "check_target_node",
+    "clear_steps",
     "loader_data",
     "run_trial",
+    "running_steps",
     "splits_data",
     "time_deployable",
     "trial_context",

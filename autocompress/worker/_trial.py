@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -45,6 +45,7 @@ from autocompress.record import (
     TrialResult,
 )
 from autocompress.runtimes import Deployable, compute_precision
+from autocompress.worker import _steps as steps_registry
 from autocompress.worker._context import TrialContext, UserObjects, trial_context
 from autocompress.worker._task import Task
 
@@ -186,11 +187,15 @@ def _finetune(
     def checkpoint(step: int, m: Any) -> None:
         _check_hopeless(_torch_accuracy(m, ctx, EARLY_EVAL_IMAGES), task, f"at step {step}")
 
+    def on_step(offset: int) -> Callable[[int, int], None]:
+        """Each phase's steps as steps of the whole budget, for the progress display."""
+        return lambda done, _: steps_registry.report(offset + done, steps)
+
     stream = ctx.data.train_stream(cfg.batch_size, cfg.seed)
     reports = []
     if steps - qat_steps > 0:
         with clock("finetune"):
-            float_phase = replace(base, steps=steps - qat_steps)
+            float_phase = replace(base, steps=steps - qat_steps, on_step=on_step(0))
             _, report = finetune(
                 model, ctx.teacher, {}, plan.distill, stream, float_phase,
                 gate=busy, checkpoint=checkpoint,
@@ -202,7 +207,8 @@ def _finetune(
         with busy():
             return snap_weights(model, plan.quantized_layers), _joined(reports)
     with clock("finetune"):
-        qat_phase = replace(base, steps=qat_steps, offset=steps - qat_steps)
+        offset = steps - qat_steps
+        qat_phase = replace(base, steps=qat_steps, offset=offset, on_step=on_step(offset))
         quantized, report = finetune(
             model, ctx.teacher, plan.quantized_layers, plan.distill, stream, qat_phase,
             gate=busy, checkpoint=checkpoint,

@@ -71,8 +71,8 @@ UNPACK = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "autocompress":
-            raise ImportError("autocompress is blocked in this process")
+        if name.split(".")[0] in ("autocompress", "onnx", "onnxruntime", "torch"):
+            raise ImportError(name + " is blocked in this process")
 sys.meta_path.insert(0, Block())
 sys.argv = ["unpack.py", *sys.argv[1:]]
 exec(compile(open("unpack.py").read(), "unpack.py", "exec"))
@@ -117,3 +117,83 @@ def test_export_ships_the_packed_artifact_and_a_standalone_unpacker(finished, tm
     for key in quantized:  # the codes times the scales are the weights, bit for bit
         scale = codes[key + ".scale"].reshape(-1, *([1] * (codes[key + ".codes"].ndim - 1)))
         assert np.array_equal(codes[key + ".codes"].astype(np.float32) * scale, ours[key])
+
+
+def test_the_packed_route_rebuilds_the_exact_model_in_a_clean_venv(
+    finished, clean_python, tmp_path, capsys
+):
+    """Ship skeleton + model.acpk + unpack.py + manifest, nothing else; `python unpack.py` in a
+    venv holding numpy alone writes model.onnx byte for byte."""
+    import onnxruntime as ort
+
+    result, journal = finished
+    member = result.front.pick(prefer="size")
+    out = tmp_path / "out"
+    assert main(["export", journal, str(out), "--trial", str(member.number)]) == 0
+    printed = capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    shipped = ("model.skeleton.onnx", "model.acpk", "unpack.py")
+    assert manifest["measured"]["shipped_bytes"] == sum((out / f).stat().st_size for f in shipped)
+    assert "shipped_bytes" in printed and "model.skeleton.onnx" in printed
+    assert manifest["packed_to_onnx"] and manifest["skeleton_kept"] == {}
+    assert manifest["rebuild"].startswith("byte-identical")
+    quantized = {f"{n}.weight" for n, lp in member.plan.layers.items() if lp.weight_bits}
+    assert set(manifest["packed_to_onnx"]) == quantized
+    assert (out / "model.skeleton.onnx").stat().st_size < manifest["measured"]["deploy_bytes"]
+
+    ship = tmp_path / "ship"
+    ship.mkdir()
+    for name in (*shipped, "manifest.json"):
+        shutil.copy(out / name, ship / name)
+    python, clean = clean_python
+    proc = subprocess.run(
+        [python, "-I", "-c", UNPACK], cwd=ship, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "byte for byte" in proc.stdout
+    model = (out / "model.onnx").read_bytes()
+    assert (ship / "model.onnx").read_bytes() == model
+    if clean:  # the venv really holds numpy alone
+        probe = subprocess.run([python, "-c", "import onnx"], capture_output=True, timeout=60)
+        assert probe.returncode != 0
+
+    from autocompress.config import DataConfig
+    from autocompress.data import load_splits
+
+    x = load_splits(DataConfig(dataset="digits", val_size=300)).test_x[:16].numpy()
+    logits = [
+        ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+            None, {manifest["input"]["name"]: x}
+        )[0]
+        for d in (out, ship)
+    ]
+    assert np.array_equal(logits[0], logits[1])
+
+    manifest["sha256"] = "0" * 64  # what the rebuild must match: a mismatch writes nothing
+    (ship / "manifest.json").write_text(json.dumps(manifest))
+    (ship / "model.onnx").unlink()
+    proc = subprocess.run(
+        [python, "-I", "-c", UNPACK], cwd=ship, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1 and not (ship / "model.onnx").exists()
+    assert "is not the manifest's" in proc.stdout
+
+
+def test_a_weight_the_codes_do_not_equal_stays_in_the_skeleton(finished):
+    from autocompress.backend import read_packed_codes
+    from autocompress.deploy.unpack import rebuild_onnx
+    from autocompress.runtimes import onnx_skeleton
+
+    member = finished[0].front.pick(prefer="size")
+    folder = Path(member.artifact_dir)
+    model, blob = (folder / "model.onnx").read_bytes(), (folder / "model.acpk").read_bytes()
+    codes = read_packed_codes(blob)
+    whole = onnx_skeleton(model, codes)
+    name = sorted(whole.packed_to_onnx)[0]
+    codes[name] = codes[name].copy()
+    codes[name].flat[0] += 1 if codes[name].flat[0] < 0 else -1
+    partial = onnx_skeleton(model, codes)
+    assert name not in partial.packed_to_onnx
+    assert "differ" in partial.kept[whole.packed_to_onnx[name]]
+    assert len(partial.artifact) > len(whole.artifact)
+    assert rebuild_onnx(partial.artifact, blob, partial.packed_to_onnx) == model

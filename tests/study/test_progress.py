@@ -148,3 +148,26 @@ def test_cli_verbosity(setup, monkeypatch, capsys, argv, trial_lines, started_li
     assert any(TRIAL.match(x) for x in out.splitlines()) == trial_lines
     assert (" started  [" in out) == started_lines
     assert logging.getLogger("autocompress").level == before  # main() put it back
+
+
+def test_the_live_panel_shows_a_reported_step(setup, level) -> None:
+    from rich.console import Console
+
+    from autocompress.worker import CURRENT_TRIAL, _steps, clear_steps
+
+    level(logging.INFO)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=140)
+    reporter = Progress(setup, out=io.StringIO(), console=console)
+    reporter.started.update({3: time.monotonic(), 4: time.monotonic()})
+    token = CURRENT_TRIAL.set(3)
+    try:
+        _steps.report(4, 6)
+        console.print(reporter._render())
+    finally:
+        CURRENT_TRIAL.reset(token)
+        clear_steps(3)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert re.search(r"trial +3 +running +\d+ s  step 4/6", text), text
+    assert re.search(r"trial +4 +running +\d+ s$", text, re.MULTILINE), text  # none reported
+    reporter.close()
