@@ -25,6 +25,7 @@ from autocompress.front import (
     fmt_bytes,
     fp32_latency_ms,
     front_row,
+    int8_note,
     latency_ms,
 )
 
@@ -343,6 +344,7 @@ def _summary(front: Front, picked: Member | None) -> str:
         f"latency {fp32_latency_ms(front):.4f} ms (median over trials, timed beside each), "
         f"packed size {ref.get('size_bytes', float('nan')) / 1e3:.1f} kB",
         html.escape(floor_line(front)),
+        *(html.escape(n) for n in filter(None, [int8_note(front)])),
         "speedup = x faster than the fp32 reference's latency above; smaller = x smaller than "
         "its packed size",
         f"measured on: {html.escape(str(fp.get('cpu', '?')))}, "

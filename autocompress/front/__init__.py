@@ -16,6 +16,7 @@ from autocompress.front._table import (
     fp32_latency_ms,
     front_row,
     infeasible_warning,
+    int8_note,
     latency_ms,
     to_pandas,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "front_row",
     "hypervolume",
     "infeasible_warning",
+    "int8_note",
     "knee_index",
     "latency_ms",
     "members_of",

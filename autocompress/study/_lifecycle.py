@@ -23,6 +23,7 @@ from autocompress.errors import ConfigError, StorageError
 from autocompress.front import DIRECTIONS
 from autocompress.record import StudyStamp, read_study, read_trial
 from autocompress.record import attrs as A
+from autocompress.study._preflight import check_space
 from autocompress.study._samplers import make_sampler
 from autocompress.study._setup import SearchSetup
 from autocompress.study._storage import open_storage
@@ -42,6 +43,7 @@ def open_study(setup: SearchSetup) -> optuna.Study:
     except ConfigError:
         _check_stored_search(setup)  # resuming with a changed space: that is the error to name
         raise
+    check_space(setup)  # a failure every plan would hit: found in seconds, before any write
     storage = open_storage(setup.storage, setup.run_dir)  # a bad storage fails before any mkdir
     setup.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # user-only: the study's work
     directions = [DIRECTIONS[o] for o in setup.objectives]

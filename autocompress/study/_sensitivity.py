@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from autocompress.backend import fold_batchnorm, snap_weights
+from autocompress.data import model_input
 from autocompress.measure import top1_accuracy
 from autocompress.study._space import BoundSpace
 
@@ -75,4 +76,4 @@ def _lowest_bits(space: BoundSpace, layer: str) -> int | None:
 
 @torch.no_grad()
 def _accuracy(model: torch.nn.Module, val: Callable[[], Iterable[Any]]) -> float:
-    return top1_accuracy(lambda x: model(x.float()), val(), limit=EVAL_IMAGES)
+    return top1_accuracy(lambda x: model(model_input(x)), val(), limit=EVAL_IMAGES)

@@ -18,6 +18,7 @@ import torch
 
 from autocompress.backend import fold_batchnorm, head_name, layer_inventory, packed_size
 from autocompress.config import ExperimentConfig, SearchConfig, SearchSpace, to_plain
+from autocompress.data import model_input
 from autocompress.errors import ConfigError
 from autocompress.measure import top1_accuracy
 from autocompress.runtimes import check_target_device
@@ -143,7 +144,7 @@ def _finish(inputs: _Inputs, model: torch.nn.Module, data: Any) -> SearchSetup:
     """Bind the space to the model's layers, take the reference figures, build the setup."""
     space, task, search = inputs.space, inputs.task, inputs.search
     model = model.cpu().eval()
-    example = next(iter(data.val()))[0][:2].float()
+    example = model_input(next(iter(data.val()))[0][:2])
     _check_input_shape(model, task.target.input_shape)
     layers = layer_inventory(model, example)
     head = head_name(layers)
@@ -214,7 +215,7 @@ def _check_input_shape(model: torch.nn.Module, shape: list[int] | None) -> None:
 
 def _reference_figures(model: torch.nn.Module, data: Any) -> dict[str, float]:
     with torch.no_grad():
-        accuracy = top1_accuracy(lambda x: model(x.float()), data.val())
+        accuracy = top1_accuracy(lambda x: model(model_input(x)), data.val())
     folded = copy.deepcopy(model)
     fold_batchnorm(folded)
     return {

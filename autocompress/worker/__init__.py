@@ -23,6 +23,7 @@ _LAZY = {
     "loader_data": "autocompress.worker._context",
     "splits_data": "autocompress.worker._context",
     "check_target_node": "autocompress.worker._remote",
+    "dry_run": "autocompress.worker._preflight",
 }
 
 
@@ -42,6 +43,7 @@ __all__ = [
     "UserObjects",
     "check_target_node",
     "clear_steps",
+    "dry_run",
     "loader_data",
     "run_trial",
     "running_steps",

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from autocompress.backend import LayerInfo, fold_batchnorm, head_name, layer_inventory
-from autocompress.data import batches, endless_batches, load_splits
+from autocompress.data import batches, endless_batches, load_splits, model_input
 from autocompress.errors import DataError
 from autocompress.measure import busy
 from autocompress.runtimes import Deployable, Runtime, get_runtime
@@ -128,18 +128,18 @@ def loader_data(objects: UserObjects) -> TrialData:
     x, _ = first
     objects.model.eval()
     with torch.no_grad():
-        num_classes = int(objects.model(x[:1].float()).shape[1])
+        num_classes = int(objects.model(model_input(x[:1])).shape[1])
 
     def stream(batch_size: int, seed: int) -> Iterator[Batch]:
         torch.manual_seed(seed)
         while True:
-            yield from ((bx.float(), by) for bx, by in objects.train_loader)
+            yield from ((model_input(bx), by) for bx, by in objects.train_loader)
 
     test = objects.test_loader
     return TrialData(
         train_stream=stream,
-        val=lambda: ((bx.float(), by) for bx, by in objects.val_loader),
-        test=None if test is None else (lambda: ((bx.float(), by) for bx, by in test)),
+        val=lambda: ((model_input(bx), by) for bx, by in objects.val_loader),
+        test=None if test is None else (lambda: ((model_input(bx), by) for bx, by in test)),
         input_shape=list(x.shape[1:]),
         num_classes=num_classes,
     )

@@ -149,8 +149,8 @@ def timing_batch(ctx: TrialContext, target: Any) -> np.ndarray:
     """The timed input: real images, or the target's declared input shape (random data)."""
     shape = list(target.input_shape or ctx.data.input_shape)
     if shape == list(ctx.calibration[0].shape[1:]):
-        sample = ctx.calibration[0][:1]
-        return np.ascontiguousarray(np.repeat(sample, target.batch_size, axis=0), np.float32)
+        sample = ctx.calibration[0][:1]  # its own dtype: token ids stay integers
+        return np.ascontiguousarray(np.repeat(sample, target.batch_size, axis=0))
     rng = np.random.default_rng(0)
     return rng.standard_normal([target.batch_size, *shape]).astype(np.float32)
 

@@ -123,3 +123,22 @@ def test_report_plan_chart_in_forward_order_and_3d_axes_not_clipped(finished) ->
     slowest = max(m.result.latency_ms for m in front.completed)
     assert scene.xaxis.range[0] == 0 and scene.xaxis.range[1] > slowest
     assert not math.isnan(fp32_latency_ms(front))
+
+
+def test_int8_slower_than_fp32_is_said_in_the_table_and_report() -> None:
+    """Issue 19: on a tiny ViT int8 QDQ measured 1.9x slower than fp32; say it, once."""
+    from autocompress.deploy._report import _summary
+    from autocompress.front import int8_note
+
+    fp32 = _member(0, 0.92, 0.088, 0.088, "fp32")
+    slow = _member(1, 0.91, 0.165, 0.088, "int8")
+    front = Front(
+        ["accuracy", "latency", "size"], [fp32, slow], [fp32, slow], {"val_accuracy": 0.92}
+    )
+    note = int8_note(front)
+    assert note is not None and "1.88x slower than fp32" in note and "trial 1" in note
+    assert note in format_front(front) and "1.88x slower" in _summary(front, None)
+    fast = _member(1, 0.91, 0.05, 0.088, "int8")
+    assert (
+        int8_note(Front(["accuracy", "latency", "size"], [fp32, fast], [fp32, fast], {})) is None
+    )
