@@ -77,10 +77,10 @@ def prune_channels(
         members = _out_members(graph, group, names)
         ratio = min((ratios.get(n, 0.0) for n in members), default=0.0)
         if ratio > 0:
-            plans.append((group, ratio))
+            plans.append((group[0].dep.target.module, group[0].dep.handler, ratio))
     with torch.no_grad():
-        for group, ratio in plans:
-            _prune_group(graph, group, ratio, round_to, importance)
+        for root, fn, ratio in plans:
+            _prune_group(graph, (root, fn), ratio, round_to, importance, names)
     after = {n: _out_channels(m) for n, m in model.named_modules() if isinstance(m, COMPRESSIBLE)}
     return {n: 1 - after[n] / before[n] for n in before if after.get(n, before[n]) != before[n]}
 
@@ -114,24 +114,78 @@ def coupled_layers(
 
 
 def _prune_group(
-    graph: Any, group: Any, ratio: float, round_to: int, importance: Importance
+    graph: Any,
+    root: tuple[nn.Module, Callable[..., Any]],
+    ratio: float,
+    round_to: int,
+    importance: Importance,
+    names: Mapping[nn.Module, str],
 ) -> None:
-    root = group[0].dep.target.module
-    fn = group[0].dep.handler
-    channels = graph.get_out_channels(root)
-    keep = _kept_channels(channels, ratio, round_to)
-    if keep >= channels:
+    """Prune one coupled group: the same channels of every member, evenly per channel group.
+
+    The group is fetched again here, not reused from ``get_all_groups``: Torch-Pruning maps a
+    concatenation's inputs to the consumer's channels by offsets taken when a group is made, so
+    a group made before an earlier concat input lost channels scores and prunes the consumer's
+    channels at stale offsets (``IndexError: index 80 is out of bounds for dimension 0 with size
+    80`` in the importance, or silently the wrong input channels). Issue #19.
+    """
+    module, fn = root
+    channels = graph.get_out_channels(module)
+    group = graph.get_pruning_group(module, fn, list(range(channels)))
+    split = _channel_split(graph, group, names)
+    per_split = channels // split
+    unit = max(1, round_to // math.gcd(round_to, split))  # kept total stays a multiple of round_to
+    keep = _kept_channels(per_split, ratio, unit)
+    if keep >= per_split:
         return
     scores = importance(group)
     if scores is None or len(scores) != channels:
         raise UnsupportedPlanError(
-            f"cannot score channels of layer {type(root).__name__} (grouped channels?)"
+            f"cannot score the channels of layer {names.get(module, type(module).__name__)!r}; "
+            "leave it out of pruning (prune ratio 0 for it in the search space)"
         )
-    drop = torch.argsort(scores)[: channels - keep].tolist()
-    pruning = graph.get_pruning_group(root, fn, sorted(drop))
+    # the same local channels in every split: a grouped conv keeps each group's inputs together
+    local = torch.argsort(scores.view(split, per_split).mean(0))[: per_split - keep].tolist()
+    drop = sorted(i + g * per_split for g in range(split) for i in local)
+    pruning = graph.get_pruning_group(module, fn, drop)
     if not graph.check_pruning_group(pruning):
         raise UnsupportedPlanError("pruning would remove every channel of a layer")
     pruning.prune()
+
+
+def _channel_split(graph: Any, group: Any, names: Mapping[nn.Module, str]) -> int:
+    """How many equal parts the group's channels fall into (grouped convs among its members).
+
+    A grouped conv (``groups`` > 1, not depthwise) computes output group g from input group g
+    only, so it must lose the same number of channels in every group, and on its input side the
+    same local positions (Torch-Pruning slices a grouped conv's weight by the first group's kept
+    positions). Pruning the same local channels in each of ``lcm(groups)`` parts gives both.
+    Depthwise convs (groups == in == out) lose their producer's channels one for one and need
+    no split. A grouped conv fed by part of a concatenation sees only some of its groups pruned
+    by this group: that cannot be kept even, so it is refused.
+    """
+    split = 1
+    for dep, idxs in group:
+        conv = dep.target.module
+        if not isinstance(conv, nn.Conv2d) or conv.groups == 1 or _depthwise(conv):
+            continue
+        out = graph.is_out_channel_pruning_fn(dep.handler)
+        width = conv.out_channels if out else conv.in_channels
+        if len(idxs) != width:
+            raise UnsupportedPlanError(
+                f"layer {names.get(conv)!r} is a grouped convolution (groups={conv.groups}) fed "
+                f"by part of a concatenation, so its groups cannot lose channels evenly; leave "
+                f"the layers feeding it out of pruning (prune ratio 0 for them)"
+            )
+        split = math.lcm(split, conv.groups)
+    channels = graph.get_out_channels(group[0].dep.target.module)
+    if channels % split:
+        raise UnsupportedPlanError(
+            f"{channels} channels of layer {names.get(group[0].dep.target.module)!r} do not "
+            f"split into the {split} equal parts its grouped convolutions need; leave it out of "
+            "pruning (prune ratio 0 for it)"
+        )
+    return split
 
 
 def _kept_channels(channels: int, ratio: float, round_to: int) -> int:
@@ -141,6 +195,10 @@ def _kept_channels(channels: int, ratio: float, round_to: int) -> int:
         return max(1, math.ceil(target))
     kept = max(round_to, round(target / round_to) * round_to)
     return min(kept, channels)
+
+
+def _depthwise(conv: nn.Conv2d) -> bool:
+    return conv.groups == conv.in_channels == conv.out_channels
 
 
 def _out_members(graph: Any, group: Any, names: Mapping[nn.Module, str]) -> list[str]:

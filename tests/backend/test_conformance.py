@@ -1,7 +1,8 @@
 """Backend conformance: every architecture in the zoo passes the same checks, unchanged code.
 
 refnet (residual adds), torchvision resnet18 (downsample shortcuts), mobilenet_v2 (depthwise
-convs, inverted residuals) and a plain MLP, at tiny widths on 8x8 digits:
+convs, inverted residuals), a plain MLP and squeezenet (concatenations, a grouped conv), at tiny
+widths on 8x8 digits:
 
 - the plan is applied: pruned layers lose channels (multiples of round_to), the head keeps its own;
 - the parameter count falls as the ratios say;
@@ -40,10 +41,11 @@ ARCHITECTURES = {
     "resnet18": {"width": 8},
     "mobilenet_v2": {"width_mult": 0.5},
     "mlp": {"hidden": [64, 32]},
+    "squeezenet": {"width": 32, "groups": 4},
 }
 
 
-STEPS = {"refnet": 60, "resnet18": 60, "mobilenet_v2": 120, "mlp": 60}
+STEPS = {"refnet": 60, "resnet18": 60, "mobilenet_v2": 120, "mlp": 60, "squeezenet": 120}
 RATIO = 0.25  # a collapsed (heavily pruned, untuned) net makes agreement a coin toss
 
 
