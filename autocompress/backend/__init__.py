@@ -7,6 +7,13 @@ by the trial when the plan does not ask for it.
 
 from typing import TYPE_CHECKING
 
+from autocompress.backend._attention import (
+    Attention,
+    DecomposedMultiheadAttention,
+    attention_layers,
+    decompose_attention,
+    prune_heads,
+)
 from autocompress.backend._batchnorm import fold_batchnorm, recalibrate_batchnorm
 from autocompress.backend._finetune import (
     FinetuneReport,
@@ -53,13 +60,17 @@ __all__ = [
     "COMPRESSIBLE",
     "IMPORTANCES",
     "ActivationFakeQuant",
+    "Attention",
+    "DecomposedMultiheadAttention",
     "FinetuneReport",
     "FinetuneSettings",
     "LayerInfo",
     "QuantizedWeight",
     "attach_fake_quant",
+    "attention_layers",
     "channel_counts",
     "coupled_layers",
+    "decompose_attention",
     "distillation_loss",
     "effective_lr",
     "fake_quantize_weight",
@@ -72,6 +83,7 @@ __all__ = [
     "packed_size",
     "parameter_count",
     "prune_channels",
+    "prune_heads",
     "quantize_weight",
     "read_packed",
     "read_packed_codes",
