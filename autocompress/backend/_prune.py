@@ -15,6 +15,7 @@ multiple of ``round_to`` so kernels stay vectorised).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autocompress.backend._attention import PROJECTIONS, attention_layers, prune_heads
 from autocompress.backend._layers import COMPRESSIBLE, resolve_layers
 from autocompress.errors import ConfigError, UnsupportedPlanError
 
@@ -53,36 +55,76 @@ def prune_channels(
 ) -> dict[str, float]:
     """Remove output channels in place; return the realized ratio of every pruned layer.
 
+    Attention (the backend's ``Attention``, what ``decompose_attention`` makes of
+    ``nn.MultiheadAttention``): q, k and v lose whole heads together, ``round(ratio * heads)``
+    of them, at the smallest ratio the plan gives the three (the search space gives them one
+    parameter, named after q: ``coupled_layers`` reports them as a group); ``out`` loses the
+    matching inputs. An MLP's hidden units (fc1 out, fc2 in) are an ordinary group.
+
+    Groups that run through a LayerNorm, an embedding or a free parameter are left whole: in a
+    transformer that is the residual stream, whose width every block, LayerNorm, positional
+    embedding and class token share. One ratio would bind them all (the smallest any of them
+    gets), and Torch-Pruning would cut the free parameters along a guessed dimension (the last
+    non-singleton one); heads and MLP widths are per block and carry most of the compute.
+
     Args:
         model: the model, pruned in place (channels removed, parameters shrink).
-        ratios: layer name -> fraction of output channels to remove.
-        example: an input batch for tracing the dependency graph.
+        ratios: layer name -> fraction of output channels (q/k/v: heads) to remove.
+        example: an input batch for tracing the dependency graph (int64 token ids work).
         head: the classifier head's name; it is never pruned.
         round_to: kept channel counts are multiples of this (where the layer is wider).
-        importance: channel scorer; magnitude (group L2 norm) by default.
+        importance: channel scorer; magnitude (group L2 norm) by default. Heads are scored
+            by magnitude.
     """
     if head is not None and ratios.get(head, 0.0) > 0:
         raise ConfigError(f"layer {head!r} is the classifier head and cannot be pruned")
     resolve_layers(model, ratios)  # one-line error for unknown names
     importance = importance or get_importance("magnitude")
     names = {m: n for n, m in model.named_modules()}
-    ignored = [m for n, m in model.named_modules() if n == head]
-    try:
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    except Exception as exc:  # tracing failures come in many types from torch internals
-        raise UnsupportedPlanError(f"cannot trace the model for pruning: {exc}") from None
     before = {n: _out_channels(m) for n, m in model.named_modules() if isinstance(m, COMPRESSIBLE)}
+    with torch.no_grad():
+        for name, attention in attention_layers(model).items():
+            ratio = min(ratios.get(f"{name}.{p}", 0.0) for p in PROJECTIONS)
+            if ratio > 0:
+                prune_heads(attention, ratio)
+    graph = _trace(model, example)
     plans = []
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE):
+    for group in graph.get_all_groups(
+        ignored_layers=_ignored(model, head), root_module_types=COMPRESSIBLE
+    ):
         members = _out_members(graph, group, names)
         ratio = min((ratios.get(n, 0.0) for n in members), default=0.0)
-        if ratio > 0:
+        if ratio > 0 and not _shared_stream(group):
             plans.append((group[0].dep.target.module, group[0].dep.handler, ratio))
     with torch.no_grad():
         for root, fn, ratio in plans:
             _prune_group(graph, (root, fn), ratio, round_to, importance, names)
     after = {n: _out_channels(m) for n, m in model.named_modules() if isinstance(m, COMPRESSIBLE)}
     return {n: 1 - after[n] / before[n] for n in before if after.get(n, before[n]) != before[n]}
+
+
+def _trace(model: nn.Module, example: torch.Tensor) -> Any:
+    try:
+        with warnings.catch_warnings():  # "unwrapped parameters": their groups are left whole
+            warnings.simplefilter("ignore", UserWarning)
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    except Exception as exc:  # tracing failures come in many types from torch internals
+        raise UnsupportedPlanError(f"cannot trace the model for pruning: {exc}") from None
+
+
+def _ignored(model: nn.Module, head: str | None) -> list[nn.Module]:
+    """The head, and every attention's q/k/v (their heads are pruned by ``prune_heads``:
+    Torch-Pruning would cut single channels across heads)."""
+    ignored = [m for n, m in model.named_modules() if n == head]
+    for attention in attention_layers(model).values():
+        ignored += [getattr(attention, p) for p in PROJECTIONS]
+    return ignored
+
+
+def _shared_stream(group: Any) -> bool:
+    """Whether the group runs through a LayerNorm, an embedding or a free parameter."""
+    shared = (nn.LayerNorm, nn.GroupNorm, nn.Embedding, nn.Parameter)
+    return any(isinstance(dep.target.module, shared) for dep, _ in group)
 
 
 def coupled_layers(
@@ -94,23 +136,29 @@ def coupled_layers(
     the same channels, so a search space gives each group one pruning parameter rather than one
     per layer: with one per layer the realized ratio is the smallest of them, and the sampler
     would spend trials on parameters that change nothing. Only groups of two or more layers are
-    returned; the head's group is left out (it is never pruned). A model the dependency graph
-    cannot trace has no known coupling: ``[]`` (its trials then fail with the tracing error).
+    returned; the head's group is left out (it is never pruned). Each attention's q, k and v are
+    a group (their ratio prunes whole heads of the three). A group through a LayerNorm or a free
+    parameter (a transformer's residual stream) is listed, though ``prune_channels`` leaves it
+    whole: one parameter for it wastes less of the sampler than one per member. A model the
+    dependency graph cannot trace has no known coupling beyond its attention: its trials then
+    fail with the tracing error.
     """
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, (n, m) in enumerate(model.named_modules())}
-    ignored = [m for n, m in model.named_modules() if n == head]
+    heads = [[f"{n}.{p}" for p in PROJECTIONS] for n in attention_layers(model)]
     was_training = model.training
     try:
         model.eval()
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-        groups = graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE)
+        graph = _trace(model, example)
+        groups = graph.get_all_groups(
+            ignored_layers=_ignored(model, head), root_module_types=COMPRESSIBLE
+        )
         out = [sorted(set(_out_members(graph, g, names)), key=order.__getitem__) for g in groups]
     except Exception:  # tracing failures come in many types from torch internals
-        return []
+        out = []
     finally:
         model.train(was_training)
-    return [g for g in out if len(g) > 1]
+    return [g for g in out if len(g) > 1] + heads
 
 
 def _prune_group(

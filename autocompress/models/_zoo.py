@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from autocompress.errors import ConfigError
+from autocompress.models._transformers import text_transformer, vit
 
 
 class BasicBlock(nn.Module):
@@ -208,6 +209,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mobilenet_v2": mobilenet_v2,
     "mlp": mlp,
     "squeezenet": squeezenet,
+    "vit": vit,
+    "text_transformer": text_transformer,
 }
 
 
