@@ -30,6 +30,7 @@ from autocompress.backend._layers import (
     layer_inventory,
     parameter_count,
     resolve_layers,
+    uncovered_parameters,
 )
 from autocompress.backend._pack import (
     pack_bits,
@@ -90,6 +91,7 @@ __all__ = [
     "recalibrate_batchnorm",
     "resolve_layers",
     "snap_weights",
+    "uncovered_parameters",
     "unpack_bits",
     "write_packed",
 ]

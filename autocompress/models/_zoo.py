@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.backend import decompose_attention
 from autocompress.errors import ConfigError
 from autocompress.models._transformers import text_transformer, vit
 
@@ -224,6 +225,8 @@ def build_model(
 ) -> nn.Module:
     """Build registry model ``name`` (or the user's ``builder``) with fresh weights.
 
+    Every ``nn.MultiheadAttention`` in it is decomposed into q/k/v/out Linear layers here, the
+    one place models are made (reference training, the trials' teacher), so plans see them.
     ``builder`` is an import path ``"module:callable"`` (``model.builder`` in an experiment),
     called like the registry's builders: ``callable(input_shape, num_classes, **kwargs)``.
 
@@ -242,6 +245,7 @@ def build_model(
         raise ConfigError(
             f"model.builder: {builder!r} returned {type(model).__name__}, not a Module"
         )
+    decompose_attention(model)
     return model
 
 

@@ -13,8 +13,10 @@ from autocompress.backend import (
     decompose_attention,
     layer_inventory,
     prune_heads,
+    uncovered_parameters,
 )
 from autocompress.errors import UnsupportedPlanError
+from autocompress.models import build_model
 
 
 def _decomposed(mha: nn.MultiheadAttention) -> nn.Module:
@@ -109,3 +111,31 @@ def test_pruned_heads_are_removed_whole_and_the_rest_compute_as_before() -> None
             silenced.out.weight[:, h * 6 : h * 6 + 6] = 0
     assert torch.allclose(attention(x), silenced(x), atol=1e-5)
     assert prune_heads(attention, 0.9) == 1  # at least one head stays
+
+
+def test_uncovered_parameters_name_what_stays_fp32() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.MultiheadAttention(16, 2, batch_first=True))
+    model.forward = lambda x: model[1](model[0](x), model[0](x), model[0](x))[0]  # type: ignore[method-assign]
+    x = torch.randn(2, 3, 8)
+    left = {name: (n, why) for name, n, why in uncovered_parameters(model, x)}
+    assert left["1.in_proj_weight"] == (3 * 16 * 16, left["1.in_proj_weight"][1])
+    assert "decompose_attention" in left["1.in_proj_weight"][1]
+    assert "1.out_proj.weight" in left  # never called as a module
+    decompose_attention(model)
+    assert uncovered_parameters(model, x) == []
+    vit = build_model("vit", [1, 8, 8], 10, {"dim": 16, "patch": 4, "pool": "cls", "depth": 1})
+    left = {name: why for name, _, why in uncovered_parameters(vit, torch.zeros(1, 1, 8, 8))}
+    assert set(left) == {
+        "cls",
+        "encoder.pos",
+        *(
+            f"encoder.{n}.{p}"
+            for n in ("blocks.0.norm1", "blocks.0.norm2", "norm")
+            for p in ("weight", "bias")
+        ),
+    }
+    assert (
+        "positional embedding" in left["encoder.pos"]
+        and left["encoder.norm.bias"] == "normalisation"
+    )
