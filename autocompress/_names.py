@@ -8,7 +8,15 @@ checked against them by the tests, so the two cannot drift. This module imports 
 
 from __future__ import annotations
 
-MODEL_NAMES = ("refnet", "resnet18", "mobilenet_v2", "mlp")  # autocompress.models
+MODEL_NAMES = (
+    "refnet",
+    "resnet18",
+    "mobilenet_v2",
+    "mlp",
+    "squeezenet",
+    "vit",
+    "text_transformer",
+)  # autocompress.models
 RUNTIME_NAMES = ("onnxruntime", "eager", "inductor", "cuda")  # autocompress.runtimes
 SAMPLER_NAMES = ("tpe", "nsga2", "random", "gp")  # autocompress.study._samplers
 

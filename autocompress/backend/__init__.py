@@ -7,6 +7,13 @@ by the trial when the plan does not ask for it.
 
 from typing import TYPE_CHECKING
 
+from autocompress.backend._attention import (
+    Attention,
+    DecomposedMultiheadAttention,
+    attention_layers,
+    decompose_attention,
+    prune_heads,
+)
 from autocompress.backend._batchnorm import fold_batchnorm, recalibrate_batchnorm
 from autocompress.backend._finetune import (
     FinetuneReport,
@@ -23,6 +30,7 @@ from autocompress.backend._layers import (
     layer_inventory,
     parameter_count,
     resolve_layers,
+    uncovered_parameters,
 )
 from autocompress.backend._pack import (
     pack_bits,
@@ -53,13 +61,17 @@ __all__ = [
     "COMPRESSIBLE",
     "IMPORTANCES",
     "ActivationFakeQuant",
+    "Attention",
+    "DecomposedMultiheadAttention",
     "FinetuneReport",
     "FinetuneSettings",
     "LayerInfo",
     "QuantizedWeight",
     "attach_fake_quant",
+    "attention_layers",
     "channel_counts",
     "coupled_layers",
+    "decompose_attention",
     "distillation_loss",
     "effective_lr",
     "fake_quantize_weight",
@@ -72,12 +84,14 @@ __all__ = [
     "packed_size",
     "parameter_count",
     "prune_channels",
+    "prune_heads",
     "quantize_weight",
     "read_packed",
     "read_packed_codes",
     "recalibrate_batchnorm",
     "resolve_layers",
     "snap_weights",
+    "uncovered_parameters",
     "unpack_bits",
     "write_packed",
 ]

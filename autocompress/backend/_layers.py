@@ -82,6 +82,42 @@ def channel_counts(model: nn.Module, names: Iterable[str]) -> Mapping[str, int]:
     return {n: _info(n, m).out_channels for n, m in modules.items()}
 
 
+FOLDED = (nn.BatchNorm1d, nn.BatchNorm2d)  # folded into the conv before them at deployment
+
+
+def uncovered_parameters(model: nn.Module, example: torch.Tensor) -> list[tuple[str, int, str]]:
+    """Parameters no plan covers: (name, element count, why), for "left out (stays fp32)".
+
+    A plan quantizes and prunes the conv/linear layers a forward pass calls; everything else
+    ships in fp32 and counts at full size. Listing it up front says how much of the model the
+    search cannot touch (before #19, 46% of a tiny ViT: nn.MultiheadAttention's projections).
+    BatchNorm is not listed: it is folded into the conv before it.
+    """
+    called = {layer.name for layer in layer_inventory(model, example)}
+    out = []
+    for module_name, module in model.named_modules():
+        if module_name in called or isinstance(module, FOLDED):
+            continue
+        for name, p in module.named_parameters(recurse=False):
+            full = f"{module_name}.{name}" if module_name else name
+            out.append((full, p.numel(), _why_uncovered(module)))
+    return out
+
+
+def _why_uncovered(module: nn.Module) -> str:
+    if isinstance(module, nn.MultiheadAttention):
+        return "packed attention projection (decompose_attention makes it Linear layers)"
+    if isinstance(module, COMPRESSIBLE):
+        return "a conv/linear layer never called as a module in the forward pass"
+    if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+        return "normalisation"
+    if isinstance(module, nn.Embedding):
+        return "embedding table"
+    if type(module).__module__.startswith("torch.nn"):
+        return f"{type(module).__name__} is not a conv/linear layer"
+    return f"free parameter of {type(module).__name__} (e.g. positional embedding, class token)"
+
+
 def _info(name: str, m: nn.Module) -> LayerInfo:
     if isinstance(m, nn.Conv2d):
         return LayerInfo(name, "conv", m.in_channels, m.out_channels, m.groups, m.weight.numel())

@@ -15,6 +15,7 @@ multiple of ``round_to`` so kernels stay vectorised).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autocompress.backend._attention import PROJECTIONS, attention_layers, prune_heads
 from autocompress.backend._layers import COMPRESSIBLE, resolve_layers
 from autocompress.errors import ConfigError, UnsupportedPlanError
 
@@ -53,36 +55,76 @@ def prune_channels(
 ) -> dict[str, float]:
     """Remove output channels in place; return the realized ratio of every pruned layer.
 
+    Attention (the backend's ``Attention``, what ``decompose_attention`` makes of
+    ``nn.MultiheadAttention``): q, k and v lose whole heads together, ``round(ratio * heads)``
+    of them, at the smallest ratio the plan gives the three (the search space gives them one
+    parameter, named after q: ``coupled_layers`` reports them as a group); ``out`` loses the
+    matching inputs. An MLP's hidden units (fc1 out, fc2 in) are an ordinary group.
+
+    Groups that run through a LayerNorm, an embedding or a free parameter are left whole: in a
+    transformer that is the residual stream, whose width every block, LayerNorm, positional
+    embedding and class token share. One ratio would bind them all (the smallest any of them
+    gets), and Torch-Pruning would cut the free parameters along a guessed dimension (the last
+    non-singleton one); heads and MLP widths are per block and carry most of the compute.
+
     Args:
         model: the model, pruned in place (channels removed, parameters shrink).
-        ratios: layer name -> fraction of output channels to remove.
-        example: an input batch for tracing the dependency graph.
+        ratios: layer name -> fraction of output channels (q/k/v: heads) to remove.
+        example: an input batch for tracing the dependency graph (int64 token ids work).
         head: the classifier head's name; it is never pruned.
         round_to: kept channel counts are multiples of this (where the layer is wider).
-        importance: channel scorer; magnitude (group L2 norm) by default.
+        importance: channel scorer; magnitude (group L2 norm) by default. Heads are scored
+            by magnitude.
     """
     if head is not None and ratios.get(head, 0.0) > 0:
         raise ConfigError(f"layer {head!r} is the classifier head and cannot be pruned")
     resolve_layers(model, ratios)  # one-line error for unknown names
     importance = importance or get_importance("magnitude")
     names = {m: n for n, m in model.named_modules()}
-    ignored = [m for n, m in model.named_modules() if n == head]
-    try:
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    except Exception as exc:  # tracing failures come in many types from torch internals
-        raise UnsupportedPlanError(f"cannot trace the model for pruning: {exc}") from None
     before = {n: _out_channels(m) for n, m in model.named_modules() if isinstance(m, COMPRESSIBLE)}
+    with torch.no_grad():
+        for name, attention in attention_layers(model).items():
+            ratio = min(ratios.get(f"{name}.{p}", 0.0) for p in PROJECTIONS)
+            if ratio > 0:
+                prune_heads(attention, ratio)
+    graph = _trace(model, example)
     plans = []
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE):
+    for group in graph.get_all_groups(
+        ignored_layers=_ignored(model, head), root_module_types=COMPRESSIBLE
+    ):
         members = _out_members(graph, group, names)
         ratio = min((ratios.get(n, 0.0) for n in members), default=0.0)
-        if ratio > 0:
-            plans.append((group, ratio))
+        if ratio > 0 and not _shared_stream(group):
+            plans.append((group[0].dep.target.module, group[0].dep.handler, ratio))
     with torch.no_grad():
-        for group, ratio in plans:
-            _prune_group(graph, group, ratio, round_to, importance)
+        for root, fn, ratio in plans:
+            _prune_group(graph, (root, fn), ratio, round_to, importance, names)
     after = {n: _out_channels(m) for n, m in model.named_modules() if isinstance(m, COMPRESSIBLE)}
     return {n: 1 - after[n] / before[n] for n in before if after.get(n, before[n]) != before[n]}
+
+
+def _trace(model: nn.Module, example: torch.Tensor) -> Any:
+    try:
+        with warnings.catch_warnings():  # "unwrapped parameters": their groups are left whole
+            warnings.simplefilter("ignore", UserWarning)
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    except Exception as exc:  # tracing failures come in many types from torch internals
+        raise UnsupportedPlanError(f"cannot trace the model for pruning: {exc}") from None
+
+
+def _ignored(model: nn.Module, head: str | None) -> list[nn.Module]:
+    """The head, and every attention's q/k/v (their heads are pruned by ``prune_heads``:
+    Torch-Pruning would cut single channels across heads)."""
+    ignored = [m for n, m in model.named_modules() if n == head]
+    for attention in attention_layers(model).values():
+        ignored += [getattr(attention, p) for p in PROJECTIONS]
+    return ignored
+
+
+def _shared_stream(group: Any) -> bool:
+    """Whether the group runs through a LayerNorm, an embedding or a free parameter."""
+    shared = (nn.LayerNorm, nn.GroupNorm, nn.Embedding, nn.Parameter)
+    return any(isinstance(dep.target.module, shared) for dep, _ in group)
 
 
 def coupled_layers(
@@ -94,44 +136,104 @@ def coupled_layers(
     the same channels, so a search space gives each group one pruning parameter rather than one
     per layer: with one per layer the realized ratio is the smallest of them, and the sampler
     would spend trials on parameters that change nothing. Only groups of two or more layers are
-    returned; the head's group is left out (it is never pruned). A model the dependency graph
-    cannot trace has no known coupling: ``[]`` (its trials then fail with the tracing error).
+    returned; the head's group is left out (it is never pruned). Each attention's q, k and v are
+    a group (their ratio prunes whole heads of the three). A group through a LayerNorm or a free
+    parameter (a transformer's residual stream) is listed, though ``prune_channels`` leaves it
+    whole: one parameter for it wastes less of the sampler than one per member. A model the
+    dependency graph cannot trace has no known coupling beyond its attention: its trials then
+    fail with the tracing error.
     """
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, (n, m) in enumerate(model.named_modules())}
-    ignored = [m for n, m in model.named_modules() if n == head]
+    heads = [[f"{n}.{p}" for p in PROJECTIONS] for n in attention_layers(model)]
     was_training = model.training
     try:
         model.eval()
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-        groups = graph.get_all_groups(ignored_layers=ignored, root_module_types=COMPRESSIBLE)
+        graph = _trace(model, example)
+        groups = graph.get_all_groups(
+            ignored_layers=_ignored(model, head), root_module_types=COMPRESSIBLE
+        )
         out = [sorted(set(_out_members(graph, g, names)), key=order.__getitem__) for g in groups]
     except Exception:  # tracing failures come in many types from torch internals
-        return []
+        out = []
     finally:
         model.train(was_training)
-    return [g for g in out if len(g) > 1]
+    return [g for g in out if len(g) > 1] + heads
 
 
 def _prune_group(
-    graph: Any, group: Any, ratio: float, round_to: int, importance: Importance
+    graph: Any,
+    root: tuple[nn.Module, Callable[..., Any]],
+    ratio: float,
+    round_to: int,
+    importance: Importance,
+    names: Mapping[nn.Module, str],
 ) -> None:
-    root = group[0].dep.target.module
-    fn = group[0].dep.handler
-    channels = graph.get_out_channels(root)
-    keep = _kept_channels(channels, ratio, round_to)
-    if keep >= channels:
+    """Prune one coupled group: the same channels of every member, evenly per channel group.
+
+    The group is fetched again here, not reused from ``get_all_groups``: Torch-Pruning maps a
+    concatenation's inputs to the consumer's channels by offsets taken when a group is made, so
+    a group made before an earlier concat input lost channels scores and prunes the consumer's
+    channels at stale offsets (``IndexError: index 80 is out of bounds for dimension 0 with size
+    80`` in the importance, or silently the wrong input channels). Issue #19.
+    """
+    module, fn = root
+    channels = graph.get_out_channels(module)
+    group = graph.get_pruning_group(module, fn, list(range(channels)))
+    split = _channel_split(graph, group, names)
+    per_split = channels // split
+    unit = max(1, round_to // math.gcd(round_to, split))  # kept total stays a multiple of round_to
+    keep = _kept_channels(per_split, ratio, unit)
+    if keep >= per_split:
         return
     scores = importance(group)
     if scores is None or len(scores) != channels:
         raise UnsupportedPlanError(
-            f"cannot score channels of layer {type(root).__name__} (grouped channels?)"
+            f"cannot score the channels of layer {names.get(module, type(module).__name__)!r}; "
+            "leave it out of pruning (prune ratio 0 for it in the search space)"
         )
-    drop = torch.argsort(scores)[: channels - keep].tolist()
-    pruning = graph.get_pruning_group(root, fn, sorted(drop))
+    # the same local channels in every split: a grouped conv keeps each group's inputs together
+    local = torch.argsort(scores.view(split, per_split).mean(0))[: per_split - keep].tolist()
+    drop = sorted(i + g * per_split for g in range(split) for i in local)
+    pruning = graph.get_pruning_group(module, fn, drop)
     if not graph.check_pruning_group(pruning):
         raise UnsupportedPlanError("pruning would remove every channel of a layer")
     pruning.prune()
+
+
+def _channel_split(graph: Any, group: Any, names: Mapping[nn.Module, str]) -> int:
+    """How many equal parts the group's channels fall into (grouped convs among its members).
+
+    A grouped conv (``groups`` > 1, not depthwise) computes output group g from input group g
+    only, so it must lose the same number of channels in every group, and on its input side the
+    same local positions (Torch-Pruning slices a grouped conv's weight by the first group's kept
+    positions). Pruning the same local channels in each of ``lcm(groups)`` parts gives both.
+    Depthwise convs (groups == in == out) lose their producer's channels one for one and need
+    no split. A grouped conv fed by part of a concatenation sees only some of its groups pruned
+    by this group: that cannot be kept even, so it is refused.
+    """
+    split = 1
+    for dep, idxs in group:
+        conv = dep.target.module
+        if not isinstance(conv, nn.Conv2d) or conv.groups == 1 or _depthwise(conv):
+            continue
+        out = graph.is_out_channel_pruning_fn(dep.handler)
+        width = conv.out_channels if out else conv.in_channels
+        if len(idxs) != width:
+            raise UnsupportedPlanError(
+                f"layer {names.get(conv)!r} is a grouped convolution (groups={conv.groups}) fed "
+                f"by part of a concatenation, so its groups cannot lose channels evenly; leave "
+                f"the layers feeding it out of pruning (prune ratio 0 for them)"
+            )
+        split = math.lcm(split, conv.groups)
+    channels = graph.get_out_channels(group[0].dep.target.module)
+    if channels % split:
+        raise UnsupportedPlanError(
+            f"{channels} channels of layer {names.get(group[0].dep.target.module)!r} do not "
+            f"split into the {split} equal parts its grouped convolutions need; leave it out of "
+            "pruning (prune ratio 0 for it)"
+        )
+    return split
 
 
 def _kept_channels(channels: int, ratio: float, round_to: int) -> int:
@@ -141,6 +243,10 @@ def _kept_channels(channels: int, ratio: float, round_to: int) -> int:
         return max(1, math.ceil(target))
     kept = max(round_to, round(target / round_to) * round_to)
     return min(kept, channels)
+
+
+def _depthwise(conv: nn.Conv2d) -> bool:
+    return conv.groups == conv.in_channels == conv.out_channels
 
 
 def _out_members(graph: Any, group: Any, names: Mapping[nn.Module, str]) -> list[str]:

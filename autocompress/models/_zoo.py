@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.backend import decompose_attention
 from autocompress.errors import ConfigError
+from autocompress.models._transformers import text_transformer, vit
 
 
 class BasicBlock(nn.Module):
@@ -158,12 +160,58 @@ def mobilenet_v2(
     return model
 
 
+class Fire(nn.Module):
+    """SqueezeNet's fire module: a 1x1 squeeze, then 1x1 and 3x3 expands concatenated.
+
+    ``groups`` makes the 3x3 expand a grouped convolution (its input and output channels split
+    into that many independent groups), the case that pruning must treat per group.
+    """
+
+    def __init__(self, cin: int, squeeze: int, expand: int, groups: int = 1) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(cin, squeeze, 1)
+        self.squeeze_act = nn.ReLU()
+        self.expand1 = nn.Conv2d(squeeze, expand, 1)
+        self.expand1_act = nn.ReLU()
+        self.expand3 = nn.Conv2d(squeeze, expand, 3, padding=1, groups=groups)
+        self.expand3_act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.squeeze_act(self.squeeze(x))
+        return torch.cat([self.expand1_act(self.expand1(s)), self.expand3_act(self.expand3(s))], 1)
+
+
+def squeezenet(
+    input_shape: Sequence[int], num_classes: int, width: int = 16, groups: int = 4
+) -> nn.Module:
+    """A tiny SqueezeNet: stem, two fire modules (the second's 3x3 expand grouped), conv head.
+
+    Like SqueezeNet 1.1: no BatchNorm, channel concatenation in every fire module, a 1x1 conv
+    classifier followed by global average pooling. ``width`` is the stem's channels; the fire
+    modules squeeze to width/2 and expand to width (so each outputs 2 x width).
+    """
+    return nn.Sequential(
+        nn.Conv2d(input_shape[0], width, 3, padding=1),
+        nn.ReLU(),
+        Fire(width, width // 2, width),
+        nn.MaxPool2d(2),
+        Fire(2 * width, width // 2, width, groups=groups),
+        nn.Dropout(0.1),
+        nn.Conv2d(2 * width, num_classes, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+
+
 # keyed by autocompress._names.MODEL_NAMES, in its order (tests/models checks they are equal)
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "refnet": refnet,
     "resnet18": resnet18,
     "mobilenet_v2": mobilenet_v2,
     "mlp": mlp,
+    "squeezenet": squeezenet,
+    "vit": vit,
+    "text_transformer": text_transformer,
 }
 
 
@@ -177,6 +225,8 @@ def build_model(
 ) -> nn.Module:
     """Build registry model ``name`` (or the user's ``builder``) with fresh weights.
 
+    Every ``nn.MultiheadAttention`` in it is decomposed into q/k/v/out Linear layers here, the
+    one place models are made (reference training, the trials' teacher), so plans see them.
     ``builder`` is an import path ``"module:callable"`` (``model.builder`` in an experiment),
     called like the registry's builders: ``callable(input_shape, num_classes, **kwargs)``.
 
@@ -195,6 +245,7 @@ def build_model(
         raise ConfigError(
             f"model.builder: {builder!r} returned {type(model).__name__}, not a Module"
         )
+    decompose_attention(model)
     return model
 
 

@@ -21,6 +21,7 @@ import logging
 import sys
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -136,6 +137,8 @@ class Progress:
             f"reference fp32: val accuracy {ref['val_accuracy']:.2%}, "
             f"size {fmt_bytes(ref['size_bytes'])}, {int(ref['params'])} parameters"
         )
+        if setup.uncovered:
+            self._say(_left_out(setup.uncovered, int(ref["params"])))
 
     def __call__(self, kind: str, info: dict[str, Any]) -> None:
         if kind == "started":
@@ -276,3 +279,12 @@ class Progress:
     def _say(self, text: str, level: int = logging.INFO) -> None:
         if self.enabled:
             LOGGER.log(level, text)
+
+
+def _left_out(uncovered: Sequence[tuple[str, int, str]], params: int) -> str:
+    """The opening line on parameters no plan covers (they ship in fp32, at full size)."""
+    total = sum(n for _, n, _ in uncovered)
+    shown = ", ".join(f"{name} ({n}, {why})" for name, n, why in uncovered[:4])
+    more = f", and {len(uncovered) - 4} more" if len(uncovered) > 4 else ""
+    share = total / params if params else 0.0
+    return f"left out (stays fp32): {total} parameters ({share:.0%}): {shown}{more}"

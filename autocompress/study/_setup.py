@@ -16,7 +16,14 @@ from typing import Any
 
 import torch
 
-from autocompress.backend import fold_batchnorm, head_name, layer_inventory, packed_size
+from autocompress.backend import (
+    decompose_attention,
+    fold_batchnorm,
+    head_name,
+    layer_inventory,
+    packed_size,
+    uncovered_parameters,
+)
 from autocompress.config import ExperimentConfig, SearchConfig, SearchSpace, to_plain
 from autocompress.data import model_input
 from autocompress.errors import ConfigError
@@ -43,6 +50,7 @@ class SearchSetup:
     objects: UserObjects | None = None
     experiment: dict[str, Any] = field(default_factory=dict)
     sensitivity: dict[str, float] = field(default_factory=dict)  # bits parameter -> acc drop
+    uncovered: tuple[tuple[str, int, str], ...] = ()  # parameters no plan covers (stay fp32)
 
     @property
     def objectives(self) -> list[str]:
@@ -126,8 +134,13 @@ def setup_from_objects(
     run_dir: Path,
     storage: str | None,
 ) -> SearchSetup:
-    """The Python API's path: a user's model and loaders instead of registry names."""
+    """The Python API's path: a user's model and loaders instead of registry names.
+
+    The user's model is changed in place once: each ``nn.MultiheadAttention`` becomes the
+    equivalent explicit-Linear attention (same outputs), so plans can name its projections.
+    """
     check_target_device(task.target)
+    decompose_attention(objects.model)
     inputs = _Inputs(
         name=name,
         space=space,
@@ -178,6 +191,7 @@ def _finish(inputs: _Inputs, model: torch.nn.Module, data: Any) -> SearchSetup:
         objects=inputs.objects,
         experiment=inputs.experiment,
         sensitivity=sensitivity,
+        uncovered=tuple(uncovered_parameters(model, example)),
     )
 
 

@@ -1,17 +1,20 @@
 """Backend conformance: every architecture in the zoo passes the same checks, unchanged code.
 
 refnet (residual adds), torchvision resnet18 (downsample shortcuts), mobilenet_v2 (depthwise
-convs, inverted residuals) and a plain MLP, at tiny widths on 8x8 digits:
+convs, inverted residuals), a plain MLP, squeezenet (concatenations, a grouped conv) and vit, at
+tiny widths on 8x8 digits; text_transformer on a synthetic token task (int64 ids):
 
 - the plan is applied: pruned layers lose channels (multiples of round_to), the head keeps its own;
 - the parameter count falls as the ratios say;
 - the compressed model still runs forward, and fine-tuning steps run;
-- the realized ONNX Runtime deployable agrees with the torch model it came from.
+- the realized ONNX Runtime deployable agrees with the torch model it came from (a test of its
+  own, marked xfail for the transformers until the ONNX MatMul weight mapping lands).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 
 import numpy as np
@@ -40,16 +43,75 @@ ARCHITECTURES = {
     "resnet18": {"width": 8},
     "mobilenet_v2": {"width_mult": 0.5},
     "mlp": {"hidden": [64, 32]},
+    "squeezenet": {"width": 32, "groups": 4},
+    "vit": {"dim": 32, "depth": 2, "heads": 4, "patch": 2, "pool": "cls"},
+    "text_transformer": {"vocab": 50, "dim": 32, "depth": 2, "heads": 4},
 }
+TRANSFORMERS = {"vit", "text_transformer"}  # the residual width is never pruned
+# Un-mark after runtime19 merges (ORT realization of Linear on 3-D inputs: MatMul + transposed
+# initializer, "layer 'blocks.0.attn.q' has no weight initializer").
+ONNX_PENDING = pytest.mark.xfail(
+    strict=False, reason="ONNX weight mapping for MatMul: merged from runtime19"
+)
+ONNX_CASES = [
+    pytest.param(n, marks=ONNX_PENDING) if n in TRANSFORMERS else n for n in sorted(ARCHITECTURES)
+]
 
 
-STEPS = {"refnet": 60, "resnet18": 60, "mobilenet_v2": 120, "mlp": 60}
+STEPS = {
+    "refnet": 60,
+    "resnet18": 60,
+    "mobilenet_v2": 120,
+    "mlp": 60,
+    "squeezenet": 120,
+    "vit": 120,
+    "text_transformer": 120,
+}
 RATIO = 0.25  # a collapsed (heavily pruned, untuned) net makes agreement a coin toss
 
 
 @pytest.fixture(scope="module")
-def splits():
+def digits():
     return load_splits(DataConfig(dataset="digits", val_size=300))
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return token_task()
+
+
+@pytest.fixture
+def splits(request, digits, tokens):
+    """The data of the test's architecture: token ids for text_transformer, else digits."""
+    return tokens if request.node.callspec.params.get("name") == "text_transformer" else digits
+
+
+@dataclasses.dataclass(eq=False)  # hashed by identity, like the digits splits (cached training)
+class TokenTask:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    input_shape: list[int]
+    num_classes: int
+
+
+def token_task(n: int = 1200, seq: int = 16, vocab: int = 50) -> TokenTask:
+    """A text task on int64 token ids: the class is which of three keywords (ids 1-3) appears
+    once among filler tokens (ids 4..vocab-1). Attention must find the keyword anywhere."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(4, vocab, (n, seq), generator=g)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x[torch.arange(n), torch.randint(0, seq, (n,), generator=g)] = y + 1
+    cut = n * 3 // 4
+    return TokenTask(
+        train_x=x[:cut],
+        train_y=y[:cut],
+        val_x=x[cut:],
+        val_y=y[cut:],
+        input_shape=[seq],
+        num_classes=3,
+    )
 
 
 def trained(name: str, splits) -> torch.nn.Module:
@@ -76,6 +138,13 @@ def _trained(name: str, splits) -> torch.nn.Module:
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_backend_conformance(name: str, splits) -> None:
+    compressed(name, splits)  # the checks run inside, once per architecture
+
+
+@functools.cache
+def compressed(name: str, splits) -> tuple:
+    """Prune, recalibrate, fold and fine-tune (QAT + KD), checking each stage; the result is
+    shared with the ONNX agreement test."""
     teacher = trained(name, splits)
     example = splits.train_x[:2]
     layers = layer_inventory(teacher, example)
@@ -93,9 +162,11 @@ def test_backend_conformance(name: str, splits) -> None:
     for layer in layers:
         if layer.name in realized and layer.out_channels > 4:
             assert after[layer.name].out_channels % 4 == 0
-    # parameters fall as the ratios say: most weights lose RATIO of both dimensions
+    # parameters fall as the ratios say: most weights lose RATIO of both dimensions (of one in
+    # a transformer: its residual width stays)
     ratio = parameter_count(model) / params_before
-    assert 0.45 < ratio < (1 - RATIO) ** 2 + 0.15, ratio
+    top = 1 - RATIO if name in TRANSFORMERS else (1 - RATIO) ** 2
+    assert 0.45 < ratio < top + 0.15, ratio
 
     batches = (x for x, _ in endless_batches(splits.train_x, splits.train_y, 64, seed=1))
     recalibrate_batchnorm(model, batches, 3)
@@ -108,14 +179,29 @@ def test_backend_conformance(name: str, splits) -> None:
         model, teacher, bits, None, stream, FinetuneSettings(steps=40, lr=0.01)
     )
     assert report.steps == 40 and set(quantized) == set(bits)
-
     assert all(q.input_qparams is not None for q in quantized.values())
+    # the compressed model (as the deployable should run it) is a real classifier
+    x, y = torch.cat([splits.train_x, splits.val_x]), torch.cat([splits.train_y, splits.val_y])
+    with torch.no_grad():
+        accuracy = float((simulated(model, quantized, bits)(x).argmax(1) == y).float().mean())
+    assert accuracy > 0.5, accuracy
+    return model, quantized, bits
 
+
+def simulated(model, quantized, bits) -> torch.nn.Module:
+    """The model with fake-quantized weights and activations at the fine-tuning's ranges."""
+    simulation = copy.deepcopy(model)
+    _copy_ranges(quantized, attach_fake_quant(simulation, bits))
+    return simulation
+
+
+@pytest.mark.parametrize("name", ONNX_CASES)
+def test_onnx_deployable_agrees_with_the_compressed_model(name: str, splits) -> None:
+    model, quantized, bits = compressed(name, splits)
+    model, quantized = copy.deepcopy(model), copy.deepcopy(quantized)
     # the deployable runs the trained numerics: the same k-bit weights and 8-bit ranges
     calibration = [splits.train_x[i : i + 64].numpy() for i in range(0, 256, 64)]
-    simulation = copy.deepcopy(model)
-    handle = attach_fake_quant(simulation, bits)
-    _copy_ranges(quantized, handle)
+    simulation = simulated(model, quantized, bits)
     deployable = get_runtime("onnxruntime").realize(model, quantized, calibration, TargetConfig())
     # every digit (train and validation, 1797): agreement is about numerics, not generalisation,
     # and 300 images made the figure move by 1-2 pt with the RNG
@@ -148,7 +234,7 @@ def _copy_ranges(quantized, handle) -> None:
             fq.hi.fill_((255 - zero_point) * scale)
 
 
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("name", ONNX_CASES)
 def test_fp32_realization_matches_torch_exactly(name: str, splits) -> None:
     model = trained(name, splits)
     fold_batchnorm(model)

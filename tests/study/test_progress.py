@@ -171,3 +171,14 @@ def test_the_live_panel_shows_a_reported_step(setup, level) -> None:
     assert re.search(r"trial +3 +running +\d+ s  step 4/6", text), text
     assert re.search(r"trial +4 +running +\d+ s$", text, re.MULTILINE), text  # none reported
     reporter.close()
+
+
+def test_parameters_no_plan_covers_open_the_search(setup, level) -> None:
+    level(logging.INFO)
+    assert setup.uncovered == ()  # the tiny refnet: convs, BatchNorm (folded), a linear head
+    left = (("encoder.pos", 512, "free parameter of Encoder"), ("encoder.norm.weight", 32, "n"))
+    out = io.StringIO()
+    Progress(dataclasses.replace(setup, uncovered=left), out=out)
+    line = out.getvalue().splitlines()[2]
+    assert line.startswith("left out (stays fp32): 544 parameters (")
+    assert "encoder.pos (512, free parameter of Encoder)" in line
