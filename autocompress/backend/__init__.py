@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # the lazy names of __getattr__, for type checkers
         coupled_layers,
         get_importance,
         prune_channels,
+        unprunable_layers,
     )
 
 __all__ = [
@@ -93,12 +94,22 @@ __all__ = [
     "snap_weights",
     "uncovered_parameters",
     "unpack_bits",
+    "unprunable_layers",
     "write_packed",
 ]
 
 
+_PRUNING = (
+    "prune_channels",
+    "coupled_layers",
+    "unprunable_layers",
+    "get_importance",
+    "IMPORTANCES",
+)
+
+
 def __getattr__(name: str) -> object:  # torch_pruning is imported only when pruning is used
-    if name in ("prune_channels", "coupled_layers", "get_importance", "IMPORTANCES"):
+    if name in _PRUNING:
         from autocompress.backend import _prune
 
         return getattr(_prune, name)

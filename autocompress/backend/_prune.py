@@ -137,28 +137,51 @@ def coupled_layers(
     per layer: with one per layer the realized ratio is the smallest of them, and the sampler
     would spend trials on parameters that change nothing. Only groups of two or more layers are
     returned; the head's group is left out (it is never pruned). Each attention's q, k and v are
-    a group (their ratio prunes whole heads of the three). A group through a LayerNorm or a free
-    parameter (a transformer's residual stream) is listed, though ``prune_channels`` leaves it
-    whole: one parameter for it wastes less of the sampler than one per member. A model the
-    dependency graph cannot trace has no known coupling beyond its attention: its trials then
-    fail with the tracing error.
+    a group (their ratio prunes whole heads of the three). Groups ``prune_channels`` leaves
+    whole are not here: see :func:`unprunable_layers`. A model the dependency graph cannot
+    trace has no known coupling beyond its attention: its trials then fail with the tracing
+    error (and the search's dry run reports it before the first trial).
     """
+    return _structure(model, example, head)[0]
+
+
+def unprunable_layers(model: nn.Module, example: torch.Tensor, *, head: str | None) -> list[str]:
+    """Layers whose output channels ``prune_channels`` never removes, whatever the plan says.
+
+    Those writing into a stream that runs through a LayerNorm, an embedding or a free parameter
+    (a transformer's residual width, shared by every block, the positional embedding and the cls
+    token): a search space gives them no pruning parameter, so the sampler does not spend
+    trials on a dimension that changes nothing and no plan claims a ratio it does not get.
+    """
+    return _structure(model, example, head)[1]
+
+
+def _structure(
+    model: nn.Module, example: torch.Tensor, head: str | None
+) -> tuple[list[list[str]], list[str]]:
+    """(coupled groups of two or more, layers in groups left whole), from one trace."""
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, (n, m) in enumerate(model.named_modules())}
     heads = [[f"{n}.{p}" for p in PROJECTIONS] for n in attention_layers(model)]
     was_training = model.training
+    groups: list[list[str]] = []
+    frozen: set[str] = set()
     try:
         model.eval()
         graph = _trace(model, example)
-        groups = graph.get_all_groups(
+        for g in graph.get_all_groups(
             ignored_layers=_ignored(model, head), root_module_types=COMPRESSIBLE
-        )
-        out = [sorted(set(_out_members(graph, g, names)), key=order.__getitem__) for g in groups]
+        ):
+            members = sorted(set(_out_members(graph, g, names)), key=order.__getitem__)
+            if _shared_stream(g):
+                frozen.update(members)
+            elif len(members) > 1:
+                groups.append(members)
     except Exception:  # tracing failures come in many types from torch internals
-        out = []
+        pass
     finally:
         model.train(was_training)
-    return [g for g in out if len(g) > 1] + heads
+    return groups + heads, sorted(frozen, key=order.__getitem__)
 
 
 def _prune_group(

@@ -161,11 +161,13 @@ def _finish(inputs: _Inputs, model: torch.nn.Module, data: Any) -> SearchSetup:
     _check_input_shape(model, task.target.input_shape)
     layers = layer_inventory(model, example)
     head = head_name(layers)
+    coupled, unprunable = _coupling(space, model, example, head)
     bound = bind_space(
         space,
         [layer.name for layer in layers],
         head=head,
-        coupled=_coupled(space, model, example, head),
+        coupled=coupled,
+        unprunable=unprunable,
     )
     reference = _reference_figures(model, data)
     sensitivity: dict[str, float] = {}
@@ -201,15 +203,20 @@ def _accuracy_floor(search: SearchConfig, reference: dict[str, float]) -> float 
     return None if drop is None else reference["val_accuracy"] - drop / 100.0
 
 
-def _coupled(
+def _coupling(
     space: SearchSpace, model: torch.nn.Module, example: torch.Tensor, head: str | None
-) -> list[list[str]]:
-    """Coupled layer groups (one pruning parameter each), traced only if the space prunes."""
+) -> tuple[list[list[str]], list[str]]:
+    """Coupled layer groups (one pruning parameter each) and layers never pruned (no pruning
+    parameter: a transformer's residual stream), traced only if the space prunes."""
     if not space.prunes:
-        return []
-    from autocompress.backend import coupled_layers
+        return [], []
+    from autocompress.backend import coupled_layers, unprunable_layers
 
-    return coupled_layers(copy.deepcopy(model), example, head=head)
+    traced = copy.deepcopy(model)
+    return (
+        coupled_layers(traced, example, head=head),
+        unprunable_layers(traced, example, head=head),
+    )
 
 
 def _check_input_shape(model: torch.nn.Module, shape: list[int] | None) -> None:

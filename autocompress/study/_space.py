@@ -44,6 +44,7 @@ def bind_space(
     *,
     head: str | None,
     coupled: Sequence[Sequence[str]] = (),
+    unprunable: Sequence[str] = (),
 ) -> BoundSpace:
     """Match the rules of ``space`` against a model's layers (conv/linear names in forward order).
 
@@ -51,7 +52,8 @@ def bind_space(
     stream: see ``backend.coupled_layers``). Every layer of a group takes the pruning
     parameter of the group's first prunable layer in forward order, and with it that
     layer's rule's choices: the group realizes one ratio, so one parameter is all the
-    sampler should see.
+    sampler should see. Layers in ``unprunable`` (``backend.unprunable_layers``: pruning
+    leaves them whole) get no pruning parameter, like the head.
 
     Example:
         >>> bound = bind_space(SearchSpace.from_yaml("search_spaces/joint.yaml"),
@@ -67,7 +69,7 @@ def bind_space(
             if key is None:
                 continue
             used[i] = True
-            prunable = layer != head and rule.prunes
+            prunable = layer != head and layer not in unprunable and rule.prunes
             slots.append(LayerSlot(layer, f"bits.{key}", f"prune.{key}" if prunable else None))
             break
     for i, ok in enumerate(used):

@@ -13,8 +13,11 @@ from autocompress.backend import (
     head_name,
     layer_inventory,
     prune_channels,
+    unprunable_layers,
 )
+from autocompress.config import SearchSpace
 from autocompress.models import build_model
+from autocompress.study._space import bind_space
 
 BLOCK = "encoder.blocks.0"
 
@@ -72,19 +75,23 @@ def test_heads_take_the_smallest_ratio_of_q_k_and_v() -> None:
     assert model.encoder.blocks[0].attn.num_heads == 4  # k and v not in the plan: ratio 0
 
 
-def test_coupled_layers_give_q_k_v_one_group_and_list_the_residual_stream() -> None:
+def test_q_k_v_are_one_group_and_the_residual_stream_gets_no_prune_parameter() -> None:
     model = vit()
-    groups = coupled_layers(model, torch.zeros(2, 1, 8, 8), head="encoder.head")
+    example = torch.zeros(2, 1, 8, 8)
+    groups = coupled_layers(model, example, head="encoder.head")
     assert [f"{BLOCK}.attn.q", f"{BLOCK}.attn.k", f"{BLOCK}.attn.v"] in groups
-    stream = [g for g in groups if "patch" in g]
-    assert stream == [
-        ["patch", *(f"encoder.blocks.{i}.{n}" for i in (0, 1) for n in ("attn.out", "fc2"))]
-    ]
+    stream = ["patch", *(f"encoder.blocks.{i}.{n}" for i in (0, 1) for n in ("attn.out", "fc2"))]
+    assert not [g for g in groups if "patch" in g]
+    assert unprunable_layers(model, example, head="encoder.head") == stream
     # the residual stream is never pruned, whatever the plan says
-    realized = prune_channels(
-        model, dict.fromkeys(stream[0], 0.5), torch.zeros(2, 1, 8, 8), head="encoder.head"
-    )
+    realized = prune_channels(model, dict.fromkeys(stream, 0.5), example, head="encoder.head")
     assert realized == {}
+    # so a space that would prune every layer gives the stream no parameter
+    space = SearchSpace.from_dict({"layers": [{"match": ".*", "bits": [8], "prune": [0, 0.5]}]})
+    names = [layer.name for layer in layer_inventory(model, example)]
+    bound = bind_space(space, names, head="encoder.head", coupled=groups, unprunable=stream)
+    no_param = {s.layer for s in bound.slots if s.prune_param is None}
+    assert no_param == {*stream, "encoder.head"}
 
 
 def test_text_transformer_traces_and_prunes_on_int64_tokens() -> None:
