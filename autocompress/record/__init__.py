@@ -11,7 +11,8 @@ from __future__ import annotations
 from autocompress.record import _attrs as attrs
 from autocompress.record._attrs import (
     DriverStamp,
-    Refinement,
+    Promotion,
+    Rung,
     StudyRecord,
     StudyStamp,
     TrialRecord,
@@ -29,7 +30,8 @@ __all__ = [
     "DriverStamp",
     "FinetuneRecord",
     "LayerRecord",
-    "Refinement",
+    "Promotion",
+    "Rung",
     "StudyRecord",
     "StudyStamp",
     "TrialOutput",
