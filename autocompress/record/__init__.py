@@ -11,8 +11,6 @@ from __future__ import annotations
 from autocompress.record import _attrs as attrs
 from autocompress.record._attrs import (
     DriverStamp,
-    Promotion,
-    Rung,
     StudyRecord,
     StudyStamp,
     TrialRecord,
@@ -25,6 +23,7 @@ from autocompress.record._result import (
     TrialOutput,
     TrialResult,
 )
+from autocompress.record._rung import Promotion, Rung
 
 __all__ = [
     "DriverStamp",
