@@ -106,7 +106,7 @@ class SearchResult:
         """Pick a member (``front.pick`` arguments; the knee by default) and export it."""
         from autocompress.deploy import export
 
-        member = self.front.pick(**(request or {"prefer": "knee"}))
+        member = self.front.pick(**(request or {"prefer": "knee"}))  # any_rung=True: any rung
         return export(self.study, member, out_dir, overwrite=overwrite, run_dir=self.run_dir)
 
     def verify(self, numbers: Sequence[int] | None = None, test_loader: Any = None) -> Any:
@@ -188,19 +188,18 @@ def refine(
     overrides: Sequence[str] = (),
     progress: bool = True,
 ) -> SearchResult:
-    """Fine-tune chosen members of a stored search again with a longer budget, and measure them.
+    """Promote chosen plans of a stored search to a longer budget, and measure them.
 
-    The search ranks plans with its short ``finetune.steps`` budget; refinement re-runs the
-    plans of ``trials`` (or of the ``members`` chosen by ``front.refine_candidates``) with
-    ``steps`` (default ``search.refine_steps``) as new trials of the same study, measured like
-    every trial, so they join the front and can be picked, verified and exported.
+    The same promotion as a multi-fidelity search's (``search.rungs``): the plans of
+    ``trials`` (or the ``members`` best front members by the promotion rank) are re-run with
+    ``steps`` (default: the top rung) as new trials of the same study, measured like every
+    trial, so they join the front and can be picked, verified and exported.
 
     Example::
 
         autocompress.refine("experiments/fashion_mnist.yaml", [12, 30], steps=1000)
     """
-    from autocompress.front import refine_candidates
-    from autocompress.study import enqueue_refinements
+    from autocompress.study import promote_chosen
 
     setup = _setup_from_experiment(experiment, overrides, StudyOptions())
     if not _exists_study(setup):
@@ -209,13 +208,10 @@ def refine(
             "run the search first (refine works on a stored search)"
         )
     study = open_study(setup)
-    budget = steps or setup.search.refine_steps
-    if trials is None:
-        floor, slack = setup.accuracy_floor, setup.search.refine_slack
-        trials = refine_candidates(build_front(study), members or 3, floor, slack)
-    queued = enqueue_refinements(study, list(trials), budget, lr or setup.search.refine_lr)
+    chosen = None if trials is None else list(trials)
+    budget, queued = promote_chosen(study, setup, chosen, members, steps, lr)
     reporter = Progress(setup, enabled=progress)
-    reporter("refining", {"trials": queued, "steps": budget})
+    reporter("promoting", {"trials": queued, "steps": budget})
     optimize(study, setup, make_executor(setup), on_event=reporter)
     return SearchResult(study, setup.run_dir)
 

@@ -58,6 +58,8 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
     if not as_json:
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         print(f"study {result.study.study_name!r}: {states}")
+        if result.front.rungs is not None:
+            print(_rungs_line(result.front))
         print(format_front(result.front))
         return 0
     front = result.front
@@ -69,9 +71,17 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
             "fp32_latency_ms": _fp32_ms(front),
             "hypervolume": front.hypervolume() if front.members else None,
             "front": [_row(m, front) for m in front.members],
+            "rungs": None if front.rungs is None else list(front.rungs),
+            "rank_fidelity": [f.to_dict() for f in front.fidelity],
         }
     )
     return 0
+
+
+def _rungs_line(front: Front) -> str:
+    """The ladder and how well each rung ranked plans as the next one did."""
+    taus = "; ".join(f.describe() for f in front.fidelity) or "no plan promoted yet"
+    return f"rungs {list(front.rungs or ())} steps; rank fidelity (Kendall tau): {taus}"
 
 
 def pick(result: SearchResult, member: Member, *, as_json: bool = False) -> int:
@@ -108,3 +118,25 @@ def _fp32_ms(front: Front) -> float | None:
 
 def _print_json(data: dict[str, Any]) -> None:
     print(json.dumps(data, indent=2, allow_nan=False))
+
+
+def refine(args: Any) -> int:
+    """``autocompress refine EXPERIMENT --trials N... | --members K [--steps S]``: promote."""
+    from autocompress._api import refine as promote
+    from autocompress.errors import ConfigError
+    from autocompress.front import format_front
+
+    if any(v is not None and v < 1 for v in (args.steps, args.members)):
+        raise ConfigError("--steps and --members must be at least 1; e.g. --steps 1000")
+    result = promote(
+        args.experiment,
+        args.trials,
+        members=args.members,
+        steps=args.steps,
+        lr=args.lr,
+        overrides=args.overrides,
+        progress=not args.quiet,
+    )
+    print(f"\nPareto front after promotion ({len(result.front.members)} members):")
+    print(format_front(result.front))
+    return 0

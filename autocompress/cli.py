@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         ("resume", "continue a stopped search (as search does)", _search, _experiment_args),
         (
             "refine",
-            "fine-tune chosen front members again with a longer budget (new trials, same study)",
+            "promote chosen plans to a longer fine-tuning budget (new trials, same study)",
             _refine,
             _refine_args,
         ),
@@ -170,14 +170,11 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
 def _refine_args(p: argparse.ArgumentParser) -> None:
     _experiment_args(p)
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--trials", type=int, nargs="+", help="trial numbers to refine")
+    which.add_argument("--trials", type=int, nargs="+", help="trial numbers to promote")
     which.add_argument(
-        "--members",
-        type=int,
-        default=None,
-        help="refine the front members with the largest optimistic hypervolume gain (default 3)",
+        "--members", type=int, default=None, help="the K best front members (default 3)"
     )
-    p.add_argument("--steps", type=int, default=None, help="steps (default search.refine_steps)")
+    p.add_argument("--steps", type=int, default=None, help="budget (default the top rung)")
     p.add_argument("--lr", type=float, default=None, help="SGD rate (default finetune.lr)")
 
 
@@ -217,6 +214,7 @@ def _pick_args(p: argparse.ArgumentParser, with_storage: bool = True) -> None:
         choices=["accuracy", "latency", "size", "knee"],
         help="best by this among the members that fit (default accuracy)",
     )
+    g.add_argument("--any-rung", action="store_true", help="not only top-rung members")
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
@@ -257,6 +255,7 @@ def _pick_request(args: argparse.Namespace) -> dict:
         "min_accuracy": args.min_accuracy,  # fraction or percent: front.accuracy_fraction
         "max_size_bytes": size,
         "prefer": args.prefer,
+        "any_rung": args.any_rung,
     }
 
 
@@ -344,25 +343,9 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _refine(args: argparse.Namespace) -> int:
-    from autocompress._api import refine
-    from autocompress.front import format_front
+    from autocompress._cli_verbs import refine
 
-    if any(v is not None and v < 1 for v in (args.steps, args.members)):
-        from autocompress.errors import ConfigError
-
-        raise ConfigError("--steps and --members must be at least 1; e.g. --steps 1000")
-    result = refine(
-        args.experiment,
-        args.trials,
-        members=args.members,
-        steps=args.steps,
-        lr=args.lr,
-        overrides=args.overrides,
-        progress=not args.quiet,
-    )
-    print(f"\nPareto front after refinement ({len(result.front.members)} members):")
-    print(format_front(result.front))
-    return 0
+    return refine(args)
 
 
 def _status(args: argparse.Namespace) -> int:

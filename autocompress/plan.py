@@ -68,9 +68,10 @@ class DistillPlan:
     Attributes:
         temperature: softmax temperature T of the distillation loss (> 0).
         alpha: weight of the distillation term; ``1 - alpha`` weighs cross-entropy.
-        steps: optimizer steps, or None for the experiment's ``finetune.steps``. Set by
-            refinement (a front member fine-tuned again with a longer budget), which is why the
-            budget travels with the plan: the refined trial is the same plan, trained longer.
+        steps: optimizer steps, or None for the experiment's ``finetune.steps``. Set by the
+            rungs of a multi-fidelity search (``search.rungs``): a promoted trial is the same
+            plan trained longer, so the budget travels with the plan. 0 is rung 0: the plan
+            realized without fine-tuning (PTQ), its distillation settings kept for promotion.
         lr: SGD rate at T=1, or None for the experiment's ``finetune.lr``.
         qat_fraction: share of the steps, at the end, trained quantization-aware on BN-folded
             weights (before them the network trains in float with BatchNorm live), or None for
@@ -91,8 +92,8 @@ class DistillPlan:
             )
         if not 0.0 <= float(self.alpha) <= 1.0:
             raise ConfigError(f"distillation alpha={self.alpha!r} must be in [0, 1]")
-        if self.steps is not None and int(self.steps) < 1:
-            raise ConfigError(f"fine-tuning steps={self.steps!r} must be >= 1 (or none)")
+        if self.steps is not None and int(self.steps) < 0:
+            raise ConfigError(f"fine-tuning steps={self.steps!r} must be >= 0 (or none)")
         if self.lr is not None and not float(self.lr) > 0.0:
             raise ConfigError(f"fine-tuning lr={self.lr!r} must be > 0 (or none)")
         if self.qat_fraction is not None and not 0.0 <= float(self.qat_fraction) <= 1.0:
@@ -183,7 +184,7 @@ class CompressionPlan:
         return CompressionPlan(layers=layers, distill=distill)
 
     def with_budget(self, steps: int, lr: float | None = None) -> CompressionPlan:
-        """The same compression and distillation, fine-tuned for ``steps`` (refinement)."""
+        """The same compression and distillation, fine-tuned for ``steps`` (a rung's budget)."""
         if self.distill is None:
             raise ConfigError(
                 "this plan is realized by post-training quantization (no distillation); "

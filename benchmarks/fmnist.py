@@ -11,7 +11,7 @@ On the Fashion-MNIST reference model and the default target (ONNX Runtime, one p
 - the default search (the experiment's sampler) with ``n`` completed trials and random search
   with ``2n``, per seed; ``samplers=nsga2,gp`` adds other samplers at ``n`` for comparison;
 - refinement: ``refine`` members of the default search (chosen as
-  ``autocompress refine --members`` does, from the pool ``search.refine_slack`` allows), and the
+  ``autocompress refine --members`` does: the best front members by the promotion rank), and the
   int8-prune50 and plain baselines, fine-tuned again with ``refine_steps`` (the same longer
   budget for all);
 - then **one verification sitting**: every front member and every baseline is re-timed on the
@@ -93,6 +93,7 @@ class Sitting:
     batch: int
     common: tuple[str, ...]
     tag: str = ""  # "" for the reference experiment, else "<experiment name>-"
+    refine_lr: float = 0.03  # SGD rate of the promoted (refined) trials
 
     def study_name(self, arm: Arm) -> str:
         return f"bench-{self.tag}{arm.label}-b{self.batch}"
@@ -158,9 +159,13 @@ def ran_trials_since(arm: Arm, started: datetime.datetime, *, refinements: bool 
     finished after ``started``."""
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return any(
-        (read_trial(t).refine is not None) == refinements and t.datetime_complete >= started
-        for t in trials
+        _promoted(read_trial(t)) == refinements and t.datetime_complete >= started for t in trials
     )
+
+
+def _promoted(record: Any) -> bool:
+    """A promoted (refined) trial: the same plan as its parent, with a longer budget."""
+    return record.rung is not None and record.rung.parent is not None
 
 
 def refine_arm(
@@ -182,6 +187,7 @@ def refine_arm(
         trials,
         members=members,
         steps=steps,
+        lr=sitting.refine_lr,
         overrides=overrides(arm, sitting, baselines),
     )
     arm.refine_s += time.monotonic() - start
@@ -191,7 +197,7 @@ def study_span_s(arm: Arm) -> float:
     """First start to last finish of the search's own trials: the wall time of a study that ran
     in a sitting whose timings were lost (its CPU time cannot be known afterwards)."""
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ran = [t for t in trials if read_trial(t).refine is None]
+    ran = [t for t in trials if not _promoted(read_trial(t))]
     start = min(t.datetime_start for t in ran)
     return (max(t.datetime_complete for t in ran) - start).total_seconds()
 
@@ -199,7 +205,7 @@ def study_span_s(arm: Arm) -> float:
 def trial_wall_median(arm: Arm) -> float:
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     records = [(t, read_trial(t)) for t in trials]
-    ran = [t for t, r in records if r.duplicate_of is None and r.refine is None]
+    ran = [t for t, r in records if r.duplicate_of is None and not _promoted(r)]
     return statistics.median((t.datetime_complete - t.datetime_start).total_seconds() for t in ran)
 
 
@@ -234,7 +240,7 @@ def search_hypervolume(arm: Arm) -> float:
     own = [
         m
         for m in front.completed
-        if m.refines is None and m.feasible and m.fingerprint_key == front.fingerprint_key
+        if m.parent is None and m.feasible and m.fingerprint_key == front.fingerprint_key
     ]
     return normalized_hypervolume(own, front.objectives, front.reference, [1.0, 1.0, 1.0])
 
@@ -247,7 +253,7 @@ def hypervolume_at(arm: Arm, k: int) -> float:
         (
             m
             for m in front.completed
-            if m.refines is None and m.fingerprint_key == front.fingerprint_key
+            if m.parent is None and m.fingerprint_key == front.fingerprint_key
         ),
         key=lambda m: m.number,
     )[:k]
@@ -272,8 +278,8 @@ def warm_start_hypervolume(arm: Arm) -> float:
 def origin(arm: Arm, m: Member) -> str:
     """Who chose ``m``'s plan: "baseline", "warm start" (a hand-made plan enqueued before the
     sampler's) or "sampler"; a refined member takes the origin of the trial it refines."""
-    if m.refines is not None:
-        m = next((c for c in arm.result.front.completed if c.number == m.refines), m)
+    if m.parent is not None:
+        m = next((c for c in arm.result.front.completed if c.number == m.parent), m)
     if m.baseline:
         return "baseline"
     return "warm start" if m.warm_start else "sampler"
@@ -286,7 +292,7 @@ def point(arm: Arm, m: Member) -> dict[str, Any]:
         "arm": arm.label,
         "trial": m.number,
         "baseline": m.baseline,
-        "refines": m.refines,
+        "refines": m.parent,
         "warm_start": m.warm_start,
         "origin": origin(arm, m),
         "finetuned": distill is not None,
@@ -372,8 +378,8 @@ def summarise(arms: list[Arm], reference_test: float) -> dict[str, Any]:
     baselines = {m.baseline: point(base_arm, m) for m in completed if m.baseline}
     by_number = {m.number: m for m in completed}
     for m in completed:
-        if m.refines is not None:  # a fine-tuned baseline with the refinement budget
-            kind = by_number[m.refines].baseline
+        if m.parent is not None:  # a fine-tuned baseline with the refinement budget
+            kind = by_number[m.parent].baseline
             baselines[f"{kind} {m.plan.distill.steps} steps"] = point(base_arm, m)
     int8 = baselines["int8"]
     n = min(arm.n_trials for arm in arms[1:])  # the default search's budget
@@ -641,14 +647,13 @@ def main(argv: list[str]) -> None:
     common = [f"target.batch_size={batch}", f"model.train.epochs={args.get('ref_epochs', 12)}"]
     if "steps" in args:
         common.append(f"finetune.steps={args['steps']}")
-    common.append(f"search.refine_lr={float(args.get('refine_lr', 0.03))}")
     workers = int(args.get("workers", 1))
     if workers > 1:
         common += [f"search.n_workers={workers}", "search.executor=ray"]
     experiment = args.get("experiment", EXPERIMENT)
     config = load_experiment(experiment)
     tag = "" if experiment == EXPERIMENT else f"{config.name}-"
-    sitting = Sitting(experiment, batch, tuple(common), tag)
+    sitting = Sitting(experiment, batch, tuple(common), tag, float(args.get("refine_lr", 0.03)))
     default = config.search.sampler  # what `autocompress search` uses
     others = [x for x in args.get("samplers", "").split(",") if x and x != default]
     arms = [Arm("baselines", "random", 0, len(BASELINES))]
@@ -673,7 +678,7 @@ def main(argv: list[str]) -> None:
         for arm in arms[1:]:
             # a study refined in an earlier sitting keeps its members: choosing again would
             # refine the next best ones too, and seeds would differ in refinement budget
-            done = sum(m.refines is not None for m in arm.result.front.completed)
+            done = sum(m.parent is not None for m in arm.result.front.completed)
             if arm.sampler == default and done < members:
                 refine_arm(arm, sitting, None, members - done, refine_steps, ("fp32", "int8"))
                 _record(timings, arm, previous)

@@ -130,7 +130,7 @@ def _changed_finetuning(folder: Path) -> list[str]:
 def _refine_unknown_trial(folder: Path) -> list[str]:
     first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
     assert main(["search", str(first), "--quiet"]) == 0
-    return ["refine", str(first), "--trials", "99", "--quiet"]
+    return ["refine", str(first), "--trials", "99", "--steps", "50", "--quiet"]
 
 
 def _without_gpu(case: Case) -> Case:

@@ -49,7 +49,7 @@ def test_queries_and_summary() -> None:
     assert CompressionPlan.uniform(["a", "b"], weight_bits=None).is_fp32
 
 
-def test_a_refinement_budget_travels_with_the_plan() -> None:
+def test_a_rung_budget_travels_with_the_plan() -> None:
     plan = make_plan()
     assert "steps" not in plan.to_dict()["distill"]  # unset: plans of older studies stay equal
     longer = plan.with_budget(1000, lr=0.03)
@@ -59,6 +59,9 @@ def test_a_refinement_budget_travels_with_the_plan() -> None:
     assert "steps=1000" in longer.summary()
     with pytest.raises(ConfigError, match="post-training"):
         plan.without_finetuning().with_budget(1000)
+    rung0 = plan.with_budget(0)  # rung 0: no fine-tuning, the distillation settings kept
+    assert rung0.distill.steps == 0 and rung0.distill.temperature == 4.0
+    assert CompressionPlan.from_dict(rung0.to_dict()) == rung0
 
 
 @pytest.mark.parametrize(
@@ -69,7 +72,7 @@ def test_a_refinement_budget_travels_with_the_plan() -> None:
         ({"layers": {"a": {"prune_ratio": 1.5}}}, "prune_ratio=1.5"),
         ({"layers": {}, "distill": {"temperature": -1}}, "temperature=-1"),
         ({"layers": {}, "version": 7}, "plan version 7"),
-        ({"layers": {}, "distill": {"steps": 0}}, "steps=0"),
+        ({"layers": {}, "distill": {"steps": -1}}, "steps=-1"),
         ({"layers": {}, "distill": {"lr": -1}}, "lr=-1"),
         ({"layers": {}, "extra": 1}, "unknown key"),
     ],

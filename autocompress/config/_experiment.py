@@ -13,6 +13,7 @@ relative to the working directory, like any output path on a command line.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -146,15 +147,28 @@ class SearchConfig:
     n_workers: int = field(default=1, metadata={"ge": 1})  # trials in flight
     ray_address: str | None = None  # None: start a local Ray
     trial_timeout_s: float | None = field(default=None, metadata={"gt": 0})
-    # refinement: after the budget, the K front members worth most (front/_refine.py) are
-    # fine-tuned again for refine_steps (searches use a short proxy budget; the members users
-    # pick get the long one). 0: no automatic refinement (``autocompress refine`` still works).
-    refine_members: int = field(default=0, metadata={"ge": 0})
-    refine_steps: int = field(default=1000, metadata={"ge": 1})
-    refine_lr: float | None = field(default=None, metadata={"gt": 0})  # None: finetune.lr
-    # points under the accuracy floor a member's short-budget accuracy may be and still be
-    # chosen for refinement (the long budget recovers most where pruning is heaviest)
-    refine_slack: float = field(default=3.0, metadata={"ge": 0})
+    # multi-fidelity search: fine-tuning step budgets, ascending (0: prune, BN recalibrate,
+    # snap, realize, measure; no fine-tuning). Every plan enters at the first; the top
+    # 1/eta of a rung (non-dominated sorting) is promoted to the next (study/_rungs.py).
+    # None: one rung of finetune.steps (every trial fine-tuned alike, no promotion)
+    rungs: list[int] | None = None
+    eta: int = field(default=3, metadata={"ge": 2})  # promote the top 1/eta of each rung
+
+    def __post_init__(self) -> None:
+        rungs = self.rungs
+        if rungs is not None and (
+            not rungs
+            or any(int(s) < 0 for s in rungs)
+            or any(b <= a for a, b in itertools.pairwise(rungs))
+        ):
+            raise ConfigError(
+                f"search.rungs: {rungs} must be fine-tuning step budgets >= 0 in strictly "
+                "ascending order, e.g. [0, 60, 250, 1000] (or null: one rung of finetune.steps)"
+            )
+
+    def ladder(self, finetune_steps: int) -> list[int]:
+        """The rungs' step budgets; without ``rungs``, the one rung of ``finetune.steps``."""
+        return [int(s) for s in self.rungs] if self.rungs is not None else [finetune_steps]
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,7 @@ def front_table(
     fp32 = [m for m in front.completed if m.baseline == "fp32"][:1]
     shown = fp32 + [m for m in front.members if m not in fp32]
     head = ["trial", "", "val accuracy"] + (["test accuracy"] if tested else [])
-    head += ["latency (ms)", "x faster than fp32", "packed size", "x smaller than fp32"]
+    head += ["latency (ms)", "x faster than fp32", "packed size", "x smaller than fp32", "steps"]
     rows = [
         "<h2>Pareto front</h2><table id='front-table'><tr>"
         + "".join(f"<th>{h}</th>" for h in head)
@@ -319,7 +319,7 @@ def front_table(
             + (test if tested else "")
             + f"<td>{row.latency_ms:.4f}</td><td>{row.speedup:.2f}x</td>"
             f"<td>{fmt_bytes(row.size_bytes)}</td><td>{row.smaller:.1f}x</td>"
-            f"<td style='text-align:left'>{html.escape(row.plan)}</td>"
+            f"<td>{row.steps}</td><td style='text-align:left'>{html.escape(row.plan)}</td>"
             f"<td style='text-align:left'><code>{html.escape(export_command(m, storage))}"
             "</code></td></tr>"
         )
@@ -352,6 +352,9 @@ def _summary(front: Front, picked: Member | None) -> str:
         f"({html.escape(str(fp.get('runtime', '?')))}, batch {fp.get('batch_size', '?')}, "
         f"{fp.get('threads', '?')} thread(s))",
     ]
+    if front.rungs is not None:
+        taus = "; ".join(f.describe() for f in front.fidelity) or "no plan promoted yet"
+        items.append(f"rungs {list(front.rungs)} fine-tuning steps; rank fidelity: {taus}")
     if chosen is not None:
         items.append(f"plan chart: trial {chosen.number}" + (" (picked)" if picked else " (knee)"))
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"

@@ -2,6 +2,8 @@
 
 A member is a COMPLETE, feasible (all constraints <= 0), non-dominated trial measured with the
 study's device fingerprint (figures from another machine or runtime are reported, never mixed in).
+In a multi-fidelity search each plan counts once, at its highest rung: its trials at lower
+budgets are the ranking that promoted it, not points of the front.
 Hypervolume is computed in a normalised space so that it means the same across searches of one
 model: error rate (1 - accuracy), latency as a fraction of the fp32 reference's, size as a fraction
 of the fp32 model's; the reference point is (1, 1, 1) in that space unless one is given.
@@ -9,6 +11,7 @@ of the fp32 model's; the reference point is (1, 1, 1) in that space unless one i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +25,8 @@ from optuna.trial import FrozenTrial, TrialState
 from autocompress import _files
 from autocompress.front._html import front_html
 from autocompress.front._pareto import hypervolume, knee_index, non_dominated
-from autocompress.front._pick import describe, pick
+from autocompress.front._pick import PickError, describe, pick
+from autocompress.front._promote import RankFidelity, plan_key, rank_fidelity
 from autocompress.plan import CompressionPlan
 from autocompress.record import TrialResult, read_study, read_trial
 
@@ -51,8 +55,15 @@ class Member:
     baseline: str | None = None
     artifact_dir: str | None = None
     feasible: bool = True
-    refines: int | None = None  # the trial whose plan this one fine-tuned longer
+    parent: int | None = None  # the trial this one was promoted from (the same plan)
     warm_start: str | None = None  # "uniform" / "sensitivity": enqueued before the sampler's
+    rung: int = 0  # its rung in the ladder (0: where every plan enters)
+    final: bool = True  # at the top rung, or post-training (no budget changes its figures)
+
+    @property
+    def steps(self) -> int:
+        """The fine-tuning budget its figures were measured at (0: none)."""
+        return self.result.finetune_steps
 
     @property
     def fingerprint_key(self) -> str | None:
@@ -86,7 +97,9 @@ class Member:
         return {
             "trial": self.number,
             "baseline": self.baseline or "",
-            "refines": self.refines,
+            "parent": self.parent,
+            "rung": self.rung,
+            "steps": self.steps,
             "accuracy": r.accuracy,
             "latency_ms": r.latency_ms,
             "latency_ratio": r.latency_ratio,
@@ -108,6 +121,8 @@ class Front:
     reference: dict[str, float] = field(default_factory=dict)  # fp32 latency_ms, size_bytes
     excluded_fingerprints: dict[str, int] = field(default_factory=dict)
     accuracy_floor: float | None = None  # fraction; members below it are infeasible
+    rungs: tuple[int, ...] | None = None  # the ladder's budgets (steps); None: one rung
+    fidelity: list[RankFidelity] = field(default_factory=list)  # consecutive rungs' Kendall tau
 
     @property
     def directions(self) -> list[str]:
@@ -133,8 +148,13 @@ class Front:
         min_accuracy: float | None = None,
         max_size_bytes: float | None = None,
         prefer: str = "accuracy",
+        any_rung: bool = False,
     ) -> Member:
         """One member by budget and preference; see :func:`autocompress.front.pick`.
+
+        In a multi-fidelity search only members at the top rung (or post-training ones) are
+        picked unless ``any_rung``: a lower rung's figures are a short budget's. A ``number``
+        names any completed trial.
 
         ``min_accuracy`` as the CLI takes it: a fraction (0.89) or percent (89); values above 1
         are percent, so 1 means 100%. ``prefer``: "accuracy", "latency", "size" or "knee".
@@ -143,13 +163,25 @@ class Front:
         ``front.pick(number=7)``, ``front.pick(prefer="knee")``
         """
         return pick(
-            self,
+            self if any_rung or number is not None else self.at_top_rung(),
             number=number,
             max_latency_ms=max_latency_ms,
             min_accuracy=min_accuracy,
             max_size_bytes=max_size_bytes,
             prefer=prefer,
         )
+
+    def at_top_rung(self) -> Front:
+        """The front with the members at the top rung only (see :attr:`Member.final`)."""
+        final = [m for m in self.members if m.final]
+        top = self.rungs[-1] if self.rungs else "?"
+        if self.members and not final:
+            raise PickError(
+                f"no front member was fine-tuned at the top rung ({top} steps) yet; pick by trial "
+                "number or with any_rung (--any-rung), or promote "
+                "members with `autocompress refine`"
+            )
+        return dataclasses.replace(self, members=final)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -198,6 +230,8 @@ class Front:
             "hypervolume": self.hypervolume(),
             "knee": None if knee is None else knee.number,
             "accuracy_floor": self.accuracy_floor,
+            "rungs": None if self.rungs is None else list(self.rungs),
+            "rank_fidelity": [f.to_dict() for f in self.fidelity],
             "members": [
                 {
                     **m.row(),
@@ -214,22 +248,37 @@ class Front:
         _files.write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
 
-def members_of(study: optuna.Study) -> list[Member]:
-    """Every COMPLETE trial of an autocompress study as a Member."""
-    objectives = read_study(study).objectives
+def members_of(study: optuna.Study, *, all_rungs: bool = False) -> list[Member]:
+    """The COMPLETE trials of an autocompress study as Members, each plan at its highest rung.
+
+    A plan promoted to a rung is shown by its trials there; its lower-rung trials are left out
+    (``all_rungs`` keeps them). Trials of one plan at one rung (duplicates) are all kept.
+    """
+    info = read_study(study)
+    top = None if info.rungs is None else len(info.rungs) - 1
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        member = _member(t, objectives)
+        member = _member(t, info.objectives, top)
         if member is not None:
             out.append(member)
-    return out
+    return out if all_rungs else _highest_rung(out)
+
+
+def _highest_rung(members: list[Member]) -> list[Member]:
+    """Each plan's members at its highest rung only."""
+    highest: dict[str, int] = {}
+    for m in members:
+        key = plan_key(m.plan)
+        highest[key] = max(highest.get(key, 0), m.rung)
+    return [m for m in members if m.rung == highest[plan_key(m.plan)]]
 
 
 def build_front(study: optuna.Study, fingerprint_key: str | None = None) -> Front:
     """The feasible non-dominated set of ``study``, restricted to one device fingerprint."""
     info = read_study(study)
     objectives = list(info.objectives)
-    completed = members_of(study)
+    every = members_of(study, all_rungs=True)
+    completed = _highest_rung(every)
     key = fingerprint_key or info.fingerprint_key
     if key is None and completed:
         key = completed[0].fingerprint_key
@@ -255,6 +304,8 @@ def build_front(study: optuna.Study, fingerprint_key: str | None = None) -> Fron
         dict(info.reference),
         excluded,
         accuracy_floor=info.accuracy_floor,
+        rungs=info.rungs,
+        fidelity=rank_fidelity([(plan_key(m.plan), m.rung, m.steps, m.accuracy) for m in every]),
     )
 
 
@@ -288,12 +339,17 @@ def _normalized(objective: str, m: Member, reference: dict[str, float]) -> float
     return r.size_bytes / float(reference.get("size_bytes") or r.size_bytes)
 
 
-def _member(t: FrozenTrial, objectives: Sequence[str]) -> Member | None:
-    """The trial as a member; None for a COMPLETE trial without an autocompress result."""
+def _member(t: FrozenTrial, objectives: Sequence[str], top: int | None) -> Member | None:
+    """The trial as a member; None for a COMPLETE trial without an autocompress result.
+
+    ``top``: the ladder's top rung (None: one rung, every member final).
+    """
     record = read_trial(t)
     if record.result is None:
         return None
     values = t.values or []
+    rung = 0 if record.rung is None else record.rung.level
+    post_training = record.plan is None or record.plan.distill is None
     return Member(
         number=t.number,
         objectives={o: float(v) for o, v in zip(objectives, values, strict=False)},
@@ -301,7 +357,9 @@ def _member(t: FrozenTrial, objectives: Sequence[str]) -> Member | None:
         result=record.result,
         baseline=record.baseline,
         artifact_dir=record.artifact_dir,
-        refines=None if record.refine is None else record.refine.of,
+        parent=None if record.rung is None else record.rung.parent,
         warm_start=record.warm_start,
+        rung=rung,
+        final=top is None or rung >= top or post_training,
         feasible=all(v <= 0.0 for v in t.constraints.values()) if t.constraints else True,
     )

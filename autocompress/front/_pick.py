@@ -144,5 +144,5 @@ def describe(m: Member) -> str:
     tag = f" ({m.baseline})" if m.baseline else ""
     return (
         f"trial {m.number}{tag} {r.accuracy:.2%}, {r.latency_ms:.3f} ms, "
-        f"{r.size_bytes / 1e3:.1f} kB"
+        f"{r.size_bytes / 1e3:.1f} kB, {r.finetune_steps} steps"
     )

@@ -47,7 +47,7 @@ class FrontRow:
     """One member as every table shows it (terminal, HTML report, pick's one-liner)."""
 
     number: int
-    tag: str  # the baseline's name, "from N" for a refinement, "knee", or ""
+    tag: str  # the baseline's name, "from N" for a promoted trial, "knee", or ""
     accuracy: float
     latency_ms: float
     speedup: float  # x faster than fp32: fp32_latency_ms(front) / latency_ms (nan if unknown)
@@ -56,6 +56,7 @@ class FrontRow:
     plan: str
     feasible: bool = True  # at or above the accuracy floor
     on_front: bool = True
+    steps: int = 0  # the fine-tuning budget its figures were measured at (its rung's)
 
 
 def front_row(m: Member, front: Front) -> FrontRow:
@@ -65,7 +66,7 @@ def front_row(m: Member, front: Front) -> FrontRow:
     ms = latency_ms(m, front)
     return FrontRow(
         number=m.number,
-        tag=m.baseline or (f"from {m.refines}" if m.refines is not None else mark),
+        tag=m.baseline or (f"from {m.parent}" if m.parent is not None else mark),
         accuracy=r.accuracy,
         latency_ms=ms,
         speedup=fp32_latency_ms(front) / ms if ms > 0 else math.nan,
@@ -74,6 +75,7 @@ def front_row(m: Member, front: Front) -> FrontRow:
         plan=m.plan.summary(),
         feasible=m.feasible,
         on_front=any(f.number == m.number for f in front.members),
+        steps=m.steps,
     )
 
 
@@ -126,7 +128,7 @@ def describe_row(m: Member, front: Front) -> str:
     return (
         f"trial {row.number}{tag}{state} {row.accuracy:.2%}, {fmt_ms(row.latency_ms)} "
         f"({row.speedup:.2f}x faster than fp32), {fmt_bytes(row.size_bytes)} packed "
-        f"({row.smaller:.1f}x smaller than fp32)"
+        f"({row.smaller:.1f}x smaller than fp32), {row.steps} fine-tuning steps"
     )
 
 
@@ -134,7 +136,7 @@ def format_front(front: Front) -> str:
     """The front as an aligned text table, best accuracy first, knee and baselines marked."""
     header = (
         f"{'trial':>5}  {'':9}{'accuracy':>9}  {'latency':>10}  {'speedup':>7}  "
-        f"{'size':>10}  {'smaller':>7}  plan"
+        f"{'size':>10}  {'smaller':>7}  {'steps':>5}  plan"
     )
     lines = [
         f"fp32 reference: {fmt_ms(fp32_latency_ms(front))} (median over trials, timed beside "
@@ -148,7 +150,7 @@ def format_front(front: Front) -> str:
         lines.append(
             f"{row.number:>5}  {row.tag.ljust(9)}{row.accuracy:>9.2%}  "
             f"{fmt_ms(row.latency_ms):>10}  {row.speedup:>6.2f}x  "
-            f"{fmt_bytes(row.size_bytes):>10}  {row.smaller:>6.1f}x  {row.plan}"
+            f"{fmt_bytes(row.size_bytes):>10}  {row.smaller:>6.1f}x  {row.steps:>5}  {row.plan}"
         )
     if front.excluded_fingerprints:
         lines.append(
@@ -167,7 +169,7 @@ def to_pandas(study: Any) -> Any:
     import pandas as pd
 
     rows = []
-    completed = {m.number: m for m in members_of(study)}
+    completed = {m.number: m for m in members_of(study, all_rungs=True)}
     on_front = {m.number for m in build_front(study).members}
     for t in study.get_trials(deepcopy=False):
         record = read_trial(t)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from autocompress.record import _attrs as attrs
 from autocompress.record._attrs import (
     DriverStamp,
-    Refinement,
     StudyRecord,
     StudyStamp,
     TrialRecord,
@@ -24,12 +23,14 @@ from autocompress.record._result import (
     TrialOutput,
     TrialResult,
 )
+from autocompress.record._rung import Promotion, Rung
 
 __all__ = [
     "DriverStamp",
     "FinetuneRecord",
     "LayerRecord",
-    "Refinement",
+    "Promotion",
+    "Rung",
     "StudyRecord",
     "StudyStamp",
     "TrialOutput",

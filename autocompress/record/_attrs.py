@@ -6,8 +6,10 @@ names in one place). Everything else reads a trial through :func:`read_trial` (a
 writes through the functions below, so a renamed or retyped attribute changes here alone.
 
 Trial attributes, in the order a trial gets them:
-    slot, baseline | warm_start | refine | retry_of   when enqueued (a budget slot and its kind)
+    slot, baseline | warm_start | rung | retry_of     when enqueued (a budget slot and its kind;
+                                                       a promotion's ``rung`` names its parent)
     driver, heartbeat                                  when a driver asks for it, then every 15 s
+    rung                                               an entry's (rung 0), once asked
     plan, weight_bits.<layer>, prune_ratio.<layer>,    once sampled (the real values, not the
       kd_temperature, kd_alpha                           sampler's ordinal indices: dashboards)
     result, artifact_dir, outcome                      when it completed
@@ -32,12 +34,14 @@ from optuna.trial import FrozenTrial, Trial
 
 from autocompress.plan import CompressionPlan
 from autocompress.record._result import TrialResult
+from autocompress.record._rung import Promotion, Rung
 
 # Trial attributes
 SLOT = "slot"  # True: this waiting trial is a budget slot (see study/_lifecycle.py)
 BASELINE = "baseline"  # "fp32", "int8", "int8-prune50": a baseline plan
 WARM_START = "warm_start"  # "uniform" / "sensitivity": enqueued before the sampler's plans
-REFINE = "refine"  # {"of": number, "steps": S, "lr": lr}: the same plan, fine-tuned longer
+RUNG = "rung"  # {"level": k, "steps": S, "parent": n | None, "lr": lr}: see Rung
+REFINE = "refine"  # {"of", "steps", "lr"}: a refinement of studies made before rungs (read only)
 RETRY_OF = "retry_of"  # number of the stale trial whose plan this one re-runs
 DRIVER = "driver"  # {"host", "pid", "id"} of the driver running it
 HEARTBEAT = "heartbeat"  # time.time() of that driver's last stamp
@@ -73,27 +77,12 @@ EXPERIMENT = "experiment"
 SENSITIVITY = "sensitivity"
 INITIALISED = "initialised"
 FINGERPRINT_KEY = "fingerprint_key"
-REFINE_CHOSEN = "refine_chosen"
+RUNGS = "rungs"  # the ladder's step budgets (search.rungs); absent: one rung
+PROMOTIONS = "promotions"  # [[parent, level, steps], ...]: promotions decided, before enqueueing
 ACCURACY_FLOOR = "accuracy_floor"  # lowest feasible validation accuracy (fraction); None: none
 
 # What a retry of a stale trial inherits from it.
-_INHERITED = (BASELINE, REFINE)
-
-
-@dataclass(frozen=True)
-class Refinement:
-    """A refinement trial: the plan of trial ``of`` with ``steps`` of fine-tuning at ``lr``."""
-
-    of: int
-    steps: int
-    lr: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"of": self.of, "steps": self.steps, "lr": self.lr}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Refinement:
-        return cls(int(data["of"]), int(data["steps"]), data.get("lr"))
+_INHERITED = (BASELINE, RUNG, REFINE)
 
 
 @dataclass(frozen=True)
@@ -119,7 +108,7 @@ class TrialRecord:
     slot: bool = False
     baseline: str | None = None
     warm_start: str | None = None
-    refine: Refinement | None = None
+    rung: Rung | None = None  # None: no rung recorded (a study without rungs: rung 0)
     retry_of: int | None = None
     driver: DriverStamp | None = None
     heartbeat: float | None = None
@@ -136,12 +125,17 @@ class TrialRecord:
 def read_trial(trial: FrozenTrial | Trial) -> TrialRecord:
     """The typed view of ``trial``'s user attributes."""
     a = trial.user_attrs
-    refine, driver, plan, result = a.get(REFINE), a.get(DRIVER), a.get(PLAN), a.get(RESULT)
+    rung, driver, plan, result = (
+        a.get(RUNG) or a.get(REFINE),
+        a.get(DRIVER),
+        a.get(PLAN),
+        a.get(RESULT),
+    )
     return TrialRecord(
         slot=bool(a.get(SLOT)),
         baseline=a.get(BASELINE) or None,
         warm_start=a.get(WARM_START) or None,
-        refine=Refinement.from_dict(refine) if refine else None,
+        rung=Rung.from_dict(rung) if rung else None,
         retry_of=a.get(RETRY_OF),
         driver=DriverStamp.from_dict(driver) if driver else None,
         heartbeat=a.get(HEARTBEAT),
@@ -156,16 +150,19 @@ def read_trial(trial: FrozenTrial | Trial) -> TrialRecord:
     )
 
 
-def is_refinement(trial: FrozenTrial | Trial) -> bool:
-    """Cheaper than ``read_trial(t).refine``: budget counts ask it of every trial, often."""
-    return bool(trial.user_attrs.get(REFINE))
+def is_promotion(trial: FrozenTrial | Trial) -> bool:
+    """A promoted trial (or an old refinement): extra to the search budget. Cheaper than
+    ``read_trial(t).rung``: budget counts ask it of every trial, often."""
+    a = trial.user_attrs
+    rung = a.get(RUNG)
+    return bool(a.get(REFINE)) or bool(rung and rung.get("parent") is not None)
 
 
 def slot_attrs(
     *,
     baseline: str | None = None,
     warm_start: str | None = None,
-    refine: Refinement | None = None,
+    rung: Rung | None = None,
     retry_of: int | None = None,
 ) -> dict[str, Any]:
     """The attributes of a budget slot to enqueue (``study.enqueue_trial(..., user_attrs=)``)."""
@@ -174,15 +171,15 @@ def slot_attrs(
         attrs[BASELINE] = baseline
     if warm_start:
         attrs[WARM_START] = warm_start
-    if refine is not None:
-        attrs[REFINE] = refine.to_dict()
+    if rung is not None:
+        attrs[RUNG] = rung.to_dict()
     if retry_of is not None:
         attrs[RETRY_OF] = retry_of
     return attrs
 
 
 def retry_attrs(stale: FrozenTrial) -> dict[str, Any]:
-    """A slot re-running ``stale``'s plan, with the kind (baseline, refinement) it had."""
+    """A slot re-running ``stale``'s plan, with the kind (baseline, rung) it had."""
     attrs = {SLOT: True, RETRY_OF: stale.number}
     attrs.update({k: stale.user_attrs[k] for k in _INHERITED if stale.user_attrs.get(k)})
     return attrs
@@ -191,6 +188,11 @@ def retry_attrs(stale: FrozenTrial) -> dict[str, Any]:
 def stamp_driver(trial: Trial, driver: DriverStamp) -> None:
     trial.set_user_attr(DRIVER, driver.to_dict())
     trial.set_user_attr(HEARTBEAT, time.time())
+
+
+def set_rung(trial: Trial, rung: Rung) -> None:
+    """An entry's rung (level 0), recorded when it is asked."""
+    trial.set_user_attr(RUNG, rung.to_dict())
 
 
 def beat(trial: Trial, now: float) -> None:
@@ -267,18 +269,19 @@ class StudyRecord:
     run_dir: str | None
     signature: str | None
     fingerprint_key: str | None
-    refine_chosen: tuple[int, ...] | None
+    promotions: tuple[Promotion, ...]  # decided (each enqueued once, after it was stored)
     initialised: bool
     creator: Mapping[str, Any]
     sensitivity: Mapping[str, Any] | None
     experiment: Mapping[str, Any] | None
     has_any: bool  # the study has attributes at all
     accuracy_floor: float | None = None  # fraction; None: no floor (or a study made before it)
+    rungs: tuple[int, ...] | None = None  # the ladder's step budgets; None: one rung
 
 
 def read_study(study: optuna.Study) -> StudyRecord:
     a = study.user_attrs
-    chosen = a.get(REFINE_CHOSEN)
+    rungs = a.get(RUNGS)
     return StudyRecord(
         objectives=tuple(a.get(OBJECTIVES) or ("accuracy", "latency", "size")),
         latency_unit=str(a.get(LATENCY_UNIT) or "ratio"),
@@ -287,13 +290,14 @@ def read_study(study: optuna.Study) -> StudyRecord:
         run_dir=a.get(RUN_DIR),
         signature=a.get(SIGNATURE),
         fingerprint_key=a.get(FINGERPRINT_KEY),
-        refine_chosen=None if chosen is None else tuple(int(n) for n in chosen),
+        promotions=tuple(Promotion(*map(int, p)) for p in a.get(PROMOTIONS) or ()),
         initialised=bool(a.get(INITIALISED)),
         creator=dict(a.get(CREATOR) or {}),
         sensitivity=a.get(SENSITIVITY),
         experiment=a.get(EXPERIMENT),
         has_any=bool(a),
         accuracy_floor=_accuracy_floor(a),
+        rungs=None if rungs is None else tuple(int(s) for s in rungs),
     )
 
 
@@ -321,6 +325,7 @@ class StudyStamp:
     run_dir: str
     experiment: Mapping[str, Any] | None
     accuracy_floor: float | None = None
+    rungs: tuple[int, ...] | None = None  # search.rungs
 
 
 def stamp_study(study: optuna.Study, stamp: StudyStamp) -> None:
@@ -335,6 +340,8 @@ def stamp_study(study: optuna.Study, stamp: StudyStamp) -> None:
     study.set_user_attr(RUN_DIR, stamp.run_dir)
     study.set_user_attr(EXPERIMENT, stamp.experiment)
     study.set_user_attr(ACCURACY_FLOOR, stamp.accuracy_floor)
+    if stamp.rungs is not None:
+        study.set_user_attr(RUNGS, list(stamp.rungs))
     with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use since
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(metric_names(stamp.objectives, stamp.latency_unit))
@@ -361,5 +368,9 @@ def set_fingerprint_key(study: optuna.Study, key: str) -> None:
         study.set_user_attr(FINGERPRINT_KEY, key)
 
 
-def set_refine_chosen(study: optuna.Study, numbers: list[int]) -> None:
-    study.set_user_attr(REFINE_CHOSEN, list(numbers))
+def add_promotions(study: optuna.Study, promotions: list[Promotion]) -> None:
+    """Store promotions as decided, before any is enqueued (a resumed driver enqueues the
+    stored ones it finds without a trial, and never decides one twice)."""
+    stored = [list(p) for p in study.user_attrs.get(PROMOTIONS) or ()]
+    stored += [[p.parent, p.level, p.steps] for p in promotions]
+    study.set_user_attr(PROMOTIONS, stored)

@@ -6,7 +6,7 @@ from autocompress.study._lifecycle import add_budget_slots, open_study, resolve_
 from autocompress.study._progress import Progress
 from autocompress.study._ray_executor import RayExecutor
 from autocompress.study._recovery import recover_stale_trials
-from autocompress.study._refinement import enqueue_refinements, refine_front
+from autocompress.study._rungs import enqueue_promotions, ladder, promote, promote_chosen
 from autocompress.study._setup import SearchSetup, setup_from_experiment, setup_from_objects
 from autocompress.study._space import BoundSpace, LayerSlot, bind_space
 from autocompress.study._storage import load_stored_study, open_storage, redact
@@ -22,17 +22,19 @@ __all__ = [
     "SearchSetup",
     "add_budget_slots",
     "bind_space",
-    "enqueue_refinements",
+    "enqueue_promotions",
     "execute",
+    "ladder",
     "load_stored_study",
     "objective_values",
     "open_storage",
     "open_study",
     "optimize",
+    "promote",
+    "promote_chosen",
     "record",
     "recover_stale_trials",
     "redact",
-    "refine_front",
     "resolve_run_dir",
     "setup_from_experiment",
     "setup_from_objects",

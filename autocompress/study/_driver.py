@@ -3,15 +3,18 @@
     experiments/x.yaml --load_experiment--> ExperimentConfig --setup--> SearchSetup
     study = open_study(setup)          create (with budget slots) or resume      (_lifecycle)
     recover_stale_trials(study)        RUNNING trials of dead drivers -> FAIL, plans re-queued
-    loop, up to executor.capacity trials in flight:
-        trial = study.ask()            pops a budget slot (baselines are the first slots)
-        plan  = space.sample(trial)    a CompressionPlan keyed by module name
+    loop, up to executor.capacity trials in flight; for each free worker:
+        trial = a waiting promotion    highest rung first (_rungs.claim_promotion)
+             or a new promotion        top 1/eta of a rung by non-dominated sorting (_rungs)
+             or study.ask()            pops a budget slot (baselines are the first slots)
+        plan  = space.sample(trial)    a CompressionPlan keyed by module name, with the budget
+                                       of its rung (search.rungs; entries at the lowest)
         executor.submit(trial.number, plan.to_dict(), task.to_dict())   plain data only
         -- worker: run_trial(plan, task) -> TrialOutput (result + bytes) --
         write artifacts; record the result (record/_attrs); constraints (A.set_constraints)
         study.tell(trial, [accuracy, latency, size])  or FAIL / PRUNED with the reason
-    refine: search.refine_members front members re-queued with search.refine_steps (_refinement)
-    front = build_front(study) -> front.json
+    no slot left and nothing promotable: stop when the trials in flight are recorded
+    front = build_front(study) -> front.json   each plan at its highest rung
 
 A trial asked when no slot was left (another driver took the last one) is closed at once as FAIL
 with that reason, never run. Stale-trial recovery and heartbeats live in ``_recovery``.
@@ -36,12 +39,12 @@ from autocompress import _files
 from autocompress.errors import AutocompressError
 from autocompress.front import build_front
 from autocompress.plan import CompressionPlan
-from autocompress.record import DriverStamp, TrialOutput, TrialResult, read_trial
+from autocompress.record import DriverStamp, Rung, TrialOutput, TrialResult, read_trial
 from autocompress.record import attrs as A
 from autocompress.study._executors import Executor, Outcome
 from autocompress.study._lifecycle import add_budget_slots, state_counts
 from autocompress.study._recovery import HEARTBEAT_S, heartbeat, recover_stale_trials
-from autocompress.study._refinement import refine_front
+from autocompress.study._rungs import budgeted, claim_promotion, entry_rung, promote
 from autocompress.study._setup import SearchSetup
 
 MAX_FAILURE_STREAK = 8  # failed trials in a row: something is broken, stop and say why
@@ -59,7 +62,8 @@ def optimize(
     *,
     on_event: Emit | None = None,
 ) -> optuna.Study:
-    """Run trials until the study has ``n_trials`` COMPLETE trials (see the module docstring)."""
+    """Run trials until the study has ``n_trials`` COMPLETE entries (plans sampled, baselines
+    included) and nothing is left to promote (see the module docstring)."""
     emit: Emit = on_event or (lambda kind, info: None)
     driver = DriverStamp(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
     _recover(study, driver, emit)
@@ -69,8 +73,11 @@ def optimize(
     last_beat = time.monotonic()
     try:
         while True:
-            while stop is None and len(in_flight) < executor.capacity and _waiting(study) > 0:
-                trial = _start(study, setup, executor, driver, emit)
+            while stop is None and len(in_flight) < executor.capacity:
+                asked = _next_trial(study, setup)
+                if asked is None:
+                    break
+                trial = _start(study, setup, executor, asked, driver, emit)
                 if trial is not None:
                     in_flight[trial.number] = trial
             if not in_flight:
@@ -78,9 +85,6 @@ def optimize(
                     # trials of other drivers: wait for them, or recover them if their driver died
                     time.sleep(WAIT_OTHERS_S)
                     _recover(study, driver, emit)
-                    continue
-                if stop is None and (queued := refine_front(study, setup)):
-                    emit("refining", {"trials": queued, "steps": setup.search.refine_steps})
                     continue
                 break
             for outcome in executor.wait(timeout=HEARTBEAT_S):
@@ -151,18 +155,36 @@ def write_artifacts(run_dir: Path, number: int, output: TrialOutput, plan: Any) 
     return _files.write_dir(run_dir / "trials" / f"{number:05d}", fill)
 
 
+def _next_trial(study: optuna.Study, setup: SearchSetup) -> Trial | None:
+    """The trial a free worker runs: a waiting promotion (highest rung first), else one
+    decided now, else a budget slot (a new plan); None when there is none of these."""
+    trial = claim_promotion(study)
+    if trial is None and promote(study, setup):
+        trial = claim_promotion(study)
+    if trial is None and _waiting(study) > 0:
+        trial = study.ask()
+        faults.point("driver.asked")
+    return trial
+
+
 def _start(
-    study: optuna.Study, setup: SearchSetup, executor: Executor, driver: DriverStamp, emit: Emit
+    study: optuna.Study,
+    setup: SearchSetup,
+    executor: Executor,
+    trial: Trial,
+    driver: DriverStamp,
+    emit: Emit,
 ) -> Trial | None:
-    trial = study.ask()
-    faults.point("driver.asked")
     A.stamp_driver(trial, driver)
     slot = read_trial(trial)
     if not slot.slot:  # no slot was left: ask() made a fresh trial
         A.set_failure(trial, "over budget: another driver took the last slot")
         study.tell(trial, state=TrialState.FAIL)
         return None
-    plan = _plan_of(setup, trial, slot.baseline, slot.refine)
+    rung = slot.rung or entry_rung(setup)
+    if slot.rung is None and rung is not None:
+        A.set_rung(trial, rung)
+    plan = _plan_of(setup, trial, slot.baseline, rung)
     A.set_plan(trial, plan)
     faults.point("driver.sampled")
     earlier = _completed_with_plan(study, plan)
@@ -176,18 +198,19 @@ def _start(
 
 
 def _plan_of(
-    setup: SearchSetup, trial: Trial, baseline: str | None, refine: A.Refinement | None
+    setup: SearchSetup, trial: Trial, baseline: str | None, rung: Rung | None
 ) -> CompressionPlan:
-    """The sampled plan, without fine-tuning for post-training baselines, longer for
-    refinements (the same plan as trial ``refine.of``, fine-tuned with ``refine.steps``)."""
+    """The sampled plan, without fine-tuning for post-training baselines, with its rung's
+    budget (a promotion: the same plan as trial ``rung.parent``, fine-tuned longer).
+
+    The plain baselines go up the rungs like any plan: they are compared at equal budgets.
+    """
     plan = setup.space.sample(trial)
     if baseline in POST_TRAINING_BASELINES:
         plan = plan.without_finetuning()
     elif baseline in PLAIN_BASELINES:
         plan = plan.plain()
-    if refine is not None:
-        plan = plan.with_budget(refine.steps, refine.lr)
-    return plan
+    return budgeted(plan, rung)
 
 
 def _completed_with_plan(study: optuna.Study, plan: CompressionPlan) -> FrozenTrial | None:

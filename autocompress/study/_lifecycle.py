@@ -3,7 +3,8 @@
 Budget slots make "N completed trials" exact even with several drivers on one study: creating a
 study enqueues N waiting trials (the baselines first, then the warm starts, then empty ones the
 sampler fills); ``ask`` pops one atomically; a trial that fails or stops early is replaced by a
-new slot by the one driver that told it. Refinement trials are extra: they do not count.
+new slot by the one driver that told it. Promoted trials (the rungs above the first) are
+extra: they do not count.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def open_study(setup: SearchSetup) -> optuna.Study:
 def add_budget_slots(study: optuna.Study, n_trials: int) -> int:
     """Enqueue empty waiting trials until COMPLETE + RUNNING + WAITING reaches ``n_trials``.
 
-    Refinement trials are extra: they do not count against the search budget.
+    Promoted trials are extra: they do not count against the search budget, which counts
+    plans sampled (entries at the lowest rung, baselines and warm starts included).
     """
     counts = state_counts(study, search_only=True)
     missing = (
@@ -79,10 +81,10 @@ def add_budget_slots(study: optuna.Study, n_trials: int) -> int:
 
 
 def state_counts(study: optuna.Study, search_only: bool = False) -> dict[TrialState, int]:
-    """Trials per state; ``search_only`` leaves refinements out."""
+    """Trials per state; ``search_only`` leaves promotions out."""
     counts = dict.fromkeys(TrialState, 0)
     for t in study.get_trials(deepcopy=False):
-        if not (search_only and A.is_refinement(t)):
+        if not (search_only and A.is_promotion(t)):
             counts[t.state] += 1
     return counts
 
@@ -218,6 +220,7 @@ def _stamp(setup: SearchSetup) -> StudyStamp:
         run_dir=str(setup.run_dir.expanduser().absolute()),  # verbs work from any directory
         accuracy_floor=setup.accuracy_floor,
         experiment=setup.experiment,
+        rungs=None if setup.search.rungs is None else tuple(setup.search.rungs),
     )
 
 
@@ -259,12 +262,19 @@ def _check_same_search(study: optuna.Study, setup: SearchSetup) -> None:
             f"model; resuming would mix two searches. Restore the original space, or fork with "
             f"a new name (name={setup.name}-2)"
         )
+    rungs = None if setup.search.rungs is None else tuple(setup.search.rungs)
+    if info.rungs != rungs:
+        raise StorageError(
+            f"study {setup.name!r} was made with search.rungs {info.rungs}, not {rungs}; its "
+            "rungs would not match. Restore them, or fork with a new name "
+            f"(name={setup.name}-2)"
+        )
     changed = _changed_finetuning(info.task.get("finetune") or {}, setup.task.finetune)
     if changed:
         raise StorageError(
             f"study {setup.name!r} was made with other fine-tuning settings ({changed}); its "
             "trials would not be comparable with new ones. Restore them, or fork with a new "
-            f"name (name={setup.name}-2); to train chosen members longer, use autocompress refine"
+            f"name (name={setup.name}-2); to train chosen plans longer, use autocompress refine"
         )
 
 

@@ -148,9 +148,9 @@ class Progress:
                 f"resumed: trials {info['trials']} were left running by a stopped driver; "
                 "marked failed and re-queued"
             )
-        elif kind == "refining":
+        elif kind == "promoting":
             self._say(
-                f"refining trials {info['trials']}: the same plans fine-tuned for "
+                f"promoting trials {info['trials']}: the same plans fine-tuned for "
                 f"{info['steps']} steps (new trials of this study)"
             )
         elif kind == "finished":
@@ -186,8 +186,8 @@ class Progress:
         tag = f"{trial.baseline} baseline" if trial.baseline else "        "
         if trial.warm_start:
             tag = f"{trial.warm_start} start"
-        if trial.refine is not None:
-            tag = f"refines {trial.refine.of:3d}"
+        if trial.rung is not None and trial.rung.parent is not None:
+            tag = f"rung {trial.rung.level} of {trial.rung.parent:3d}"
         if outcome.kind == "ok" and outcome.result is not None:
             r = outcome.result
             ratio = r.latency_ratio or float("nan")

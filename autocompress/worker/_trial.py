@@ -235,7 +235,7 @@ def _joined(reports: list[Any]) -> Any:
 
 
 def _steps(plan: CompressionPlan, task: Task) -> int:
-    """The plan's own budget (a refinement) or the experiment's."""
+    """The plan's own budget (a rung's) or the experiment's."""
     if plan.distill is not None and plan.distill.steps is not None:
         return plan.distill.steps
     return task.finetune.steps

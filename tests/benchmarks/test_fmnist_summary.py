@@ -112,7 +112,7 @@ def test_hypervolume_at_k_counts_the_first_k_own_trials_infeasible_included():
     def member(number, acc, ratio, feasible=True, refines=None):
         result = SimpleNamespace(accuracy=acc, latency_ratio=ratio, size_bytes=500)
         return SimpleNamespace(
-            number=number, result=result, feasible=feasible, refines=refines, fingerprint_key="k"
+            number=number, result=result, feasible=feasible, parent=refines, fingerprint_key="k"
         )
 
     completed = [
@@ -134,7 +134,7 @@ def test_warm_start_hypervolume_counts_baselines_and_warm_starts_alone():
         result = SimpleNamespace(accuracy=acc, latency_ratio=ratio, size_bytes=500)
         return SimpleNamespace(
             number=number, result=result, feasible=feasible, baseline=baseline,
-            warm_start=warm_start, refines=None, fingerprint_key=key,
+            warm_start=warm_start, parent=None, fingerprint_key=key,
         )  # fmt: skip
 
     completed = [

@@ -154,7 +154,13 @@ def test_a_group_without_trials_takes_no_trace_and_no_legend_entry():
         result.reference_latency_ms = 1.0
         plan = SimpleNamespace(summary=lambda: "bits 8x10")
         return SimpleNamespace(
-            number=number, result=result, baseline=baseline, plan=plan, feasible=True, refines=None
+            number=number,
+            result=result,
+            baseline=baseline,
+            plan=plan,
+            feasible=True,
+            parent=None,
+            steps=0,
         )
 
     fp32, found = trial(0, baseline="fp32"), trial(1)

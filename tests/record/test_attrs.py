@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autocompress.plan import CompressionPlan
-from autocompress.record import Refinement, attrs, read_study, read_trial
+from autocompress.record import Promotion, Rung, attrs, read_study, read_trial
 from tests.record.test_result import _result
 
 PACKAGE = Path(__file__).resolve().parents[2] / "autocompress"
@@ -46,8 +46,8 @@ def test_attribute_names_are_spelled_once() -> None:
 
 def test_trial_writers_and_reader_round_trip() -> None:
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
-    refine = Refinement(of=3, steps=1000, lr=0.03)
-    study.enqueue_trial({}, user_attrs=attrs.slot_attrs(refine=refine, baseline="int8"))
+    rung = Rung(level=2, steps=1000, parent=3, lr=0.03)
+    study.enqueue_trial({}, user_attrs=attrs.slot_attrs(rung=rung, baseline="int8"))
     trial = study.ask()
     plan = CompressionPlan.uniform(["fc"], weight_bits=4)
     attrs.stamp_driver(trial, attrs.DriverStamp("host", 42, "abcd"))
@@ -55,11 +55,21 @@ def test_trial_writers_and_reader_round_trip() -> None:
     attrs.set_completed(trial, _result(), "/runs/x/trials/00000")
     study.tell(trial, [0.9, 0.4, 41234.0])
     record = read_trial(study.trials[0])
-    assert record.slot and record.baseline == "int8" and record.refine == refine
+    assert record.slot and record.baseline == "int8" and record.rung == rung
     assert record.driver == attrs.DriverStamp("host", 42, "abcd") and record.heartbeat
     assert record.plan == plan and record.result == _result()
     assert record.artifact_dir == "/runs/x/trials/00000" and record.outcome == "ok"
-    assert attrs.is_refinement(study.trials[0])
+    assert attrs.is_promotion(study.trials[0])
+
+
+def test_a_refinement_of_an_old_study_reads_as_a_promotion() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    study.enqueue_trial({}, user_attrs={"slot": True, "refine": {"of": 3, "steps": 1000}})
+    study.enqueue_trial({}, user_attrs=attrs.slot_attrs(rung=Rung(0, 0)))  # an entry
+    old, entry = study.trials
+    assert read_trial(old).rung == Rung(level=1, steps=1000, parent=3, lr=None)
+    assert attrs.is_promotion(old) and not attrs.is_promotion(entry)
+    assert attrs.retry_attrs(old)["refine"] == {"of": 3, "steps": 1000}  # a retry keeps it
 
 
 def test_failed_trial_and_study_record() -> None:
@@ -75,9 +85,19 @@ def test_failed_trial_and_study_record() -> None:
     )
     assert record.result is None and not record.slot
     empty = read_study(study)
-    assert not empty.has_any and empty.signature is None and empty.refine_chosen is None
-    attrs.set_refine_chosen(study, [4, 7])
+    assert (
+        not empty.has_any
+        and empty.signature is None
+        and empty.promotions == ()
+        and empty.rungs is None
+    )
+    attrs.add_promotions(study, [Promotion(4, 1, 60)])
+    attrs.add_promotions(study, [Promotion(7, 2, 250)])
     attrs.set_fingerprint_key(study, "k1")
     attrs.set_fingerprint_key(study, "k2")  # the first measurement's device stays
     info = read_study(study)
-    assert info.refine_chosen == (4, 7) and info.fingerprint_key == "k1" and info.has_any
+    assert (
+        info.promotions == (Promotion(4, 1, 60), Promotion(7, 2, 250))
+        and info.fingerprint_key == "k1"
+        and info.has_any
+    )

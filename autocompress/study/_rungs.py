@@ -1,0 +1,247 @@
+"""The rungs of a multi-fidelity search: budgets, promotions, and claiming a promoted trial.
+
+Every plan the sampler proposes enters at the lowest rung (``search.rungs[0]`` fine-tuning
+steps; 0: pruned, BN recalibrated, snapped, realized and measured, no fine-tuning). Each rung
+evaluation is a trial of the same study with the same parameters: the driver turns the sampled
+plan into the same plan with the rung's budget (``DistillPlan.steps``), so the worker needs
+nothing else. Which plans go up is :func:`autocompress.front.select_promotions` (no Optuna);
+this module reads the study for it, stores each decision, then enqueues the promoted trial
+(a waiting trial with a ``rung`` attribute naming its parent). A driver killed in between
+enqueues the stored decisions it finds without a trial; a decision is never made twice.
+
+Optuna pops waiting trials in number order, and the budget slots were enqueued when the study
+was made, so a promotion queued behind them would wait for the whole sampling budget. The
+driver therefore claims waiting promotions itself (:func:`claim_promotion`: the same two storage
+calls ``Study.ask`` makes, for a chosen trial), highest rung first, before asking for a slot.
+
+What the sampler learns from: each trial is told its own values, rung-0 entries and promoted
+trials alike. A promoted trial repeats its parent's parameters with better (longer-budget)
+figures, so TPE's "good" split leans to the plans the ladder already judged best: more weight
+where a longer budget confirmed a plan, at the price of mixing fidelities in one model.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from autocompress import _faults as faults
+from autocompress.errors import ConfigError
+from autocompress.front import (
+    DIRECTIONS,
+    Evaluation,
+    build_front,
+    plan_key,
+    rank_order,
+    select_promotions,
+)
+from autocompress.plan import CompressionPlan
+from autocompress.record import Promotion, Rung, read_study, read_trial
+from autocompress.record import attrs as A
+from autocompress.study._setup import SearchSetup
+
+
+def ladder(setup: SearchSetup) -> list[int]:
+    """The rungs' step budgets (one rung of ``finetune.steps`` without ``search.rungs``)."""
+    return setup.search.ladder(setup.task.finetune.steps)
+
+
+def entry_rung(setup: SearchSetup) -> Rung | None:
+    """The rung every plan enters at; None without ``search.rungs`` (today's single budget)."""
+    return None if setup.search.rungs is None else Rung(0, ladder(setup)[0])
+
+
+def budgeted(plan: CompressionPlan, rung: Rung | None) -> CompressionPlan:
+    """``plan`` with the budget of ``rung``; post-training plans have none to set."""
+    if rung is None or plan.distill is None:
+        return plan
+    return plan.with_budget(rung.steps, rung.lr)
+
+
+def promote(study: optuna.Study, setup: SearchSetup) -> list[int]:
+    """Decide the promotions due now, store them, enqueue them; the parents' numbers.
+
+    Decisions stored earlier but not enqueued (a driver killed in between) are enqueued first.
+    """
+    steps = ladder(setup)
+    if len(steps) < 2:
+        return []
+    trials = study.get_trials(deepcopy=False)
+    info = read_study(study)
+    pending = [p for p in info.promotions if not _has_trial(trials, p)]
+    evaluations, final = _evaluations(trials, info.promotions, len(steps) - 1)
+    objectives = list(info.objectives)
+    fp32 = info.reference.get("val_accuracy")
+    chosen = select_promotions(
+        evaluations,
+        levels=len(steps),
+        eta=setup.search.eta,
+        directions=[DIRECTIONS[o] for o in objectives],
+        final=final,
+        best_case=None
+        if fp32 is None or "accuracy" not in objectives
+        else (objectives.index("accuracy"), float(fp32)),
+    )
+    new = [Promotion(e.number, e.level + 1, steps[e.level + 1]) for e in chosen]
+    if new:
+        A.add_promotions(study, new)  # the decision first: a resumed driver never re-decides
+        faults.point("driver.promotion_decided")
+    by_number = {t.number: t for t in trials}
+    for p in [*pending, *new]:
+        _enqueue(study, by_number[p.parent], Rung(p.level, p.steps, p.parent))
+    return [p.parent for p in [*pending, *new]]
+
+
+def promote_chosen(
+    study: optuna.Study,
+    setup: SearchSetup,
+    trials: list[int] | None,
+    members: int | None,
+    steps: int | None,
+    lr: float | None,
+) -> tuple[int, list[int]]:
+    """The manual verb's choice: ``trials``, or the ``members`` best plans of the front (by
+    the promotion rank) not yet at ``steps`` (default: the top rung). (budget, queued)."""
+    steps_ = ladder(setup)
+    if steps is None and len(steps_) < 2:
+        raise ConfigError(
+            "this search has one rung (search.rungs unset): give the budget, e.g. --steps 1000"
+        )
+    budget = int(steps if steps is not None else steps_[-1])
+    if trials is None:
+        trials = _best_plans(study, members or 3, budget)
+    return budget, enqueue_promotions(study, list(trials), budget, lr, setup)
+
+
+def enqueue_promotions(
+    study: optuna.Study, numbers: list[int], steps: int, lr: float | None, setup: SearchSetup
+) -> list[int]:
+    """Promote the plans of completed trials ``numbers`` to ``steps`` of fine-tuning, once each.
+
+    The manual verb (``autocompress refine``): the rung is the ladder's rung of ``steps``, or
+    for a budget off the ladder the rung above the highest budget under it. Returns the
+    numbers newly queued; a promotion already queued, running or done with the same budget is
+    skipped (one that failed is queued again), so calling this again after a crash is safe.
+    """
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    for n in numbers:
+        t = by_number.get(n)
+        if t is None or t.state != TrialState.COMPLETE:
+            raise ConfigError(
+                f"trial {n} is not a completed trial of study {study.study_name!r}; "
+                "choose one from `autocompress status` or the front"
+            )
+        record = read_trial(t)
+        if record.plan is None or record.plan.distill is None:
+            raise ConfigError(
+                f"trial {n} is a post-training model (fp32 or int8 PTQ) with no fine-tuning to "
+                "lengthen; promote a fine-tuned plan"
+            )
+        if record.result is not None and record.result.finetune_steps >= steps:
+            raise ConfigError(
+                f"trial {n} was fine-tuned for {record.result.finetune_steps} steps already; "
+                f"promote it to more than that (--steps)"
+            )
+    queued = []
+    for n in numbers:
+        rung = Rung(bisect.bisect_left(ladder(setup), steps), int(steps), n, lr)
+        if any(_same(read_trial(t).rung, rung) and t.state != TrialState.FAIL for t in trials):
+            continue
+        A.add_promotions(study, [Promotion(n, rung.level, rung.steps)])
+        _enqueue(study, by_number[n], rung)
+        queued.append(n)
+    return queued
+
+
+def claim_promotion(study: optuna.Study) -> Trial | None:
+    """Run a waiting promotion next (highest rung first), or None when none is waiting.
+
+    ``Study.ask`` pops the lowest-numbered waiting trial; this does what it does for a chosen
+    one: set it RUNNING in the storage (atomic: False when another driver took it first).
+    """
+    waiting = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if A.is_promotion(t)
+    ]
+    waiting.sort(key=lambda t: (-_level(read_trial(t).rung), t.number))
+    storage = study._storage  # Optuna has no public pop-by-id
+    for t in waiting:
+        try:
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        study._thread_local.cached_all_trials = None  # as ask() does
+        return Trial(study, t._trial_id)
+    return None
+
+
+def _best_plans(study: optuna.Study, k: int, budget: int) -> list[int]:
+    """The ``k`` best front members (non-dominated sort, hypervolume contribution) that a
+    fine-tuning budget of ``budget`` steps would lengthen."""
+    front = build_front(study)
+    pool = [m for m in front.members if m.plan.distill is not None and m.steps < budget]
+    order = rank_order(
+        [[m.objectives[o] for o in front.objectives] for m in pool], front.directions
+    )
+    return [pool[i].number for i in order[:k]]
+
+
+def _evaluations(
+    trials: list[FrozenTrial], decided: tuple[Promotion, ...], top: int
+) -> tuple[list[Evaluation], list[list[float]]]:
+    """One evaluation per plan and rung (completed), and the final front's candidates."""
+    done = {(p.parent, p.level) for p in decided}
+    rungs = [read_trial(t).rung for t in trials]
+    done |= {(r.parent, r.level) for r in rungs if r is not None and r.parent is not None}
+    groups: dict[tuple[str, int], list[FrozenTrial]] = {}
+    final = []
+    for t in trials:
+        record = read_trial(t)
+        if t.state != TrialState.COMPLETE or record.plan is None or t.values is None:
+            continue
+        level = _level(record.rung)
+        groups.setdefault((plan_key(record.plan), level), []).append(t)
+        feasible = all(v <= 0.0 for v in t.constraints.values()) if t.constraints else True
+        if feasible and (level >= top or record.plan.distill is None):
+            final.append(list(t.values))
+    evaluations = []
+    for (_, level), group in groups.items():
+        first = min(group, key=lambda t: t.number)
+        plan = read_trial(first).plan
+        evaluations.append(
+            Evaluation(
+                number=first.number,
+                level=level,
+                values=tuple(first.values),
+                promotable=plan is not None and plan.distill is not None and not plan.is_fp32,
+                promoted=any((t.number, level + 1) in done for t in group),
+            )
+        )
+    return sorted(evaluations, key=lambda e: e.number), final
+
+
+def _enqueue(study: optuna.Study, parent: FrozenTrial, rung: Rung) -> None:
+    """The parent's parameters again, with the rung (and its baseline kind: the plain
+    baselines' plan is made from the sampled one by their kind)."""
+    params = parent.system_attrs.get("fixed_params") or parent.params
+    baseline = read_trial(parent).baseline
+    study.enqueue_trial(dict(params), user_attrs=A.slot_attrs(baseline=baseline, rung=rung))
+    faults.point("driver.promoted")
+
+
+def _has_trial(trials: list[FrozenTrial], p: Promotion) -> bool:
+    return any(_same(read_trial(t).rung, Rung(p.level, p.steps, p.parent)) for t in trials)
+
+
+def _same(a: Rung | None, b: Rung) -> bool:
+    """The same promotion: the same parent to the same budget."""
+    return a is not None and a.parent == b.parent and a.steps == b.steps
+
+
+def _level(rung: Rung | None) -> int:
+    return 0 if rung is None else rung.level

@@ -1,0 +1,130 @@
+"""Multi-fidelity search: plans enter at rung 0, the best climb; promotions survive SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from autocompress import refine, search
+from autocompress.config import ExperimentConfig, load_experiment
+from autocompress.errors import ConfigError
+from autocompress.front import plan_key
+from autocompress.record import read_study, read_trial
+from tests.conftest import tiny_experiment
+
+RUNGS = [0, 4, 8]
+N_PLANS = 6
+
+
+def _config(tmp_path, **search_keys) -> dict:
+    keys = {"n_trials": N_PLANS, "rungs": RUNGS, "eta": 2, "baselines": ["fp32", "int8"]}
+    return tiny_experiment(tmp_path, search={**keys, **search_keys})
+
+
+def _check_ladder(study) -> None:
+    """Entries count the budget; each promotion is its parent's plan at the next budget, once."""
+    trials = study.get_trials(deepcopy=False)
+    records = {t.number: read_trial(t) for t in trials}
+    entries = [t for t in trials if records[t.number].rung.parent is None]
+    assert sum(t.state == TrialState.COMPLETE for t in entries) == N_PLANS
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    promoted = [t for t in trials if records[t.number].rung.parent is not None]
+    live = [t for t in promoted if t.state != TrialState.FAIL]
+    keys = Counter((records[t.number].rung.parent, records[t.number].rung.steps) for t in live)
+    assert keys and max(keys.values()) == 1, keys  # no promotion done twice
+    decided = read_study(study).promotions
+    assert sorted((p.parent, p.steps) for p in decided) == sorted(keys)
+    for t in live:
+        rung = records[t.number].rung
+        parent = study.trials[rung.parent]
+        assert t.params == parent.params and rung.steps == RUNGS[rung.level]
+        assert records[rung.parent].rung.level == rung.level - 1
+        plan, parent_plan = records[t.number].plan, records[rung.parent].plan
+        assert plan_key(plan) == plan_key(parent_plan) and plan.distill.steps == rung.steps
+        if t.state == TrialState.COMPLETE:
+            assert records[t.number].result.finetune_steps == rung.steps
+    for t in entries:  # rung 0: no fine-tuning, the distillation settings kept for promotion
+        plan = records[t.number].plan
+        if t.state == TrialState.COMPLETE and plan.distill is not None:
+            assert plan.distill.steps == 0 and records[t.number].result.finetune_steps == 0
+
+
+def test_plans_enter_at_rung_zero_and_the_best_are_promoted_once(tmp_path):
+    config = ExperimentConfig.from_dict(_config(tmp_path))
+    result = search(config, progress=False)
+    study = result.study
+    _check_ladder(study)
+    assert read_study(study).rungs == tuple(RUNGS)
+    front = result.front
+    assert len({plan_key(m.plan) for m in front.completed}) == len(front.completed)  # 1 per plan
+    assert all(m.steps == RUNGS[m.rung] or m.plan.distill is None for m in front.completed)
+    assert front.fidelity and front.fidelity[0].steps == (0, 4)
+    picked = front.pick()  # the top rung's members (or post-training ones) by default
+    assert picked.final and (picked.steps == RUNGS[-1] or picked.plan.distill is None)
+    n = len(study.trials)
+    assert len(search(config, progress=False).study.trials) == n  # resume: nothing new
+
+    # the manual verb promotes through the same code, once
+    low = next(m for m in front.completed if m.plan.distill is not None and m.steps < 8)
+    again = refine(config, [low.number], steps=8, progress=False).study
+    assert len(again.trials) in (n, n + 1)  # +1 unless the ladder had taken it there already
+    assert len(refine(config, [low.number], steps=8, progress=False).study.trials) == len(
+        again.trials
+    )
+    with pytest.raises(ConfigError, match="post-training"):
+        refine(config, [0], steps=8, progress=False)
+
+
+@pytest.mark.parametrize("rungs", [[60, 0], [0, 0], [-1, 5], []])
+def test_a_bad_ladder_is_a_one_line_error(tmp_path, rungs):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(tmp_path)))
+    with pytest.raises(ConfigError, match=r"search\.rungs") as info:
+        load_experiment(path, [f"search.rungs={rungs}"])
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"search\.eta"):
+        load_experiment(path, ["search.eta=1"])
+
+
+def _cli(experiment, kill_at: str | None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AUTOCOMPRESS_KILL_AT": kill_at} if kill_at else None
+    cmd = [sys.executable, "-m", "autocompress.cli", "search", str(experiment), "--quiet"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_sigkill_between_a_decision_and_its_trial_and_during_a_promoted_trial(tmp_path):
+    from autocompress.study._storage import load_stored_study
+
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(yaml.safe_dump(_config(tmp_path)))
+    journal = tmp_path / "run" / "study.journal"
+
+    first = _cli(experiment, "driver.promotion_decided:1")  # decided, stored, not enqueued
+    assert first.returncode == -9, first.stdout + first.stderr
+    study = load_stored_study(str(journal), "tiny")
+    decided = read_study(study).promotions
+    assert decided and not [t for t in study.trials if read_trial(t).rung.parent is not None]
+
+    second = _cli(experiment, "trial.finetune:1")  # rung 0 does not fine-tune: a promotion
+    assert second.returncode == -9, second.stdout + second.stderr
+    study = load_stored_study(str(journal), "tiny")
+    running = [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert len(running) == 1 and read_trial(running[0]).rung.parent is not None
+    assert read_study(study).promotions[: len(decided)] == decided  # kept, not re-decided
+
+    final = _cli(experiment, None)
+    assert final.returncode == 0, final.stdout + final.stderr
+    study = load_stored_study(str(journal), "tiny")
+    _check_ladder(study)
+    victim = study.trials[running[0].number]
+    assert victim.state == TrialState.FAIL
+    assert "stopped while this trial was running" in victim.user_attrs["failure"]
+    retries = [t for t in study.trials if read_trial(t).retry_of == victim.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert read_trial(retries[0]).rung == read_trial(victim).rung
