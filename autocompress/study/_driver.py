@@ -44,7 +44,7 @@ from autocompress.record import attrs as A
 from autocompress.study._executors import Executor, Outcome
 from autocompress.study._lifecycle import add_budget_slots, state_counts
 from autocompress.study._recovery import HEARTBEAT_S, heartbeat, recover_stale_trials
-from autocompress.study._rungs import budgeted, claim_promotion, entry_rung, promote
+from autocompress.study._rungs import budgeted, claim_promotion, entry_rung, promote, rung_floor
 from autocompress.study._setup import SearchSetup
 
 MAX_FAILURE_STREAK = 8  # failed trials in a row: something is broken, stop and say why
@@ -123,8 +123,9 @@ def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outco
     artifact_dir = write_artifacts(setup.run_dir, trial.number, outcome.output, plan)
     faults.point("driver.artifacts")
     A.set_completed(trial, result, str(artifact_dir))
-    if setup.accuracy_floor is not None:
-        A.set_constraints(trial, {"accuracy_floor": setup.accuracy_floor - result.accuracy})
+    floor = rung_floor(study, setup, read_trial(trial).rung)
+    if floor is not None:
+        A.set_constraints(trial, {"accuracy_floor": floor - result.accuracy})
     if result.fingerprint_key is not None:
         A.set_fingerprint_key(study, result.fingerprint_key)
     study.tell(trial, values)

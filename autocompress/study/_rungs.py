@@ -180,6 +180,34 @@ def claim_promotion(study: optuna.Study) -> Trial | None:
     return None
 
 
+def rung_floor(study: optuna.Study, setup: SearchSetup, rung: Rung | None) -> float | None:
+    """The validation accuracy a trial at ``rung`` is held to (its floor constraint).
+
+    At the top rung (and without rungs) it is the search's accuracy floor. Below it, a short
+    budget underestimates a plan by up to the gain a longer one brings, so the floor is lowered
+    by the largest gain the study has measured from this rung to the top, plan by plan: a plan
+    is marked infeasible only if even that gain could not lift it (the samplers read the
+    constraint, and a floor applied to rung-0 accuracy would steer them away from every pruned
+    plan). Until some plan has reached the top from this rung, no floor is known: 0.
+    """
+    floor = setup.accuracy_floor
+    top = len(ladder(setup)) - 1
+    if floor is None or rung is None or rung.level >= top:
+        return floor
+    accuracy: dict[tuple[str, int], float] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        record = read_trial(t)
+        if record.plan is not None and record.result is not None:
+            key = (plan_key(record.plan), _level(record.rung))
+            accuracy[key] = max(accuracy.get(key, 0.0), record.result.accuracy)
+    gains = [
+        accuracy[(plan, top)] - acc
+        for (plan, level), acc in accuracy.items()
+        if level == rung.level and (plan, top) in accuracy
+    ]
+    return max(0.0, floor - max(gains)) if gains else 0.0
+
+
 def _best_plans(study: optuna.Study, k: int, budget: int) -> list[int]:
     """The ``k`` best front members (non-dominated sort, hypervolume contribution) that a
     fine-tuning budget of ``budget`` steps would lengthen."""

@@ -55,11 +55,34 @@ def _check_ladder(study) -> None:
             assert plan.distill.steps == 0 and records[t.number].result.finetune_steps == 0
 
 
+def _check_rung_floors(study, floor: float) -> None:
+    """The top rung is held to the search's floor; lower rungs to a floor lowered by the gain
+    measured up the ladder, none before any plan reached the top (rung_floor)."""
+    done = sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE),
+        key=lambda t: t.datetime_complete,
+    )
+    top_seen = False
+    for t in done:
+        record = read_trial(t)
+        constraint = t.system_attrs["constraints"][0]
+        accuracy = record.result.accuracy
+        if record.rung.level == len(RUNGS) - 1:
+            assert constraint == pytest.approx(floor - accuracy)
+            top_seen = True
+        else:
+            assert constraint <= floor - accuracy + 1e-12  # never stricter than the floor
+            if not top_seen:
+                assert constraint == pytest.approx(-accuracy)  # no gain measured yet: no floor
+    assert top_seen
+
+
 def test_plans_enter_at_rung_zero_and_the_best_are_promoted_once(tmp_path):
-    config = ExperimentConfig.from_dict(_config(tmp_path))
+    config = ExperimentConfig.from_dict(_config(tmp_path, max_accuracy_drop=5.0))
     result = search(config, progress=False)
     study = result.study
     _check_ladder(study)
+    _check_rung_floors(study, result.front.accuracy_floor)
     assert read_study(study).rungs == tuple(RUNGS)
     front = result.front
     assert len({plan_key(m.plan) for m in front.completed}) == len(front.completed)  # 1 per plan
