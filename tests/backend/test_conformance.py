@@ -83,7 +83,9 @@ def tokens():
 @pytest.fixture
 def splits(request, digits, tokens):
     """The data of the test's architecture: token ids for text_transformer, else digits."""
-    return tokens if request.node.callspec.params.get("name") == "text_transformer" else digits
+    callspec = getattr(request.node, "callspec", None)  # unparametrized tests: digits
+    name = None if callspec is None else callspec.params.get("name")
+    return tokens if name == "text_transformer" else digits
 
 
 @dataclasses.dataclass(eq=False)  # hashed by identity, like the digits splits (cached training)
