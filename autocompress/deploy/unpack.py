@@ -12,9 +12,11 @@ the manifest (``measured.shipped_bytes``) is a size you can really ship: send
 
 ``model.skeleton.onnx`` is ``model.onnx`` with the int8 weight initializers that the packed codes
 equal emptied (name, dtype, dims kept; ``raw_data`` empty); the manifest's ``packed_to_onnx``
-maps each packed tensor to its initializer. Rebuilding writes each tensor's codes (int8, row
-major) back into its ``raw_data`` at the protobuf wire level, so the result is the exported file
-itself, whatever onnx or protobuf version is installed.
+maps each packed tensor to its initializer (or to ``{"initializer": name, "transpose": true}``
+where the graph holds the codes transposed: a Linear on tokens runs as MatMul on ``W^T``).
+Rebuilding writes each tensor's codes (int8, row major) back into its ``raw_data`` at the
+protobuf wire level, so the result is the exported file itself, whatever onnx or protobuf
+version is installed.
 
 Format (``ACPK1``): the line ``ACPK1``, a little-endian uint32 header length, a JSON header
 {tensor name: {bits, shape, offset, nbytes}}, then the payloads. A tensor of 32 bits is float32
@@ -71,10 +73,14 @@ def unpack(blob: bytes, codes: bool = False) -> dict[str, np.ndarray]:
     return out
 
 
-def rebuild_onnx(skeleton: bytes, packed: bytes, packed_to_onnx: dict[str, str]) -> bytes:
+def rebuild_onnx(skeleton: bytes, packed: bytes, packed_to_onnx: dict) -> bytes:
     """``model.onnx`` from its skeleton: each mapped initializer's raw_data is its packed codes."""
-    codes, pairs = unpack(packed, codes=True), packed_to_onnx.items()
-    raw = {init: codes[f"{name}.codes"].astype("<i1").tobytes() for name, init in pairs}
+    codes, raw = unpack(packed, codes=True), {}
+    for name, to in packed_to_onnx.items():
+        q = codes[f"{name}.codes"]
+        if isinstance(to, dict):
+            q, to = (q.T if to.get("transpose") else q), to["initializer"]
+        raw[to] = np.ascontiguousarray(q).astype("<i1").tobytes()
     out = _splice(skeleton, {7: lambda graph: _splice(graph, {5: lambda t: _fill(t, raw)})})
     if raw:
         raise ValueError(f"initializers missing from the skeleton: {sorted(raw)}")

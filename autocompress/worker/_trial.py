@@ -150,7 +150,9 @@ def timing_batch(ctx: TrialContext, target: Any) -> np.ndarray:
     shape = list(target.input_shape or ctx.data.input_shape)
     if shape == list(ctx.calibration[0].shape[1:]):
         sample = ctx.calibration[0][:1]
-        return np.ascontiguousarray(np.repeat(sample, target.batch_size, axis=0), np.float32)
+        return np.ascontiguousarray(
+            np.repeat(sample, target.batch_size, axis=0)
+        )  # int64 tokens stay
     rng = np.random.default_rng(0)
     return rng.standard_normal([target.batch_size, *shape]).astype(np.float32)
 
