@@ -78,9 +78,7 @@ class LayerPlan:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerPlan:
-        _reject_unknown(
-            data, {"weight_bits", "prune_ratio", "scheme", "block_size"}, "layer plan"
-        )
+        _reject_unknown(data, {"weight_bits", "prune_ratio", "scheme", "block_size"}, "layer plan")
         block = data.get("block_size")
         return cls(
             weight_bits=data.get("weight_bits"),

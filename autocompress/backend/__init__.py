@@ -35,10 +35,13 @@ from autocompress.backend._pack import (
 from autocompress.backend._quant import (
     ActivationFakeQuant,
     QuantizedWeight,
+    WeightFormat,
     attach_fake_quant,
+    fake_quantize_dynamic,
     fake_quantize_weight,
     quantize_weight,
     snap_weights,
+    weight_formats,
 )
 
 if TYPE_CHECKING:  # the lazy names of __getattr__, for type checkers
@@ -57,11 +60,13 @@ __all__ = [
     "FinetuneSettings",
     "LayerInfo",
     "QuantizedWeight",
+    "WeightFormat",
     "attach_fake_quant",
     "channel_counts",
     "coupled_layers",
     "distillation_loss",
     "effective_lr",
+    "fake_quantize_dynamic",
     "fake_quantize_weight",
     "finetune",
     "fold_batchnorm",
@@ -79,6 +84,7 @@ __all__ = [
     "resolve_layers",
     "snap_weights",
     "unpack_bits",
+    "weight_formats",
     "write_packed",
 ]
 

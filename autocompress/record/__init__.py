@@ -19,6 +19,7 @@ from autocompress.record._attrs import (
     read_trial,
 )
 from autocompress.record._result import (
+    SCHEME_LEGEND,
     FinetuneRecord,
     LayerRecord,
     TrialOutput,
@@ -26,6 +27,7 @@ from autocompress.record._result import (
 )
 
 __all__ = [
+    "SCHEME_LEGEND",
     "DriverStamp",
     "FinetuneRecord",
     "LayerRecord",

@@ -44,6 +44,8 @@ from autocompress.config import TargetConfig
 from autocompress.errors import UnsupportedPlanError
 from autocompress.runtimes._onnxrt_weights import (
     drop_weight_identities,
+    is_bias_add,
+    rewrite_linears,
     weight_readers,
     weight_sites,
 )
@@ -150,16 +152,21 @@ def quantize_qdq(
     drop_weight_identities(model)
     graph = model.graph
     sites = weight_sites(graph, quantized)
+    static = {layer: qw for layer, qw in quantized.items() if qw.scheme is None}
     overrides: dict[str, list[dict[str, object]]] = {}
     excluded: list[str] = []
-    for layer, qw in quantized.items():
+    for layer, qw in static.items():
         site = sites[layer]
         overrides[site.initializer] = _channel_overrides(qw, site.axis)
         for node in site.nodes:
             pins, bias_add = _activation_overrides(graph, node, qw)
             overrides.update(pins)
             excluded += [bias_add] if bias_add else []
-    pinned = {s.initializer for s in sites.values()}
+    others = [(sites[layer], qw) for layer, qw in quantized.items() if qw.scheme is not None]
+    excluded += rewrite_linears(model, others)
+    if not static:
+        return model.SerializeToString()
+    pinned = {sites[layer].initializer for layer in static}
     excluded += [n.name for w, ns in weight_readers(graph).items() if w not in pinned for n in ns]
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
@@ -262,7 +269,7 @@ def _activation_overrides(
             out[tensor] = [_qparams(qw.input_qparams)]
     tensor, bias_add = node.output[0], None
     users = [n for n in graph.node if tensor in n.input]
-    if node.op_type == "MatMul" and _is_bias_add(users, inits):
+    if node.op_type == "MatMul" and is_bias_add(users, inits):
         bias_add, tensor = users[0].name, users[0].output[0]
         users = [n for n in graph.node if tensor in n.input]
     if len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
@@ -270,12 +277,6 @@ def _activation_overrides(
     if qw.output_qparams is not None:
         out[tensor] = [_qparams(qw.output_qparams)]
     return out, bias_add
-
-
-def _is_bias_add(users: list[onnx.NodeProto], inits: set[str]) -> bool:
-    return (
-        len(users) == 1 and users[0].op_type == "Add" and any(i in inits for i in users[0].input)
-    )
 
 
 def _input_dtype(graph: onnx.GraphProto) -> np.dtype:

@@ -144,6 +144,135 @@ def _one_site(layer: str, found: list[WeightSite]) -> WeightSite:
     )
 
 
+def is_bias_add(users: list[onnx.NodeProto], inits: set[str]) -> bool:
+    """A MatMul's only user is an Add of an initializer: the Linear's bias."""
+    only = users[0] if len(users) == 1 else None
+    return only is not None and only.op_type == "Add" and any(i in inits for i in only.input)
+
+
+ACCURACY_LEVEL = 4  # MatMulNBits: int8 compute where MLAS has a kernel (else it falls back)
+
+
+def rewrite_linears(
+    model: onnx.ModelProto, layers: list[tuple[WeightSite, QuantizedWeight]]
+) -> set[str]:
+    """Replace each site's MatMul/Gemm by its scheme's nodes, written from OUR codes and scales
+    (never re-quantized by ORT); returns the new nodes' names (static QDQ must leave them).
+
+    ``nbits``: one ``com.microsoft.MatMulNBits`` (weight-only, block-wise; the bias folded in);
+    ``dynamic``: ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(x_scale * w_scale)``
+    (+ bias ``Add``), the pattern ORT's ``quantize_dynamic`` writes and its optimizer fuses.
+    """
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    replace: dict[str, list[onnx.NodeProto]] = {}
+    dropped: set[str] = set()
+    for site, qw in layers:
+        for node in (n for n in site.nodes if n.name not in replace):  # shared: once
+            users = [n for n in graph.node if node.output[0] in n.input]
+            bias, out = _bias(node, users, inits)
+            if node.op_type == "MatMul" and bias is not None:
+                dropped.add(users[0].name)
+            writer = _nbits_nodes if qw.scheme == "nbits" else _dynamic_nodes
+            replace[node.name] = writer(graph, node, qw, bias, out)
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.name not in dropped:
+            nodes.extend(replace.get(node.name, [node]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for n in graph.node for i in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    if any(qw.scheme == "nbits" for _, qw in layers):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return {n.name for ns in replace.values() for n in ns}
+
+
+def _bias(
+    node: onnx.NodeProto, users: list[onnx.NodeProto], inits: set[str]
+) -> tuple[str | None, str]:
+    """(bias initializer or None, the tensor the layer's result must be written to)."""
+    if node.op_type == "Gemm":
+        return (node.input[2] if len(node.input) > 2 else None), node.output[0]
+    if is_bias_add(users, inits):
+        add = users[0]
+        return next(i for i in add.input if i in inits), add.output[0]
+    return None, node.output[0]
+
+
+def _nbits_nodes(
+    graph: onnx.GraphProto, node: onnx.NodeProto, qw: QuantizedWeight, bias: str | None, out: str
+) -> list[onnx.NodeProto]:
+    assert qw.block_size is not None
+    n, k = qw.q.shape
+    name = f"{node.name}_nbits"
+    blob = pack_nbits(qw.q.numpy(), qw.bits, qw.block_size)
+    scales = qw.scale.numpy().astype(np.float32).reshape(-1)
+    graph.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(blob, f"{name}.weight_codes"),
+            onnx.numpy_helper.from_array(scales, f"{name}.weight_scales"),
+        ]
+    )
+    inputs = [node.input[0], f"{name}.weight_codes", f"{name}.weight_scales"]
+    inputs += ["", "", bias] if bias is not None else []
+    return [
+        onnx.helper.make_node(
+            "MatMulNBits", inputs, [out], name=name, domain="com.microsoft", K=k, N=n,
+            bits=qw.bits, block_size=qw.block_size, accuracy_level=ACCURACY_LEVEL,
+        )
+    ]  # fmt: skip
+
+
+def pack_nbits(q: np.ndarray, bits: int, block_size: int) -> np.ndarray:
+    """Signed codes ``[N, K]`` in MatMulNBits' layout ``[N, blocks, block_size * bits / 8]``:
+    unsigned ``q + 2**(bits-1)`` (the default zero point), K zero-padded to whole blocks,
+    packed little end first (element ``j`` of a byte at bit ``j * bits``), as
+    ``matmul_nbits_quantizer.py`` packs (``pack_on_row_fast_248bit``)."""
+    n, k = q.shape
+    zero = 1 << (bits - 1)
+    padded = np.full((n, -(-k // block_size) * block_size), zero, dtype=np.uint8)
+    padded[:, :k] = (q.astype(np.int16) + zero).astype(np.uint8)
+    per_byte = 8 // bits
+    groups = padded.reshape(n, -1, per_byte)
+    packed = np.zeros(groups.shape[:2], dtype=np.uint8)
+    for j in range(per_byte):
+        packed |= (groups[:, :, j] << (j * bits)).astype(np.uint8)
+    return packed.reshape(n, -1, block_size * bits // 8)
+
+
+def _dynamic_nodes(
+    graph: onnx.GraphProto, node: onnx.NodeProto, qw: QuantizedWeight, bias: str | None, out: str
+) -> list[onnx.NodeProto]:
+    name = f"{node.name}_dynamic"
+    codes = np.ascontiguousarray(qw.q.numpy().T)  # [K, N]: MatMulInteger's B
+    scales = qw.scale.numpy().astype(np.float32)
+    graph.initializer.extend(
+        [
+            onnx.numpy_helper.from_array(codes, f"{name}.weight_quantized"),
+            onnx.numpy_helper.from_array(scales, f"{name}.weight_scale"),
+        ]
+    )
+    x = [f"{name}.x_q", f"{name}.x_scale", f"{name}.x_zero_point"]
+    scaled = out if bias is None else f"{name}.scaled"
+    make = onnx.helper.make_node
+    nodes = [
+        make("DynamicQuantizeLinear", [node.input[0]], x, name=f"{name}.quantize"),
+        make(
+            "MatMulInteger", [x[0], f"{name}.weight_quantized", x[2]], [f"{name}.int32"],
+            name=f"{name}.matmul",
+        ),
+        make("Cast", [f"{name}.int32"], [f"{name}.float"], name=f"{name}.cast", to=1),
+        make("Mul", [x[1], f"{name}.weight_scale"], [f"{name}.scale"], name=f"{name}.scale"),
+        make("Mul", [f"{name}.float", f"{name}.scale"], [scaled], name=f"{name}.rescale"),
+    ]  # fmt: skip
+    if bias is not None:
+        nodes.append(make("Add", [scaled, bias], [out], name=f"{name}.bias"))
+    return nodes
+
+
 class Skeleton(NamedTuple):
     """A QDQ model with its k-bit weights taken out (see :func:`make_skeleton`)."""
 
@@ -171,10 +300,13 @@ def make_skeleton(artifact: bytes, codes: Mapping[str, np.ndarray]) -> Skeleton:
     done: set[str] = set()
     kept: dict[str, str] = {}
     for node in graph.node:
-        dq = producers.get(node.input[1]) if len(node.input) > 1 else None
-        if node.op_type not in WEIGHTED_OPS or dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        init = inits.get(dq.input[0])
+        if node.op_type == "MatMulInteger":  # a dynamic int8 layer reads its codes directly
+            init = inits.get(node.input[1])
+        else:
+            dq = producers.get(node.input[1]) if len(node.input) > 1 else None
+            if node.op_type not in WEIGHTED_OPS or dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            init = inits.get(dq.input[0])
         if init is None or init.name in done or init.name in kept:
             continue
         name, transposed, why = _packed_match(init, codes, set(mapping))

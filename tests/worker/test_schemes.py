@@ -1,0 +1,41 @@
+"""Issue 19: each layer's record names the kernel its scheme got; other runtimes refuse."""
+
+from __future__ import annotations
+
+import pytest
+
+from autocompress.errors import UnsupportedPlanError
+from autocompress.plan import CompressionPlan, LayerPlan
+from autocompress.record import SCHEME_LEGEND
+from autocompress.worker._trial import _check_schemes, _layer_record
+
+PLAN = CompressionPlan(
+    layers={
+        "conv": LayerPlan(weight_bits=4, prune_ratio=0.25),
+        "fc1": LayerPlan(weight_bits=4, scheme="nbits", block_size=32),
+        "fc2": LayerPlan(weight_bits=8, scheme="dynamic"),
+        "head": LayerPlan(),
+    }
+)
+
+
+def test_layer_records_name_the_kernel_each_scheme_got() -> None:
+    before = {"conv": 8, "fc1": 16, "fc2": 16, "head": 10, "other": 4}
+    records = _layer_record(PLAN, before, {**before, "conv": 6}, "onnxruntime")
+    got = {name: r.scheme for name, r in records.items()}
+    assert got == {
+        "conv": "int8-static",
+        "fc1": "nbits4/b32",
+        "fc2": "int8-dynamic",
+        "head": None,
+        "other": None,
+    }
+    assert {"int8-static", "int8-dynamic", "nbits"} == set(SCHEME_LEGEND)
+    assert _layer_record(PLAN, before, before, "inductor")["conv"].scheme is None
+
+
+def test_a_scheme_on_another_runtime_is_refused() -> None:
+    _check_schemes(PLAN, "onnxruntime")
+    _check_schemes(CompressionPlan(layers={"conv": LayerPlan(weight_bits=8)}), "cuda")
+    with pytest.raises(UnsupportedPlanError, match="only runtime onnxruntime runs, not cuda"):
+        _check_schemes(PLAN, "cuda")
