@@ -21,7 +21,9 @@ version is installed.
 Format (``ACPK1``): the line ``ACPK1``, a little-endian uint32 header length, a JSON header
 {tensor name: {bits, shape, offset, nbytes}}, then the payloads. A tensor of 32 bits is float32
 little-endian; a k-bit one is its signed (two's complement) k-bit codes packed back to back,
-most significant bit first, then one float32 scale per output channel: weight = code * scale.
+most significant bit first, then one float32 scale per output channel: weight = code * scale
+(with ``block_size`` in its entry: one scale per block of ``block_size`` inputs of each row, the
+MatMulNBits layout).
 """
 
 from __future__ import annotations
@@ -63,13 +65,17 @@ def unpack(blob: bytes, codes: bool = False) -> dict[str, np.ndarray]:
         if e["bits"] == 32:
             out[name] = np.frombuffer(chunk, dtype="<f4").reshape(shape)
             continue
-        channels = shape[0]
+        block = e.get("block_size")
+        channels = shape[0] if block is None else shape[0] * -(-shape[1] // block)
         q = unpack_codes(chunk[: len(chunk) - 4 * channels], e["bits"], count).reshape(shape)
         scale = np.frombuffer(chunk[len(chunk) - 4 * channels :], dtype="<f4")
         if codes:
             out[name + ".codes"], out[name + ".scale"] = q, scale
-        else:
+        elif block is None:
             out[name] = q.astype(np.float32) * scale.reshape(-1, *([1] * (len(shape) - 1)))
+        else:
+            per_weight = np.repeat(scale.reshape(shape[0], -1), block, axis=1)[:, : shape[1]]
+            out[name] = q.astype(np.float32) * per_weight
     return out
 
 
