@@ -148,14 +148,17 @@ def time_deployable(
 
 
 def timing_batch(ctx: TrialContext, target: Any) -> np.ndarray:
-    """The timed input: real images, or the target's declared input shape (random data)."""
+    """The timed input: real samples, or the target's declared input shape (random data; token
+    ids within the calibration data's range when the model takes integers)."""
     shape = list(target.input_shape or ctx.data.input_shape)
-    if shape == list(ctx.calibration[0].shape[1:]):
-        sample = ctx.calibration[0][:1]
-        return np.ascontiguousarray(
-            np.repeat(sample, target.batch_size, axis=0)
-        )  # int64 tokens stay
+    sample = ctx.calibration[0]
+    tokens = np.issubdtype(sample.dtype, np.integer)  # token ids keep their integer dtype
+    dtype = sample.dtype if tokens else np.dtype(np.float32)
+    if shape == list(sample.shape[1:]):
+        return np.ascontiguousarray(np.repeat(sample[:1], target.batch_size, axis=0), dtype)
     rng = np.random.default_rng(0)
+    if tokens:  # valid ids: within the calibration data's range
+        return rng.integers(0, int(sample.max()) + 1, [target.batch_size, *shape], dtype=dtype)
     return rng.standard_normal([target.batch_size, *shape]).astype(np.float32)
 
 

@@ -211,6 +211,13 @@ def test_linear_schemes_deploy_the_trained_weights(name: str, splits) -> None:
     # simulation does (measured 0.989 on nbits4-dynamic8, whose head is static)
     assert float(np.mean(expected.argmax(1) == got.argmax(1))) >= 0.98
 
+    # the packed artifact rebuilds the deployable: the dynamic layer's int8 codes (W^T, read by
+    # MatMulInteger) leave the skeleton; MatMulNBits' uint8 blobs stay in it
+    blob = write_packed(model, quantized)
+    skeleton = onnx_skeleton(deployable.artifact, read_packed_codes(blob))
+    assert {"down.weight"} <= set(skeleton.packed_to_onnx)
+    assert rebuild_onnx(skeleton.artifact, blob, skeleton.packed_to_onnx) == deployable.artifact
+
 
 def _freeze(handle, quantized) -> None:
     for name, qw in quantized.items():

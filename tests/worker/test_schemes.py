@@ -39,3 +39,24 @@ def test_a_scheme_on_another_runtime_is_refused() -> None:
     _check_schemes(CompressionPlan(layers={"conv": LayerPlan(weight_bits=8)}), "cuda")
     with pytest.raises(UnsupportedPlanError, match="only runtime onnxruntime runs, not cuda"):
         _check_schemes(PLAN, "cuda")
+
+
+def test_the_timed_batch_keeps_integer_token_ids() -> None:
+    """A text model's timing input is int64 ids in range, never random floats cast to ids."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from autocompress.worker._trial import timing_batch
+
+    ids = np.arange(24, dtype=np.int64).reshape(2, 12) % 17
+    ctx = SimpleNamespace(calibration=[ids], data=SimpleNamespace(input_shape=(12,)))
+    same = timing_batch(ctx, SimpleNamespace(input_shape=None, batch_size=3))
+    assert same.dtype == np.int64 and same.shape == (3, 12)
+    declared = timing_batch(ctx, SimpleNamespace(input_shape=(20,), batch_size=2))
+    assert declared.dtype == np.int64 and declared.shape == (2, 20)
+    assert declared.min() >= 0 and declared.max() <= 16
+    floats = SimpleNamespace(calibration=[ids.astype(np.float64)], data=ctx.data)
+    assert (
+        timing_batch(floats, SimpleNamespace(input_shape=None, batch_size=1)).dtype == np.float32
+    )
