@@ -7,8 +7,8 @@ MatMulNBits 4-bit, block 32, accuracy_level 4 (``nbits4/b32``). Timing: one intr
 interleaved rounds (every variant once per round, so drift hits them alike), the median of
 ``runs`` calls per round, then the median over rounds; pin the process yourself.
 
-Run (opt-in, ~1 minute; on a quiet machine):
-    taskset -c 1 python benchmarks/linear_schemes.py [rounds=15] [runs=200]
+Run (opt-in, ~1 minute; on a quiet machine; ``tokens=1`` is the memory-bound GEMV case):
+    taskset -c 1 python benchmarks/linear_schemes.py [rounds=15] [runs=200] [tokens=16]
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ class Block(nn.Module):
         return x + self.down(nn.functional.gelu(self.up(x)))
 
 
-def deployables() -> dict[str, object]:
+def deployables(tokens: int) -> dict[str, object]:
     rng = np.random.default_rng(0)
-    calibration = [rng.standard_normal((8, 16, 256)).astype(np.float32) for _ in range(4)]
+    calibration = [rng.standard_normal((8, tokens, 256)).astype(np.float32) for _ in range(4)]
     out = {}
     for name, fmt in VARIANTS.items():
         torch.manual_seed(0)
@@ -62,8 +62,9 @@ def deployables() -> dict[str, object]:
 def main(argv: list[str]) -> int:
     args = dict(a.split("=", 1) for a in argv)
     rounds, runs = int(args.get("rounds", 15)), int(args.get("runs", 200))
-    batch = np.random.default_rng(1).standard_normal((1, 16, 256)).astype(np.float32)
-    deps = deployables()
+    tokens = int(args.get("tokens", 16))
+    batch = np.random.default_rng(1).standard_normal((1, tokens, 256)).astype(np.float32)
+    deps = deployables(tokens)
     timers = {name: d.timer(batch, threads=1) for name, d in deps.items()}  # type: ignore[attr-defined]
     for call in timers.values():
         for _ in range(50):
@@ -81,7 +82,10 @@ def main(argv: list[str]) -> int:
     model = next(
         (ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if "Model name" in ln), ""
     )
-    print(f"CPU: {model or platform.processor()}; 1 thread; {rounds} rounds x {runs} calls")
+    print(
+        f"CPU: {model or platform.processor()}; 1 thread; batch 1 x {tokens} tokens; "
+        f"{rounds} rounds x {runs} calls"
+    )
     fp32 = statistics.median(per_round["fp32"])
     print(f"{'variant':14s} {'median us':>10s} {'spread us':>10s} {'vs fp32':>8s} {'bytes':>9s}")
     for name, values in per_round.items():

@@ -42,8 +42,8 @@ class LayerRecord:
 SCHEME_LEGEND = {
     "int8-static": "QDQ int8 kernels; below 8 bits only smaller (the same int8 kernel runs)",
     "int8-dynamic": "int8 kernel, input range taken per call (DynamicQuantizeMatMul)",
-    "nbits": "MatMulNBits nbits<k>/b<block>: k-bit block-wise weights, so smaller at k < 8; "
-    "int8 compute at accuracy_level 4",
+    "nbits": "MatMulNBits nbits<k>/b<block>: k-bit block-wise weights (smaller); int8 compute at "
+    "accuracy_level 4; faster where the layer is weight-bound (few tokens), else only smaller",
 }
 
 
