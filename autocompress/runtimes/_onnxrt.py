@@ -168,6 +168,7 @@ def quantize_qdq(
         return model.SerializeToString()
     pinned = {sites[layer].initializer for layer in static}
     excluded += [n.name for w, ns in weight_readers(graph).items() if w not in pinned for n in ns]
+    excluded += _activation_matmuls(graph)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(model.SerializeToString())
@@ -190,6 +191,17 @@ def quantize_qdq(
             },
         )
         return dst.read_bytes()
+
+
+def _activation_matmuls(graph: onnx.GraphProto) -> list[str]:
+    """MatMuls of two activations (attention's ``q @ k^T`` and ``p @ v``) stay float: QAT does
+    not quantize them, so an int8 kernel there would compute something never trained."""
+    inits = {i.name for i in graph.initializer}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul" and not any(i in inits for i in n.input)
+    ]
 
 
 def _check_shared(model: nn.Module, quantized: Mapping[str, QuantizedWeight]) -> None:

@@ -57,6 +57,20 @@ class TokenMlp(nn.Module):
         return self.head(h.mean(1))
 
 
+class Attention(nn.Module):
+    """One self-attention block with explicit q/k/v/out Linear layers (the ViT shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v, self.out = (nn.Linear(8, 8) for _ in range(4))
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], 8, 8)
+        weights = torch.softmax(self.q(h) @ self.k(h).transpose(1, 2) / 8**0.5, dim=-1)
+        return self.head((h + self.out(weights @ self.v(h))).mean(1))
+
+
 class Tokens(nn.Module):
     """int64 token ids -> embedding -> Linear on tokens -> head (a tiny text model)."""
 
@@ -76,9 +90,10 @@ def splits():
 
 
 @functools.cache
-def _trained(shared: bool, splits) -> nn.Module:
+def _trained(shared: bool | None, splits) -> nn.Module:
+    """TokenMlp (``shared`` or not), or the attention block for None."""
     torch.manual_seed(0)
-    model = TokenMlp(shared)
+    model = Attention() if shared is None else TokenMlp(shared)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     stream = endless_batches(splits.train_x, splits.train_y, 64)
     for _ in range(150):
@@ -90,7 +105,9 @@ def _trained(shared: bool, splits) -> nn.Module:
     return model.eval()
 
 
-def _bits(shared: bool) -> dict[str, int]:
+def _bits(shared: bool | None) -> dict[str, int]:
+    if shared is None:
+        return {"q": 8, "k": 8, "v": 4, "out": 4, "head": 8}
     bits = {"up": 4, "down": 4, "head": 8}
     return {**bits, "left": 4, "right": 4} if shared else bits
 
@@ -99,8 +116,10 @@ def _calibration(splits) -> list[np.ndarray]:
     return [splits.train_x[i : i + 64].numpy() for i in range(0, 256, 64)]
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["tokens", "shared-weight"])
-def test_linear_on_tokens_deploys_the_trained_kbit_model(shared: bool, splits) -> None:
+@pytest.mark.parametrize(
+    "shared", [False, True, None], ids=["tokens", "shared-weight", "attention"]
+)
+def test_linear_on_tokens_deploys_the_trained_kbit_model(shared: bool | None, splits) -> None:
     teacher = _trained(shared, splits)
     model, bits = copy.deepcopy(teacher), _bits(shared)
     stream = endless_batches(splits.train_x, splits.train_y, 32)
@@ -131,7 +150,7 @@ def test_linear_on_tokens_deploys_the_trained_kbit_model(shared: bool, splits) -
     filled = {
         v["initializer"] if isinstance(v, dict) else v for v in skeleton.packed_to_onnx.values()
     }
-    assert len(filled) == (4 if shared else 3)  # one initializer for the shared parameter
+    assert len(filled) == len(bits) - bool(shared)  # one initializer for the shared parameter
     assert any(isinstance(v, dict) and v["transpose"] for v in skeleton.packed_to_onnx.values())
     assert rebuild_onnx(skeleton.artifact, blob, skeleton.packed_to_onnx) == deployable.artifact
 
