@@ -12,7 +12,8 @@ QLinearGlobalAveragePool...), with two changes that make the int8 model compute 
 
 Activations are unsigned 8-bit, calibrated (min/max) on training batches; weights signed 8-bit
 per channel. Linear layers whose plan names another scheme (``dynamic``, ``nbits``) are rewritten
-first, from our codes (``_onnxrt_weights.rewrite_linears``), and left out of the static pass. Latency is that of ORT's int8 kernels for any k <= 8: there is no faster sub-8-bit
+first, from our codes (``_onnxrt_weights.rewrite_linears``), and left out of the static pass.
+Latency is that of ORT's int8 kernels for any k <= 8: there is no faster sub-8-bit
 convolution kernel on CPU, and we do not pretend otherwise.
 """
 
