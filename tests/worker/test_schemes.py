@@ -60,3 +60,40 @@ def test_the_timed_batch_keeps_integer_token_ids() -> None:
     assert (
         timing_batch(floats, SimpleNamespace(input_shape=None, batch_size=1)).dtype == np.float32
     )
+
+
+def test_a_trial_runs_each_linear_scheme_end_to_end(tmp_path) -> None:
+    """run_trial on an MLP: QAT with nbits / dynamic / static layers, the deployable runs
+    MatMulNBits and dynamic int8, and each layer's record names its kernel."""
+    import onnx
+
+    from autocompress.config import ExperimentConfig
+    from autocompress.models import load_reference
+    from autocompress.worker import run_trial
+    from autocompress.worker._task import Task
+    from tests.conftest import tiny_experiment
+
+    config = ExperimentConfig.from_dict(
+        tiny_experiment(tmp_path, model={"name": "mlp", "kwargs": {"hidden": [64, 32]}})
+    )
+    reference = load_reference(config.model, config.data)
+    task = Task(
+        data=config.data,
+        model=config.model,
+        finetune=config.finetune,
+        target=config.target,
+        checkpoint=str(reference.checkpoint),
+    )
+    plan = CompressionPlan(
+        layers={
+            "1": LayerPlan(weight_bits=4, scheme="nbits", block_size=16),
+            "3": LayerPlan(weight_bits=8, scheme="dynamic"),
+            "5": LayerPlan(weight_bits=8),
+        }
+    )
+    output = run_trial(plan.to_dict(), task.to_dict())
+    schemes = {name: r.scheme for name, r in output.result.layers.items()}
+    assert schemes == {"1": "nbits4/b16", "3": "int8-dynamic", "5": "int8-static"}
+    ops = {n.op_type for n in onnx.load_from_string(output.artifact).graph.node}
+    assert {"MatMulNBits", "MatMulInteger", "QuantizeLinear"} <= ops
+    assert output.result.accuracy > 0.5
