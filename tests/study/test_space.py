@@ -7,7 +7,7 @@ import pytest
 
 from autocompress.config import SearchSpace
 from autocompress.errors import ConfigError
-from autocompress.plan import LayerPlan
+from autocompress.plan import CompressionPlan, LayerPlan
 from autocompress.study import bind_space
 
 LAYERS = [
@@ -221,3 +221,15 @@ def test_scheme_choices_are_a_categorical_parameter_per_layer() -> None:
 def test_bad_scheme_choices_are_named(scheme: list[str], bits: list, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         scheme_space(scheme, bits)
+
+
+def test_the_shipped_linear_schemes_space_binds_to_an_mlp() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "search_spaces" / "linear_schemes.yaml"
+    bound = bind_space(SearchSpace.from_yaml(path), ["1", "3", "5"], head="5")
+    assert {"scheme.1", "scheme.3", "scheme.5"} <= set(bound.specs())
+    study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(1))
+    plans = [bound.sample(study.ask()) for _ in range(12)]
+    assert any(p.layer_schemes for p in plans)
+    assert all(CompressionPlan.from_json(p.to_json()) == p for p in plans)
