@@ -24,6 +24,12 @@ from autocompress.errors import ConfigError
 
 PLAN_VERSION = 1
 ALLOWED_BITS = (2, 3, 4, 5, 6, 7, 8)
+# how a Linear layer's weights run (ONNX Runtime): static int8 QDQ (None, the default), dynamic
+# int8 (activations quantized per batch at run time), or nbits weight-only block-wise
+# (MatMulNBits: 2/4/8-bit weights, blocks of block_size along the input dimension)
+SCHEMES = ("static", "dynamic", "nbits")
+NBITS_BITS = (2, 4, 8)
+BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 @dataclass(frozen=True)
@@ -34,10 +40,16 @@ class LayerPlan:
         weight_bits: bits of the layer's weights (symmetric, per output channel), or None to keep
             the layer in fp32. Activations of quantized layers are 8-bit.
         prune_ratio: fraction of output channels removed, in [0, 1).
+        scheme: how a quantized Linear layer runs: None (static int8 QDQ, the default and
+            the only scheme of convolutions), ``"dynamic"`` or ``"nbits"`` (see ``SCHEMES``).
+            Omitted from the JSON when None, so plans of earlier studies stay equal.
+        block_size: weights per scale along the input dimension, for ``"nbits"`` only.
     """
 
     weight_bits: int | None = None
     prune_ratio: float = 0.0
+    scheme: str | None = None
+    block_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.weight_bits is not None and self.weight_bits not in ALLOWED_BITS:
@@ -49,15 +61,51 @@ class LayerPlan:
             raise ConfigError(
                 f"prune_ratio={self.prune_ratio!r} is out of range; use a fraction in [0, 1)"
             )
+        if self.scheme == "static":  # the default spelled out: one plan, one JSON
+            object.__setattr__(self, "scheme", None)
+        _check_scheme(self.scheme, self.weight_bits, self.block_size)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weight_bits": self.weight_bits, "prune_ratio": float(self.prune_ratio)}
+        out: dict[str, Any] = {
+            "weight_bits": self.weight_bits,
+            "prune_ratio": float(self.prune_ratio),
+        }
+        if self.scheme is not None:
+            out["scheme"] = self.scheme
+        if self.block_size is not None:
+            out["block_size"] = int(self.block_size)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerPlan:
-        _reject_unknown(data, {"weight_bits", "prune_ratio"}, "layer plan")
+        _reject_unknown(data, {"weight_bits", "prune_ratio", "scheme", "block_size"}, "layer plan")
+        block = data.get("block_size")
         return cls(
-            weight_bits=data.get("weight_bits"), prune_ratio=float(data.get("prune_ratio", 0.0))
+            weight_bits=data.get("weight_bits"),
+            prune_ratio=float(data.get("prune_ratio", 0.0)),
+            scheme=data.get("scheme"),
+            block_size=None if block is None else int(block),
+        )
+
+
+def _check_scheme(scheme: str | None, bits: int | None, block_size: int | None) -> None:
+    if scheme is not None and scheme not in SCHEMES:
+        raise ConfigError(f"scheme={scheme!r} is not supported; use one of {list(SCHEMES)}")
+    if scheme is not None and bits is None:
+        raise ConfigError(f"scheme={scheme!r} needs weight_bits; an fp32 layer has no scheme")
+    if scheme == "nbits" and bits not in NBITS_BITS:
+        raise ConfigError(
+            f"scheme nbits runs {list(NBITS_BITS)}-bit weights (MatMulNBits), not "
+            f"weight_bits={bits}; pick one of those bits or scheme static"
+        )
+    if (scheme == "nbits") != (block_size is not None):
+        raise ConfigError(
+            f"block_size={block_size!r} with scheme={scheme!r}: scheme nbits needs a "
+            f"block_size (one of {list(BLOCK_SIZES)}) and other schemes take none"
+        )
+    if block_size is not None and block_size not in BLOCK_SIZES:
+        raise ConfigError(
+            f"block_size={block_size!r} is not supported; use one of {list(BLOCK_SIZES)}"
         )
 
 
@@ -175,7 +223,9 @@ class CompressionPlan:
         only (no teacher), BatchNorm live all along, no QAT, then int8 post-training
         quantization (the ``plain-prune*`` baselines)."""
         layers = {
-            n: replace(p, weight_bits=None if p.weight_bits is None else 8)
+            n: replace(
+                p, weight_bits=None if p.weight_bits is None else 8, scheme=None, block_size=None
+            )
             for n, p in self.layers.items()
         }
         steps = None if self.distill is None else self.distill.steps
@@ -200,6 +250,15 @@ class CompressionPlan:
         return {n: p.weight_bits for n, p in self.layers.items() if p.weight_bits is not None}
 
     @property
+    def layer_schemes(self) -> dict[str, tuple[str, int | None]]:
+        """Quantized layer -> (scheme, block size) for layers not on the static default."""
+        return {
+            n: (p.scheme, p.block_size)
+            for n, p in self.layers.items()
+            if p.weight_bits is not None and p.scheme is not None
+        }
+
+    @property
     def pruned_layers(self) -> dict[str, float]:
         """Layer name -> prune ratio, for layers with a non-zero ratio."""
         return {n: p.prune_ratio for n, p in self.layers.items() if p.prune_ratio > 0.0}
@@ -220,6 +279,12 @@ class CompressionPlan:
             ratios[round(r, 3)] = ratios.get(round(r, 3), 0) + 1
         if ratios:
             text += " | prune " + " ".join(f"{k:g}x{v}" for k, v in sorted(ratios.items()))
+        schemes: dict[str, int] = {}
+        for scheme, block in self.layer_schemes.values():
+            key = scheme if block is None else f"{scheme}/{block}"
+            schemes[key] = schemes.get(key, 0) + 1
+        if schemes:
+            text += " | " + " ".join(f"{k}x{v}" for k, v in sorted(schemes.items()))
         if self.distill is not None:
             text += f" | T={self.distill.temperature:.3g} a={self.distill.alpha:.2g}"
             if self.distill.steps is not None:

@@ -81,3 +81,36 @@ def test_bad_plans_are_one_line_config_errors(data: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         CompressionPlan.from_dict(data)
     assert "\n" not in str(info.value)
+
+
+def test_linear_schemes_round_trip_and_leave_static_plans_unchanged() -> None:
+    static = LayerPlan(weight_bits=8)
+    assert static.to_dict() == {"weight_bits": 8, "prune_ratio": 0.0}  # stored studies stay equal
+    assert LayerPlan(weight_bits=8, scheme="static") == static
+    plan = CompressionPlan(
+        layers={
+            "fc1": LayerPlan(weight_bits=4, scheme="nbits", block_size=32),
+            "fc2": LayerPlan(weight_bits=8, scheme="dynamic"),
+            "conv": static,
+        }
+    )
+    assert CompressionPlan.from_json(plan.to_json()) == plan
+    assert plan.layer_schemes == {"fc1": ("nbits", 32), "fc2": ("dynamic", None)}
+    assert "dynamicx1 nbits/32x1" in plan.summary()
+    assert plan.plain().layer_schemes == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"weight_bits": 8, "scheme": "fast"}, "scheme='fast' is not supported"),
+        ({"weight_bits": 3, "scheme": "nbits", "block_size": 32}, "runs \\[2, 4, 8\\]-bit"),
+        ({"weight_bits": 4, "scheme": "nbits"}, "needs a block_size"),
+        ({"weight_bits": 8, "block_size": 32}, "other schemes take none"),
+        ({"weight_bits": 4, "scheme": "nbits", "block_size": 48}, "block_size=48"),
+        ({"scheme": "dynamic"}, "needs weight_bits"),
+    ],
+)
+def test_bad_schemes_are_named(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        LayerPlan(**kwargs)

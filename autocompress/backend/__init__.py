@@ -43,10 +43,13 @@ from autocompress.backend._pack import (
 from autocompress.backend._quant import (
     ActivationFakeQuant,
     QuantizedWeight,
+    WeightFormat,
     attach_fake_quant,
+    fake_quantize_dynamic,
     fake_quantize_weight,
     quantize_weight,
     snap_weights,
+    weight_formats,
 )
 
 if TYPE_CHECKING:  # the lazy names of __getattr__, for type checkers
@@ -68,6 +71,7 @@ __all__ = [
     "FinetuneSettings",
     "LayerInfo",
     "QuantizedWeight",
+    "WeightFormat",
     "attach_fake_quant",
     "attention_layers",
     "channel_counts",
@@ -75,6 +79,7 @@ __all__ = [
     "decompose_attention",
     "distillation_loss",
     "effective_lr",
+    "fake_quantize_dynamic",
     "fake_quantize_weight",
     "finetune",
     "fold_batchnorm",
@@ -95,6 +100,7 @@ __all__ = [
     "uncovered_parameters",
     "unpack_bits",
     "unprunable_layers",
+    "weight_formats",
     "write_packed",
 ]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autocompress.backend._quant import QuantizedWeight, attach_fake_quant
+from autocompress.backend._quant import Formats, QuantizedWeight, attach_fake_quant
 from autocompress.errors import DivergedError, TrialTimeoutError
 from autocompress.plan import DistillPlan
 
@@ -106,7 +106,7 @@ def distillation_loss(
 def finetune(
     model: nn.Module,
     teacher: nn.Module,
-    bits: Mapping[str, int],
+    bits: Formats,
     distill: DistillPlan | None,
     stream: Iterator[tuple[torch.Tensor, torch.Tensor]],
     settings: FinetuneSettings,

@@ -69,6 +69,8 @@ def write_packed(model: nn.Module, quantized: Mapping[str, QuantizedWeight]) -> 
             payload.write(pack_bits(qw.q.numpy(), qw.bits))
             payload.write(qw.scale.numpy().astype("<f4").tobytes())
             entry: dict[str, object] = {"bits": qw.bits}
+            if qw.block_size is not None:  # nbits: one scale per block of inputs per row
+                entry["block_size"] = qw.block_size
         else:
             payload.write(tensor.detach().float().numpy().astype("<f4").tobytes())
             entry = {"bits": 32}
@@ -87,8 +89,15 @@ def read_packed(blob: bytes) -> dict[str, np.ndarray]:
             out[name] = np.frombuffer(chunk, dtype="<f4").reshape(shape)
             continue
         q, scale = _codes_and_scale(chunk, e)
-        out[name] = q.astype(np.float32) * scale.reshape(-1, *([1] * (len(shape) - 1)))
+        out[name] = q.astype(np.float32) * _scales_per_weight(scale, e)
     return out
+
+
+def _scales_per_weight(scale: np.ndarray, e: dict[str, Any]) -> np.ndarray:
+    shape, block = e["shape"], e.get("block_size")
+    if block is None:
+        return scale.reshape(-1, *([1] * (len(shape) - 1)))
+    return np.repeat(scale.reshape(shape[0], -1), block, axis=1)[:, : shape[1]]
 
 
 def read_packed_codes(blob: bytes) -> dict[str, np.ndarray]:
@@ -113,7 +122,8 @@ def _entries(blob: bytes) -> list[tuple[str, dict[str, Any], bytes]]:
 
 
 def _codes_and_scale(chunk: bytes, e: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    shape, channels = e["shape"], e["shape"][0]
+    shape, block = e["shape"], e.get("block_size")
+    channels = shape[0] if block is None else shape[0] * -(-shape[1] // block)
     count = int(np.prod(shape))
     q = unpack_bits(chunk[: len(chunk) - 4 * channels], e["bits"], count).reshape(shape)
     return q, np.frombuffer(chunk[len(chunk) - 4 * channels :], dtype="<f4")

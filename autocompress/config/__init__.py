@@ -27,6 +27,7 @@ from autocompress.config._space import (
     Range,
     SearchSpace,
     SpaceConfig,
+    parse_scheme,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "apply_override",
     "build",
     "load_experiment",
+    "parse_scheme",
     "read_yaml",
     "to_plain",
 ]

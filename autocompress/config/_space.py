@@ -11,6 +11,12 @@ unpruned), plus the distillation knobs. Layers that share a parameter are groupe
 
 The classifier head is never pruned, whatever the rule says.
 
+``scheme`` (Linear layers, ONNX Runtime) lists how quantized layers may run: ``static`` (int8
+QDQ, the default), ``dynamic`` (int8, activations quantized per call) and ``nbits/<block>``
+(MatMulNBits, weight-only block-wise; bits 2, 4 or 8). More than one choice is a categorical
+parameter ``scheme.<key>`` beside ``bits.<key>``; the default ``[static]`` adds no parameter,
+so spaces without the key sample, store and resume exactly as before.
+
 This module is the schema only; binding a space to a model's layers, its Optuna parameters and
 sampling are ``autocompress.study`` (``bind_space`` -> ``BoundSpace``).
 """
@@ -26,7 +32,7 @@ from typing import Any, Literal
 from autocompress.config._experiment import read_yaml
 from autocompress.config._schema import build, to_plain
 from autocompress.errors import ConfigError
-from autocompress.plan import ALLOWED_BITS
+from autocompress.plan import ALLOWED_BITS, BLOCK_SIZES, NBITS_BITS
 
 SPACE_VERSION = 1
 NONE_BITS = "none"
@@ -51,6 +57,7 @@ class LayerRule:
     prune: list[float] | Range = field(default_factory=lambda: [0.0])  # fractions in [0, 1)
     share: Literal["layer", "rule"] = "layer"
     name: str | None = None  # parameter name when share: rule (default: rule index)
+    scheme: list[str] = field(default_factory=lambda: ["static"])  # static, dynamic, nbits/32
 
     @property
     def bit_choices(self) -> list[int | str]:
@@ -118,12 +125,39 @@ class SearchSpace:
         return cls(config, source)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_plain(self.config)
+        """Plain data; a rule's default ``scheme: [static]`` is left out, so the signature of
+        a study made before schemes existed is unchanged and it resumes."""
+        data = to_plain(self.config)
+        for rule in data["layers"]:
+            if rule.get("scheme") == ["static"]:
+                del rule["scheme"]
+        return data
 
     @property
     def prunes(self) -> bool:
         """Whether any rule allows a pruning ratio above zero."""
         return any(rule.prunes for rule in self.config.layers)
+
+
+def parse_scheme(choice: str) -> tuple[str | None, int | None]:
+    """A space's scheme choice as ``LayerPlan`` fields: ``"nbits/32"`` -> ("nbits", 32)."""
+    scheme, _, block = choice.partition("/")
+    return (None if scheme == "static" else scheme), (int(block) if block else None)
+
+
+def _check_scheme(rule: LayerRule, where: str) -> None:
+    allowed = ["static", "dynamic", *(f"nbits/{b}" for b in BLOCK_SIZES)]
+    if not rule.scheme:
+        raise ConfigError(f"{where}.scheme: give at least one choice, e.g. [static]")
+    for choice in rule.scheme:
+        if choice not in allowed:
+            raise ConfigError(f"{where}.scheme: {choice!r} is not allowed; use one of {allowed}")
+    bad = [b for b in rule.bits if isinstance(b, int) and b not in NBITS_BITS]
+    if any(c.startswith("nbits") for c in rule.scheme) and bad:
+        raise ConfigError(
+            f"{where}: scheme nbits runs {list(NBITS_BITS)}-bit weights, but bits has {bad}; "
+            "drop those bits or the nbits choices"
+        )
 
 
 def _check_rule(rule: LayerRule, where: str) -> None:
@@ -144,6 +178,7 @@ def _check_rule(rule: LayerRule, where: str) -> None:
                 f"{ALLOWED_BITS[-1]} or none"
             )
     _check_values(rule.prune, f"{where}.prune", ge=0.0, lt=1.0)
+    _check_scheme(rule, where)
 
 
 def _check_values(

@@ -28,6 +28,7 @@ from autocompress.front import (
     int8_note,
     latency_ms,
 )
+from autocompress.record import SCHEME_LEGEND
 
 AXES = {
     "accuracy": ("validation accuracy (%)", lambda m, f: 100.0 * m.result.accuracy),
@@ -193,10 +194,16 @@ def plan_chart(member: Member) -> Any:
     layers = forward + [n for n in plan if n not in forward]
     bits = [plan[n].weight_bits or 32 for n in layers]
     prune = [plan[n].prune_ratio for n in layers]
+    kernels = [_kernel(member, n) for n in layers]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     fig.add_trace(
-        go.Bar(x=layers, y=bits, name="weight bits (32 = fp32)", marker_color="#1f77b4"), 1, 1
-    )
+        go.Bar(
+            x=layers, y=bits, name="weight bits (32 = fp32)", marker_color="#1f77b4",
+            hovertext=kernels,
+        ),
+        1,
+        1,
+    )  # fmt: skip
     fig.add_trace(go.Bar(x=layers, y=prune, name="channels pruned", marker_color="#ff7f0e"), 2, 1)
     fig.update_yaxes(title_text="bits", row=1, col=1)
     fig.update_yaxes(title_text="pruned", range=[0, 1], row=2, col=1)
@@ -206,6 +213,15 @@ def plan_chart(member: Member) -> Any:
         height=480,
     )
     return fig
+
+
+def _kernel(member: Member, layer: str) -> str:
+    """The layer's kernel (``LayerRecord.scheme``) and what it buys, for the bar's hover."""
+    record = member.result.layers.get(layer)
+    scheme = None if record is None else record.scheme
+    if scheme is None:
+        return "fp32"
+    return f"{scheme}: {SCHEME_LEGEND['nbits' if scheme.startswith('nbits') else scheme]}"
 
 
 def write_report(

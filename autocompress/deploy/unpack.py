@@ -12,14 +12,18 @@ the manifest (``measured.shipped_bytes``) is a size you can really ship: send
 
 ``model.skeleton.onnx`` is ``model.onnx`` with the int8 weight initializers that the packed codes
 equal emptied (name, dtype, dims kept; ``raw_data`` empty); the manifest's ``packed_to_onnx``
-maps each packed tensor to its initializer. Rebuilding writes each tensor's codes (int8, row
-major) back into its ``raw_data`` at the protobuf wire level, so the result is the exported file
-itself, whatever onnx or protobuf version is installed.
+maps each packed tensor to its initializer (or to ``{"initializer": name, "transpose": true}``
+where the graph holds the codes transposed: a Linear on tokens runs as MatMul on ``W^T``).
+Rebuilding writes each tensor's codes (int8, row major) back into its ``raw_data`` at the
+protobuf wire level, so the result is the exported file itself, whatever onnx or protobuf
+version is installed.
 
 Format (``ACPK1``): the line ``ACPK1``, a little-endian uint32 header length, a JSON header
 {tensor name: {bits, shape, offset, nbytes}}, then the payloads. A tensor of 32 bits is float32
 little-endian; a k-bit one is its signed (two's complement) k-bit codes packed back to back,
-most significant bit first, then one float32 scale per output channel: weight = code * scale.
+most significant bit first, then one float32 scale per output channel: weight = code * scale
+(with ``block_size`` in its entry: one scale per block of ``block_size`` inputs of each row, the
+MatMulNBits layout).
 """
 
 from __future__ import annotations
@@ -61,20 +65,28 @@ def unpack(blob: bytes, codes: bool = False) -> dict[str, np.ndarray]:
         if e["bits"] == 32:
             out[name] = np.frombuffer(chunk, dtype="<f4").reshape(shape)
             continue
-        channels = shape[0]
+        block = e.get("block_size")
+        channels = shape[0] if block is None else shape[0] * -(-shape[1] // block)
         q = unpack_codes(chunk[: len(chunk) - 4 * channels], e["bits"], count).reshape(shape)
         scale = np.frombuffer(chunk[len(chunk) - 4 * channels :], dtype="<f4")
         if codes:
             out[name + ".codes"], out[name + ".scale"] = q, scale
-        else:
+        elif block is None:
             out[name] = q.astype(np.float32) * scale.reshape(-1, *([1] * (len(shape) - 1)))
+        else:
+            per_weight = np.repeat(scale.reshape(shape[0], -1), block, axis=1)[:, : shape[1]]
+            out[name] = q.astype(np.float32) * per_weight
     return out
 
 
-def rebuild_onnx(skeleton: bytes, packed: bytes, packed_to_onnx: dict[str, str]) -> bytes:
+def rebuild_onnx(skeleton: bytes, packed: bytes, packed_to_onnx: dict) -> bytes:
     """``model.onnx`` from its skeleton: each mapped initializer's raw_data is its packed codes."""
-    codes, pairs = unpack(packed, codes=True), packed_to_onnx.items()
-    raw = {init: codes[f"{name}.codes"].astype("<i1").tobytes() for name, init in pairs}
+    codes, raw = unpack(packed, codes=True), {}
+    for name, to in packed_to_onnx.items():
+        q = codes[f"{name}.codes"]
+        if isinstance(to, dict):
+            q, to = (q.T if to.get("transpose") else q), to["initializer"]
+        raw[to] = np.ascontiguousarray(q).astype("<i1").tobytes()
     out = _splice(skeleton, {7: lambda graph: _splice(graph, {5: lambda t: _fill(t, raw)})})
     if raw:
         raise ValueError(f"initializers missing from the skeleton: {sorted(raw)}")

@@ -18,6 +18,7 @@ from autocompress.record._attrs import (
     read_trial,
 )
 from autocompress.record._result import (
+    SCHEME_LEGEND,
     FinetuneRecord,
     LayerRecord,
     TrialOutput,
@@ -26,6 +27,7 @@ from autocompress.record._result import (
 from autocompress.record._rung import Promotion, Rung
 
 __all__ = [
+    "SCHEME_LEGEND",
     "DriverStamp",
     "FinetuneRecord",
     "LayerRecord",

@@ -30,11 +30,21 @@ class LayerRecord:
     channels_before: int
     channels: int  # output channels kept
     realized_ratio: float  # fraction actually removed (coupled groups, round_to)
-    scheme: str | None = None  # the runtime's format for this layer, where it says
+    scheme: str | None = None  # the runtime's kernel for this layer (SCHEME_LEGEND), or None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerRecord:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+# what each LayerRecord.scheme buys: faster, or only smaller (issue 19; figures for one CPU in
+# benchmarks/linear_schemes.py)
+SCHEME_LEGEND = {
+    "int8-static": "QDQ int8 kernels; below 8 bits only smaller (the same int8 kernel runs)",
+    "int8-dynamic": "int8 kernel, input range taken per call (DynamicQuantizeMatMul)",
+    "nbits": "MatMulNBits nbits<k>/b<block>: k-bit block-wise weights (smaller); int8 compute at "
+    "accuracy_level 4; faster where the layer is weight-bound (few tokens), else only smaller",
+}
 
 
 @dataclass(frozen=True)

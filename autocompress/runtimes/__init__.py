@@ -77,7 +77,7 @@ def onnx_skeleton(artifact: bytes, codes: Mapping[str, Any]) -> Any:
     """An ONNX QDQ deployable with the int8 weights that ``codes`` (packed tensor name -> k-bit
     integer codes) rebuild exactly taken out: ``.artifact`` (bytes), ``.packed_to_onnx``
     (packed name -> initializer name), ``.kept`` (initializer left in -> why)."""
-    from autocompress.runtimes._onnxrt import make_skeleton
+    from autocompress.runtimes._onnxrt_weights import make_skeleton
 
     return make_skeleton(artifact, codes)
 

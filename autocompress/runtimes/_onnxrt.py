@@ -11,7 +11,9 @@ QLinearGlobalAveragePool...), with two changes that make the int8 model compute 
 - layers whose plan says ``none`` are excluded (``nodes_to_exclude``) and stay fp32.
 
 Activations are unsigned 8-bit, calibrated (min/max) on training batches; weights signed 8-bit
-per channel. Latency is that of ORT's int8 kernels for any k <= 8: there is no faster sub-8-bit
+per channel. Linear layers whose plan names another scheme (``dynamic``, ``nbits``) are rewritten
+first, from our codes (``_onnxrt_weights.rewrite_linears``), and left out of the static pass.
+Latency is that of ORT's int8 kernels for any k <= 8: there is no faster sub-8-bit
 convolution kernel on CPU, and we do not pretend otherwise.
 """
 
@@ -24,7 +26,6 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -43,10 +44,16 @@ from torch import nn
 from autocompress.backend import QuantizedWeight
 from autocompress.config import TargetConfig
 from autocompress.errors import UnsupportedPlanError
+from autocompress.runtimes._onnxrt_weights import (
+    drop_weight_identities,
+    is_bias_add,
+    rewrite_linears,
+    weight_readers,
+    weight_sites,
+)
 
 OPSET = 17
 INPUT, OUTPUT = "input", "logits"
-_WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 _PASS_THROUGH = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity")
 
 
@@ -63,11 +70,11 @@ class OnnxDeployable:
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self._session is None:
             self._session = make_session(self.artifact, threads=torch.get_num_threads())
-        return self._session.run(None, {INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self._session.run(None, {INPUT: _feed(self._session, x)})[0]
 
     def timer(self, batch: np.ndarray, threads: int) -> Callable[[], object]:
         session = make_session(self.artifact, threads=threads)
-        feed = {INPUT: np.ascontiguousarray(batch, dtype=np.float32)}
+        feed = {INPUT: _feed(session, batch)}
         return lambda: session.run(None, feed)
 
     def op_types(self) -> set[str]:
@@ -96,6 +103,7 @@ class OnnxRuntime:
             raise UnsupportedPlanError(
                 f"runtime onnxruntime times on cpu here, not {target.device}; use runtime cuda"
             )
+        _check_shared(model, quantized)
         fp32 = export_onnx(model, torch.from_numpy(calibration[0][:1]))
         if not quantized:
             return OnnxDeployable(fp32)
@@ -135,31 +143,41 @@ def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
 def quantize_qdq(
     fp32: bytes, quantized: Mapping[str, QuantizedWeight], calibration: list[np.ndarray]
 ) -> bytes:
-    """Static QDQ quantization with the given k-bit weight scales (see the module docstring)."""
-    graph = onnx.load_from_string(fp32).graph
-    weight_nodes = _weight_nodes(graph)
+    """Static QDQ quantization with the given k-bit weight scales (see the module docstring).
+
+    Each layer's weight initializer is found by value (``_onnxrt_weights``), so a Linear on
+    tokens (MatMul reading ``W^T`` under a generated name) gets its scales on axis 1. A MatMul's
+    output is not requantized before its bias ``Add`` (which stays float), so the pinned output
+    range applies after the bias, as in training.
+    """
+    model = onnx.load_from_string(fp32)
+    drop_weight_identities(model)
+    graph = model.graph
+    sites = weight_sites(graph, quantized)
+    static = {layer: qw for layer, qw in quantized.items() if qw.scheme is None}
     overrides: dict[str, list[dict[str, object]]] = {}
-    for layer, qw in quantized.items():
-        if f"{layer}.weight" not in weight_nodes:
-            raise UnsupportedPlanError(
-                f"layer {layer!r} has no weight initializer '{layer}.weight' in the ONNX graph; "
-                "the exporter renamed or transposed it, so its bits cannot be pinned"
-            )
-        overrides[f"{layer}.weight"] = _channel_overrides(qw)
-        overrides.update(_activation_overrides(graph, f"{layer}.weight", qw))
-    excluded = [
-        n
-        for w, nodes in weight_nodes.items()
-        for n in nodes
-        if w.removesuffix(".weight") not in quantized
-    ]
+    excluded: list[str] = []
+    for layer, qw in static.items():
+        site = sites[layer]
+        overrides[site.initializer] = _channel_overrides(qw, site.axis)
+        for node in site.nodes:
+            pins, bias_add = _activation_overrides(graph, node, qw)
+            overrides.update(pins)
+            excluded += [bias_add] if bias_add else []
+    others = [(sites[layer], qw) for layer, qw in quantized.items() if qw.scheme is not None]
+    excluded += rewrite_linears(model, others)
+    if not static:
+        return model.SerializeToString()
+    pinned = {sites[layer].initializer for layer in static}
+    excluded += [n.name for w, ns in weight_readers(graph).items() if w not in pinned for n in ns]
+    excluded += _activation_matmuls(graph)
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(fp32)
+        src.write_bytes(model.SerializeToString())
         quantize_static(
             str(src),
             str(dst),
-            _Batches(calibration),
+            _Batches(calibration, _input_dtype(graph)),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
@@ -171,9 +189,34 @@ def quantize_qdq(
                 "WeightSymmetric": True,
                 "ActivationSymmetric": False,
                 "QDQDisableWeightAdjustForInt32Bias": True,
+                "OpTypesToExcludeOutputQuantization": ["MatMul"],
             },
         )
         return dst.read_bytes()
+
+
+def _activation_matmuls(graph: onnx.GraphProto) -> list[str]:
+    """MatMuls of two activations (attention's ``q @ k^T`` and ``p @ v``) stay float: QAT does
+    not quantize them, so an int8 kernel there would compute something never trained."""
+    inits = {i.name for i in graph.initializer}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul" and not any(i in inits for i in n.input)
+    ]
+
+
+def _check_shared(model: nn.Module, quantized: Mapping[str, QuantizedWeight]) -> None:
+    """Layers sharing one parameter must ask for the same grid: one initializer, one scale."""
+    modules = dict(model.named_modules())
+    first: dict[int, tuple[str, QuantizedWeight]] = {}
+    for layer, qw in quantized.items():
+        other, seen = first.setdefault(id(modules[layer].weight), (layer, qw))
+        if other != layer and (seen.bits != qw.bits or not torch.equal(seen.scale, qw.scale)):
+            raise UnsupportedPlanError(
+                f"layers {other!r} and {layer!r} share one weight but the plan gives them "
+                "different bits; give layers that share a weight the same bits"
+            )
 
 
 @contextlib.contextmanager
@@ -196,60 +239,17 @@ def graph_input(artifact: bytes) -> tuple[str, list[int | str]]:
     return first.name, [d.dim_value if d.dim_value else d.dim_param or "N" for d in dims]
 
 
-class Skeleton(NamedTuple):
-    """A QDQ model with its k-bit weights taken out (see :func:`make_skeleton`)."""
-
-    artifact: bytes  # the model, each emptied initializer's raw_data b"" (name, dtype, dims kept)
-    packed_to_onnx: dict[str, str]  # packed tensor name -> the initializer it fills
-    kept: dict[str, str]  # initializer left in the skeleton -> why
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
-def make_skeleton(artifact: bytes, codes: Mapping[str, np.ndarray]) -> Skeleton:
-    """Empty the int8 weight initializers of ``artifact`` that the packed codes rebuild exactly.
-
-    A quantized weight is the int8 initializer a DequantizeLinear feeds into a Conv/Gemm/MatMul.
-    Its packed tensor is the one ORT named it after (``{weight}_quantized``), else the one packed
-    tensor of its shape with the same codes; it is emptied only if the codes equal its int8
-    values exactly (the k-bit scale is the int8 scale, so they should). Scales, zero points,
-    biases and fp32 layers stay in the skeleton.
-    """
-    model = onnx.load_from_string(artifact)
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    mapping: dict[str, str] = {}
-    kept: dict[str, str] = {}
-    for node in graph.node:
-        dq = producers.get(node.input[1]) if len(node.input) > 1 else None
-        if node.op_type not in _WEIGHTED_OPS or dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        init = inits.get(dq.input[0])
-        if init is None or init.name in mapping.values() or init.name in kept:
-            continue
-        name, why = _packed_match(init, codes, set(mapping))
-        if name is None:
-            kept[init.name] = why
-            continue
-        mapping[name] = init.name
-        init.raw_data = b""
-    return Skeleton(model.SerializeToString(), mapping, kept)
-
-
-def _packed_match(
-    init: onnx.TensorProto, codes: Mapping[str, np.ndarray], taken: set[str]
-) -> tuple[str | None, str]:
-    if init.data_type != onnx.TensorProto.INT8 or not init.HasField("raw_data"):
-        return None, "not an int8 tensor stored as raw bytes"
-    values = onnx.numpy_helper.to_array(init)
-    named = init.name.removesuffix("_quantized")
-    candidates = [named] if named in codes else []
-    candidates += [n for n, c in codes.items() if n != named and c.shape == values.shape]
-    for name in candidates:
-        if name not in taken and np.array_equal(codes[name], values):
-            return name, ""
-    if named in codes:
-        return None, f"its int8 values differ from the packed codes of {named}"
-    return None, "no packed tensor holds its int8 values"
+def _feed(session: ort.InferenceSession, x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``x`` in the dtype the graph's input declares (int64 token ids are never made float)."""
+    declared = session.get_inputs()[0].type
+    if declared not in _ORT_DTYPES:
+        raise UnsupportedPlanError(
+            f"the model's input is {declared}; feed float32, int64 or int32 inputs"
+        )
+    return np.ascontiguousarray(x, dtype=_ORT_DTYPES[declared])
 
 
 def make_session(artifact: bytes, threads: int) -> ort.InferenceSession:
@@ -262,26 +262,17 @@ def make_session(artifact: bytes, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(artifact, opts, providers=["CPUExecutionProvider"])
 
 
-def _weight_nodes(graph: onnx.GraphProto) -> dict[str, list[str]]:
-    """Weight initializer name -> names of the Conv/Gemm/MatMul nodes consuming it."""
-    inits = {i.name for i in graph.initializer}
-    out: dict[str, list[str]] = {}
-    for node in graph.node:
-        if node.op_type in _WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in inits:
-            out.setdefault(node.input[1], []).append(node.name)
-    return out
-
-
 def _activation_overrides(
-    graph: onnx.GraphProto, weight: str, qw: QuantizedWeight
-) -> dict[str, list[dict[str, object]]]:
-    """The trained 8-bit ranges of a layer's input and fused output, keyed by ONNX tensor.
+    graph: onnx.GraphProto, node: onnx.NodeProto, qw: QuantizedWeight
+) -> tuple[dict[str, list[dict[str, object]]], str | None]:
+    """The trained 8-bit ranges of a layer's input and fused output, keyed by ONNX tensor, and
+    the name of the MatMul's bias ``Add`` (kept float), if any.
 
-    The layer's node is the one consuming its weight initializer; its output tensor is the one
-    after a directly following Relu/Clip (which the int8 kernel fuses), else its own output.
+    The output tensor is the one after the bias Add (a Linear on tokens) and a directly
+    following Relu/Clip (which the int8 kernel fuses), else the node's own output.
     """
-    node = next(n for n in graph.node if len(n.input) > 1 and n.input[1] == weight)
     producers = {o: n for n in graph.node for o in n.output}
+    inits = {i.name for i in graph.initializer}
     out: dict[str, list[dict[str, object]]] = {}
     if qw.input_qparams is not None:
         tensor = node.input[0]
@@ -290,13 +281,22 @@ def _activation_overrides(
         while tensor in producers and producers[tensor].op_type in _PASS_THROUGH:
             tensor = producers[tensor].input[0]
             out[tensor] = [_qparams(qw.input_qparams)]
-    if qw.output_qparams is not None:
-        tensor = node.output[0]
+    tensor, bias_add = node.output[0], None
+    users = [n for n in graph.node if tensor in n.input]
+    if node.op_type == "MatMul" and is_bias_add(users, inits):
+        bias_add, tensor = users[0].name, users[0].output[0]
         users = [n for n in graph.node if tensor in n.input]
-        if len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
-            tensor = users[0].output[0]
+    if len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
+        tensor = users[0].output[0]
+    if qw.output_qparams is not None:
         out[tensor] = [_qparams(qw.output_qparams)]
-    return out
+    return out, bias_add
+
+
+def _input_dtype(graph: onnx.GraphProto) -> np.dtype:
+    """The numpy dtype of the graph's first input: token ids stay int64, images float32."""
+    elem = graph.input[0].type.tensor_type.elem_type
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
 
 
 def _qparams(qparams: tuple[float, int]) -> dict[str, object]:
@@ -306,18 +306,21 @@ def _qparams(qparams: tuple[float, int]) -> dict[str, object]:
     }
 
 
-def _channel_overrides(qw: QuantizedWeight) -> list[dict[str, object]]:
+def _channel_overrides(qw: QuantizedWeight, axis: int) -> list[dict[str, object]]:
+    """One (scale, 0) per output channel; ``axis`` is where the channels lie in the initializer
+    (0 for Conv/Gemm's ``W``, 1 for a MatMul's ``W^T``); ORT reads it from the first entry."""
     scales = qw.scale.numpy().astype(np.float32)
     return [
-        {"scale": np.float32(s), "zero_point": np.int8(0), **({"axis": 0} if i == 0 else {})}
+        {"scale": np.float32(s), "zero_point": np.int8(0), **({"axis": axis} if i == 0 else {})}
         for i, s in enumerate(scales)
     ]
 
 
 class _Batches(CalibrationDataReader):
-    def __init__(self, batches: list[np.ndarray]) -> None:
+    def __init__(self, batches: list[np.ndarray], dtype: np.dtype) -> None:
         self._it = iter(batches)
+        self._dtype = dtype
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._it, None)
-        return None if batch is None else {INPUT: np.ascontiguousarray(batch, dtype=np.float32)}
+        return None if batch is None else {INPUT: np.ascontiguousarray(batch, dtype=self._dtype)}

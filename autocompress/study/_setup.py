@@ -64,7 +64,7 @@ class SearchSetup:
         """What must not change between a study and its resumption."""
         data = {
             "space": self.space.space.to_dict(),
-            "layers": [vars(s) for s in self.space.slots],
+            "layers": [s.signed() for s in self.space.slots],
             "objectives": self.objectives,
             "latency_unit": self.search.latency_unit,
             "params": "ordinal-index",  # how choices are stored (study._space._suggest)

@@ -16,10 +16,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from autocompress.config import NONE_BITS, DistillSpace, LayerRule, Range, SearchSpace
+from autocompress.config import (
+    NONE_BITS,
+    DistillSpace,
+    LayerRule,
+    Range,
+    SearchSpace,
+    parse_scheme,
+)
 from autocompress.errors import ConfigError
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
 
@@ -36,6 +43,15 @@ class LayerSlot:
     layer: str
     bits_param: str
     prune_param: str | None  # None: never pruned (the head, or a rule without ratios)
+    scheme_param: str | None = None  # None: the rule's one scheme (static by default)
+
+    def signed(self) -> dict[str, Any]:
+        """The slot as a study's signature holds it (no scheme key where none is chosen, so
+        studies made before schemes resume)."""
+        data = dict(vars(self))
+        if self.scheme_param is None:
+            del data["scheme_param"]
+        return data
 
 
 def bind_space(
@@ -70,7 +86,10 @@ def bind_space(
                 continue
             used[i] = True
             prunable = layer != head and layer not in unprunable and rule.prunes
-            slots.append(LayerSlot(layer, f"bits.{key}", f"prune.{key}" if prunable else None))
+            scheme = f"scheme.{key}" if len(rule.scheme) > 1 else None
+            slots.append(
+                LayerSlot(layer, f"bits.{key}", f"prune.{key}" if prunable else None, scheme)
+            )
             break
     for i, ok in enumerate(used):
         if not ok:
@@ -101,6 +120,8 @@ class BoundSpace:
             out.setdefault(slot.bits_param, rule.bit_choices)
             if slot.prune_param is not None:
                 out.setdefault(slot.prune_param, rule.prune)
+            if slot.scheme_param is not None:
+                out.setdefault(slot.scheme_param, rule.scheme)
         distill = self.space.config.distill
         if distill is not None:
             out["distill.temperature"] = distill.temperature
@@ -114,7 +135,10 @@ class BoundSpace:
         order (see ``_suggest``); ranges are stored as the value itself.
         """
         specs = self.specs()
-        return {k: _encode(specs[k], v) if k in specs else v for k, v in values.items()}
+        return {
+            k: _encode(specs[k], v) if k in specs and not k.startswith("scheme.") else v
+            for k, v in values.items()
+        }  # schemes are categorical: Optuna stores the choice itself
 
     @property
     def layer_names(self) -> list[str]:
@@ -133,8 +157,22 @@ class BoundSpace:
                 if slot.prune_param not in values:
                     values[slot.prune_param] = _suggest(trial, slot.prune_param, rule.prune)
                 ratio = float(values[slot.prune_param])
-            layers[slot.layer] = LayerPlan(_bits_value(values[slot.bits_param]), ratio)
+            bits = _bits_value(values[slot.bits_param])
+            scheme, block = self._scheme(trial, slot, values) if bits is not None else (None, None)
+            layers[slot.layer] = LayerPlan(bits, ratio, scheme, block)
         return CompressionPlan(layers=layers, distill=self._sample_distill(trial))
+
+    def _scheme(
+        self, trial: optuna.trial.Trial, slot: LayerSlot, values: dict[str, Any]
+    ) -> tuple[str | None, int | None]:
+        """The layer's scheme: its rule's one choice, or a categorical parameter (shared like
+        the layer's bits)."""
+        choices = self._rules[slot.layer].scheme
+        if slot.scheme_param is None:
+            return parse_scheme(choices[0])
+        if slot.scheme_param not in values:
+            values[slot.scheme_param] = trial.suggest_categorical(slot.scheme_param, choices)
+        return parse_scheme(values[slot.scheme_param])
 
     def baseline_params(self, kind: str) -> dict[str, Any]:
         """Parameter values that make a baseline, for ``enqueue_trial``.
@@ -157,6 +195,8 @@ class BoundSpace:
                     f"search.baselines"
                 )
             params[slot.bits_param] = want_bits
+            if slot.scheme_param is not None:
+                params[slot.scheme_param] = _static_scheme(rule, kind, self.space.source)
             if slot.prune_param is None or slot.prune_param in params:
                 continue  # unprunable, or a coupled layer whose group parameter is set
             if want_prune is not None and not _allows(rule.prune, want_prune):
@@ -189,6 +229,8 @@ class BoundSpace:
             )
             if slot.prune_param is not None and slot.prune_param not in params:
                 params[slot.prune_param] = _at_most(rule.prune, ratio)
+            if slot.scheme_param is not None:  # the hand-made plans run the default kernel
+                params[slot.scheme_param] = "static" if "static" in rule.scheme else rule.scheme[0]
         distill = self.space.config.distill
         if distill is not None:
             params.update(self._fixed_distill_params(distill))
@@ -250,10 +292,18 @@ def _share_coupled(slots: list[LayerSlot], coupled: Sequence[Sequence[str]]) -> 
         )
         for layer in prunable[1:]:
             param_of[layer] = slots[position[prunable[0]]].prune_param
-    return [
-        LayerSlot(s.layer, s.bits_param, param_of[s.layer]) if s.layer in param_of else s
-        for s in slots
-    ]
+    return [replace(s, prune_param=param_of[s.layer]) if s.layer in param_of else s for s in slots]
+
+
+def _static_scheme(rule: LayerRule, kind: str, source: str) -> str:
+    """Baselines are the plain int8 kernels a user gets without a search."""
+    if "static" not in rule.scheme:
+        raise ConfigError(
+            f"{source}: the {kind} baseline runs scheme static, which a rule with scheme "
+            f"{rule.scheme} does not allow; add static to its scheme, or drop {kind} from "
+            "search.baselines"
+        )
+    return "static"
 
 
 PRUNED_BASELINES = {"int8-prune50": 0.5, "plain-prune25": 0.25, "plain-prune50": 0.5}

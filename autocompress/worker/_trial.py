@@ -33,9 +33,10 @@ from autocompress.backend import (
     parameter_count,
     recalibrate_batchnorm,
     snap_weights,
+    weight_formats,
     write_packed,
 )
-from autocompress.errors import HopelessTrialError, TrialTimeoutError
+from autocompress.errors import HopelessTrialError, TrialTimeoutError, UnsupportedPlanError
 from autocompress.measure import Measurement, busy, time_beside_reference, top1_accuracy
 from autocompress.plan import CompressionPlan
 from autocompress.record import (
@@ -64,6 +65,7 @@ def run_trial(
     clock = _Clock(task.trial_timeout_s)
     with clock("load"):
         ctx = trial_context(task, objects)
+    _check_schemes(plan, ctx.runtime.name)
     model = copy.deepcopy(ctx.teacher)
     before = _channels(model)
     early_accuracy = None
@@ -82,7 +84,7 @@ def run_trial(
         with clock("fold"), busy():
             fold_batchnorm(model)
         with busy():
-            quantized = snap_weights(model, plan.quantized_layers)
+            quantized = snap_weights(model, weight_formats(plan))
     with clock("realize"), busy():
         deployable = ctx.runtime.realize(model, quantized, ctx.calibration, task.target)
     with clock("evaluate"):
@@ -101,7 +103,7 @@ def run_trial(
         fingerprint=where,
         runtime=deployable.runtime,
         artifact_suffix=deployable.suffix,
-        layers=_layer_record(plan, before, _channels(model)),
+        layers=_layer_record(plan, before, _channels(model), deployable.runtime),
         early_accuracy=early_accuracy,
         finetune=None if finetune_report is None else _finetune_record(finetune_report),
         finetune_steps=steps,
@@ -146,12 +148,17 @@ def time_deployable(
 
 
 def timing_batch(ctx: TrialContext, target: Any) -> np.ndarray:
-    """The timed input: real images, or the target's declared input shape (random data)."""
+    """The timed input: real samples, or the target's declared input shape (random data; token
+    ids within the calibration data's range when the model takes integers)."""
     shape = list(target.input_shape or ctx.data.input_shape)
-    if shape == list(ctx.calibration[0].shape[1:]):
-        sample = ctx.calibration[0][:1]  # its own dtype: token ids stay integers
-        return np.ascontiguousarray(np.repeat(sample, target.batch_size, axis=0))
+    sample = ctx.calibration[0]
+    tokens = np.issubdtype(sample.dtype, np.integer)  # token ids keep their integer dtype
+    dtype = sample.dtype if tokens else np.dtype(np.float32)
+    if shape == list(sample.shape[1:]):
+        return np.ascontiguousarray(np.repeat(sample[:1], target.batch_size, axis=0), dtype)
     rng = np.random.default_rng(0)
+    if tokens:  # valid ids: within the calibration data's range
+        return rng.integers(0, int(sample.max()) + 1, [target.batch_size, *shape], dtype=dtype)
     return rng.standard_normal([target.batch_size, *shape]).astype(np.float32)
 
 
@@ -205,12 +212,12 @@ def _finetune(
         fold_batchnorm(model)
     if qat_steps == 0:
         with busy():
-            return snap_weights(model, plan.quantized_layers), _joined(reports)
+            return snap_weights(model, weight_formats(plan)), _joined(reports)
     with clock("finetune"):
         offset = steps - qat_steps
         qat_phase = replace(base, steps=qat_steps, offset=offset, on_step=on_step(offset))
         quantized, report = finetune(
-            model, ctx.teacher, plan.quantized_layers, plan.distill, stream, qat_phase,
+            model, ctx.teacher, weight_formats(plan), plan.distill, stream, qat_phase,
             gate=busy, checkpoint=checkpoint,
         )  # fmt: skip
     return quantized, _joined([*reports, report])
@@ -272,7 +279,7 @@ def _channels(model: Any) -> dict[str, int]:
 
 
 def _layer_record(
-    plan: CompressionPlan, before: dict[str, int], after: dict[str, int]
+    plan: CompressionPlan, before: dict[str, int], after: dict[str, int], runtime: str
 ) -> dict[str, LayerRecord]:
     out = {}
     for name, n0 in before.items():
@@ -283,8 +290,28 @@ def _layer_record(
             channels_before=n0,
             channels=after.get(name, n0),
             realized_ratio=1.0 - after.get(name, n0) / n0,
+            scheme=None if layer is None else _scheme(layer, runtime),
         )
     return out
+
+
+def _scheme(layer: Any, runtime: str) -> str | None:
+    """The ONNX Runtime kernel a quantized layer got, and what it buys (``SCHEME_LEGEND``)."""
+    if layer.weight_bits is None or runtime != "onnxruntime":
+        return None
+    if layer.scheme == "nbits":
+        return f"nbits{layer.weight_bits}/b{layer.block_size}"
+    return "int8-dynamic" if layer.scheme == "dynamic" else "int8-static"
+
+
+def _check_schemes(plan: CompressionPlan, runtime: str) -> None:
+    """Linear schemes are ONNX Runtime kernels; another runtime would ignore them silently."""
+    if plan.layer_schemes and runtime != "onnxruntime":
+        layer = next(iter(plan.layer_schemes))
+        raise UnsupportedPlanError(
+            f"layer {layer!r} asks for scheme {plan.layer_schemes[layer][0]!r}, which only "
+            f"runtime onnxruntime runs, not {runtime}; drop the scheme or use onnxruntime"
+        )
 
 
 def _finetune_record(report: Any) -> FinetuneRecord:

@@ -50,12 +50,7 @@ ARCHITECTURES = {
 TRANSFORMERS = {"vit", "text_transformer"}  # the residual width is never pruned
 # Un-mark after runtime19 merges (ORT realization of Linear on 3-D inputs: MatMul + transposed
 # initializer, "layer 'blocks.0.attn.q' has no weight initializer").
-ONNX_PENDING = pytest.mark.xfail(
-    strict=False, reason="ONNX weight mapping for MatMul: merged from runtime19"
-)
-ONNX_CASES = [
-    pytest.param(n, marks=ONNX_PENDING) if n in TRANSFORMERS else n for n in sorted(ARCHITECTURES)
-]
+ONNX_CASES = sorted(ARCHITECTURES)
 
 
 STEPS = {

@@ -39,3 +39,22 @@ def test_packed_size_and_artifact_agree() -> None:
     restored = read_packed(write_packed(model, quantized))
     for name, tensor in model.state_dict().items():
         assert np.array_equal(restored[name], tensor.numpy()), name
+
+
+def test_nbits_block_scales_pack_and_unpack_exactly() -> None:
+    """An nbits layer stores one scale per block of inputs; both readers spread them back."""
+    from torch import nn
+
+    from autocompress.backend import WeightFormat, snap_weights
+    from autocompress.deploy.unpack import unpack
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 6), nn.ReLU(), nn.Linear(6, 3))
+    quantized = snap_weights(model, {"0": WeightFormat(4, "nbits", 16), "2": 8})
+    blob = write_packed(model, quantized)
+    for weights in (read_packed(blob), unpack(blob)):
+        assert np.array_equal(weights["0.weight"], model[0].weight.detach().numpy())
+        assert np.array_equal(weights["2.weight"], model[2].weight.detach().numpy())
+    codes = unpack(blob, codes=True)
+    assert np.array_equal(codes["0.weight.codes"], quantized["0"].q.numpy())
+    assert codes["0.weight.scale"].shape == (6 * 3,)  # 40 inputs: 3 blocks of 16 per row

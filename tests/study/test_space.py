@@ -7,7 +7,7 @@ import pytest
 
 from autocompress.config import SearchSpace
 from autocompress.errors import ConfigError
-from autocompress.plan import LayerPlan
+from autocompress.plan import CompressionPlan, LayerPlan
 from autocompress.study import bind_space
 
 LAYERS = [
@@ -168,3 +168,68 @@ def test_bad_rules(rule: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         bind_space(space(**rule), LAYERS, head="fc")
     assert "\n" not in str(info.value)
+
+
+TOKENS = ["blocks.0.attn.q", "blocks.0.mlp.up", "head"]
+
+
+def scheme_space(scheme: list[str] | None, bits: list = [4, 8]) -> SearchSpace:  # noqa: B006
+    rule: dict = {"match": "blocks.*", "bits": bits, "prune": [0.0]}
+    if scheme is not None:
+        rule["scheme"] = scheme
+    return SearchSpace.from_dict({"layers": [rule, {"match": "head", "bits": [8]}]})
+
+
+def test_a_space_without_schemes_keeps_its_parameters_and_signature() -> None:
+    """Spaces made before schemes existed: no scheme parameter, no scheme key stored."""
+    bound = bind_space(scheme_space(None), TOKENS, head="head")
+    assert not any(k.startswith("scheme.") for k in bound.specs())
+    assert "scheme" not in bound.space.to_dict()["layers"][0]
+    assert all("scheme_param" not in s.signed() for s in bound.slots)
+    plan = bound.sample(optuna.create_study(directions=["maximize"]).ask())
+    assert plan.layer_schemes == {}
+
+
+def test_scheme_choices_are_a_categorical_parameter_per_layer() -> None:
+    bound = bind_space(scheme_space(["static", "dynamic", "nbits/32"]), TOKENS, head="head")
+    specs = bound.specs()
+    assert specs["scheme.blocks.0.attn.q"] == ["static", "dynamic", "nbits/32"]
+    assert "scheme.head" not in specs  # its rule has the one default scheme
+    study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        plan = bound.sample(trial)
+        layer = plan.layers["blocks.0.attn.q"]
+        seen.add((layer.scheme, layer.block_size))
+        assert trial.params["scheme.blocks.0.attn.q"] in specs["scheme.blocks.0.attn.q"]
+        study.tell(trial, 0.0)
+    assert seen == {(None, None), ("dynamic", None), ("nbits", 32)}
+    study.enqueue_trial(bound.baseline_params("int8"))
+    plan = bound.sample(study.ask())
+    assert plan.layer_schemes == {}  # the int8 baseline is the plain static kernel
+
+
+@pytest.mark.parametrize(
+    ("scheme", "bits", "message"),
+    [
+        (["nbits/48"], [4], "'nbits/48' is not allowed"),
+        (["static", "nbits/32"], [3, 4], "bits has \\[3\\]"),
+        ([], [4], "give at least one choice"),
+    ],
+)
+def test_bad_scheme_choices_are_named(scheme: list[str], bits: list, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        scheme_space(scheme, bits)
+
+
+def test_the_shipped_linear_schemes_space_binds_to_an_mlp() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "search_spaces" / "linear_schemes.yaml"
+    bound = bind_space(SearchSpace.from_yaml(path), ["1", "3", "5"], head="5")
+    assert {"scheme.1", "scheme.3", "scheme.5"} <= set(bound.specs())
+    study = optuna.create_study(directions=["maximize"], sampler=optuna.samplers.RandomSampler(1))
+    plans = [bound.sample(study.ask()) for _ in range(12)]
+    assert any(p.layer_schemes for p in plans)
+    assert all(CompressionPlan.from_json(p.to_json()) == p for p in plans)
