@@ -131,11 +131,12 @@ class SearchConfig:
     # the latency objective: ratio = candidate / fp32 timed in the same sitting (default: a
     # machine's drift cancels; measured fp32 0.88-1.62 ms over 30 min on a 2-core VM), or ms
     latency_unit: Literal["ms", "ratio"] = "ratio"
+    # int8-dynamic: uniform int8 with Linear layers on dynamic int8 (rules listing scheme dynamic)
     # plain-prune25/50: magnitude pruning, cross-entropy fine-tuning with BatchNorm live, int8
     # PTQ, at the search's budget: what a user does without us, held against every front
-    baselines: list[Literal["fp32", "int8", "int8-prune50", "plain-prune25", "plain-prune50"]] = (
-        field(default_factory=lambda: ["fp32", "int8"])
-    )
+    baselines: list[
+        Literal["fp32", "int8", "int8-dynamic", "int8-prune50", "plain-prune25", "plain-prune50"]
+    ] = field(default_factory=lambda: ["fp32", "int8"])
     max_accuracy_drop: float | None = field(default=None, metadata={"ge": 0})  # pts vs fp32
     hopeless_margin: float | None = field(default=None, metadata={"ge": 0})  # pts under floor
     # plans enqueued before the sampler's own: uniform = the uniform plans a user would try by

@@ -50,7 +50,11 @@ from autocompress.study._setup import SearchSetup
 MAX_FAILURE_STREAK = 8  # failed trials in a row: something is broken, stop and say why
 MAX_HOPELESS_STREAK = 20  # early-stopped trials in a row: the accuracy floor looks unreachable
 WAIT_OTHERS_S = 1.0  # poll period while only other drivers' trials are running
-POST_TRAINING_BASELINES = ("fp32", "int8")  # int8-prune50 is fine-tuned like any trial
+POST_TRAINING_BASELINES = (
+    "fp32",
+    "int8",
+    "int8-dynamic",
+)  # int8-prune50 is fine-tuned like any trial
 PLAIN_BASELINES = ("plain-prune25", "plain-prune50")  # fine-tuned the plain way
 Emit = Callable[[str, dict[str, Any]], None]
 

@@ -29,6 +29,7 @@ from autocompress.config import (
 )
 from autocompress.errors import ConfigError
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
+from autocompress.study._baselines import PRUNED_BASELINES, baseline_scheme
 
 if TYPE_CHECKING:
     import optuna
@@ -178,11 +179,18 @@ class BoundSpace:
         """Parameter values that make a baseline, for ``enqueue_trial``.
 
         ``fp32``: nothing compressed; ``int8``: uniform int8, unpruned (post-training);
+        ``int8-dynamic``: the same with every Linear layer whose rule allows it on dynamic int8;
         ``int8-prune50``: uniform int8 with half of every prunable layer's channels removed,
         fine-tuned with the experiment's budget (what a user would hand-pick without a search);
         ``plain-prune25`` / ``plain-prune50``: the same widths with a quarter / half removed,
         which the driver fine-tunes the plain way (``CompressionPlan.plain``).
         """
+        if kind == "int8-dynamic" and not any(s.scheme_param for s in self.slots):
+            raise ConfigError(
+                f"{self.space.source}: the int8-dynamic baseline needs a rule whose scheme lists "
+                "dynamic (e.g. scheme: [static, dynamic] on the Linear layers); add one, or drop "
+                "int8-dynamic from search.baselines"
+            )
         want_bits = NONE_BITS if kind == "fp32" else 8
         want_prune = PRUNED_BASELINES.get(kind)
         params: dict[str, Any] = {}
@@ -196,7 +204,7 @@ class BoundSpace:
                 )
             params[slot.bits_param] = want_bits
             if slot.scheme_param is not None:
-                params[slot.scheme_param] = _static_scheme(rule, kind, self.space.source)
+                params[slot.scheme_param] = baseline_scheme(rule.scheme, kind, self.space.source)
             if slot.prune_param is None or slot.prune_param in params:
                 continue  # unprunable, or a coupled layer whose group parameter is set
             if want_prune is not None and not _allows(rule.prune, want_prune):
@@ -293,20 +301,6 @@ def _share_coupled(slots: list[LayerSlot], coupled: Sequence[Sequence[str]]) -> 
         for layer in prunable[1:]:
             param_of[layer] = slots[position[prunable[0]]].prune_param
     return [replace(s, prune_param=param_of[s.layer]) if s.layer in param_of else s for s in slots]
-
-
-def _static_scheme(rule: LayerRule, kind: str, source: str) -> str:
-    """Baselines are the plain int8 kernels a user gets without a search."""
-    if "static" not in rule.scheme:
-        raise ConfigError(
-            f"{source}: the {kind} baseline runs scheme static, which a rule with scheme "
-            f"{rule.scheme} does not allow; add static to its scheme, or drop {kind} from "
-            "search.baselines"
-        )
-    return "static"
-
-
-PRUNED_BASELINES = {"int8-prune50": 0.5, "plain-prune25": 0.25, "plain-prune50": 0.5}
 
 
 def _allows(spec: list[float] | Range, value: float) -> bool:

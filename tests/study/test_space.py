@@ -208,6 +208,13 @@ def test_scheme_choices_are_a_categorical_parameter_per_layer() -> None:
     study.enqueue_trial(bound.baseline_params("int8"))
     plan = bound.sample(study.ask())
     assert plan.layer_schemes == {}  # the int8 baseline is the plain static kernel
+    study.enqueue_trial(bound.baseline_params("int8-dynamic"))
+    plan = bound.sample(study.ask())
+    assert plan.layer_schemes["blocks.0.attn.q"] == ("dynamic", None)  # as quantize_dynamic does
+    assert "head" not in plan.layer_schemes and plan.layers["head"].weight_bits == 8
+    static_only = bind_space(scheme_space(["static"]), TOKENS, head="head")
+    with pytest.raises(ConfigError, match="int8-dynamic baseline needs a rule whose scheme"):
+        static_only.baseline_params("int8-dynamic")
 
 
 @pytest.mark.parametrize(
