@@ -7,7 +7,10 @@ reference start-up excluded) and, for every plan measured in both runs, the rati
 measured with 2 trials in flight to the latency measured with 1 (isolation: should be ~1).
 
 Run: python experiments/throughput_check.py [n_trials=10] [steps=60]   (about 10 minutes; opt-in)
-Writes runs/throughput_check.json.
+     python experiments/throughput_check.py n_trials=24 rungs=0   (rung-0 trials: seconds each)
+``rungs=0`` runs a one-rung multi-fidelity search (prune, recalibrate, snap, realize, time; no
+fine-tuning), where orchestration matters most. Driver overhead = 1 - (seconds the workers spent
+in trial stages) / (wall seconds x workers). Writes runs/throughput_check.json.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from autocompress.record import read_trial
 EXPERIMENT = "experiments/fashion_mnist.yaml"
 
 
-def run(n_workers: int, n_trials: int, steps: int) -> dict:
-    name = f"throughput-{n_workers}w"
+def run(n_workers: int, n_trials: int, steps: int, rungs: str | None = None) -> dict:
+    name = f"throughput-{n_workers}w" + ("" if rungs is None else f"-r{rungs}")
     result = search(
         EXPERIMENT,
         progress=True,
@@ -39,13 +42,17 @@ def run(n_workers: int, n_trials: int, steps: int) -> dict:
             f"finetune.steps={steps}",
             f"name={name}",
             f"run_dir=runs/{name}",
+            *([] if rungs is None else [f"search.rungs=[{rungs}]"]),
         ],
     )
     trials = result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     start = min(t.datetime_start for t in trials)
     end = max(t.datetime_complete for t in trials)
     hours = (end - start).total_seconds() / 3600
+    records = [read_trial(t) for t in trials]
+    worked = sum(sum(r.result.stage_seconds.values()) for r in records if r.result is not None)
     return {
+        "driver_overhead": 1.0 - worked / (hours * 3600 * n_workers),
         "n_workers": n_workers,
         "completed": len(trials),
         "wall_s": hours * 3600,
@@ -61,8 +68,8 @@ def run(n_workers: int, n_trials: int, steps: int) -> dict:
 def main(argv: list[str]) -> None:
     args = dict(a.split("=", 1) for a in argv)
     n_trials, steps = int(args.get("n_trials", 10)), int(args.get("steps", 60))
-    one = run(1, n_trials, steps)
-    two = run(2, n_trials, steps)
+    one = run(1, n_trials, steps, args.get("rungs"))
+    two = run(2, n_trials, steps, args.get("rungs"))
     shared = sorted(set(one["latency_ms"]) & set(two["latency_ms"]))
     ratios = [two["latency_ms"][p] / one["latency_ms"][p] for p in shared]
     speedup = two["trials_per_hour"] / one["trials_per_hour"]
@@ -81,7 +88,8 @@ def main(argv: list[str]) -> None:
     for row in (one, two):
         print(
             f"{row['n_workers']} worker(s): {row['completed']} trials in {row['wall_s']:.0f} s "
-            f"-> {row['trials_per_hour']:.0f} trials/hour"
+            f"-> {row['trials_per_hour']:.0f} trials/hour, driver overhead "
+            f"{row['driver_overhead']:.1%}"
         )
     print(f"speedup 2 vs 1 worker: {speedup:.2f}x")
     if ratios:
@@ -89,7 +97,7 @@ def main(argv: list[str]) -> None:
             f"same plan, latency with 2 in flight / with 1: median {statistics.median(ratios):.3f}"
             f" range {min(ratios):.3f}-{max(ratios):.3f} over {len(ratios)} plans"
         )
-    path = Path("runs/throughput_check.json")
+    path = Path("runs/throughput_check" + ("" if "rungs" not in args else "-rungs") + ".json")
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(f"written {path}")

@@ -196,13 +196,16 @@ def quantize_qdq(
 
 
 def _activation_matmuls(graph: onnx.GraphProto) -> list[str]:
-    """MatMuls of two activations (attention's ``q @ k^T`` and ``p @ v``) stay float: QAT does
-    not quantize them, so an int8 kernel there would compute something never trained."""
+    """MatMuls of two activations (attention's ``q @ k^T`` and ``p @ v``) and the Softmax between
+    them stay float: QAT does not quantize them, so an int8 kernel there would compute something
+    never trained (and ORT 1.32 fails on a Softmax whose float consumer it did not calibrate:
+    "Only an existing tensor can be modified, '.../Softmax_output_0'")."""
     inits = {i.name for i in graph.initializer}
     return [
         n.name
         for n in graph.node
-        if n.op_type == "MatMul" and not any(i in inits for i in n.input)
+        if (n.op_type == "MatMul" and not any(i in inits for i in n.input))
+        or n.op_type == "Softmax"
     ]
 
 

@@ -266,3 +266,24 @@ def test_a_linear_scheme_on_a_convolution_is_refused() -> None:
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
     with pytest.raises(ConfigError, match="'0' is a Conv2d: scheme 'dynamic' is for Linear"):
         snap_weights(model, {"0": WeightFormat(8, "dynamic")})
+
+
+def test_a_vit_with_mixed_schemes_across_q_k_v_realizes() -> None:
+    """Found by the ViT benchmark: q on MatMulNBits beside static k/v made ORT's calibrator fail on
+    the attention Softmax ("Only an existing tensor can be modified"); Softmax stays float."""
+    from autocompress.backend import layer_inventory, snap_weights, weight_formats
+    from autocompress.models import build_model
+    from autocompress.plan import CompressionPlan, LayerPlan
+
+    torch.manual_seed(0)
+    model = build_model("vit", [1, 8, 8], 10, {"dim": 32, "heads": 4, "patch": 2}).eval()
+    x = torch.randn(16, 1, 8, 8)
+    layers = {n.name: LayerPlan(8) for n in layer_inventory(model, x[:2])}
+    layers["encoder.blocks.0.attn.q"] = LayerPlan(4, 0.0, "nbits", 32)
+    plan = CompressionPlan(layers)
+    quantized = snap_weights(model, weight_formats(plan))
+    deployable = get_runtime("onnxruntime").realize(model, quantized, [x.numpy()], TargetConfig())
+    assert "MatMulNBits" in deployable.op_types()
+    with torch.no_grad():
+        agree = (model(x).argmax(1).numpy() == deployable.predict(x.numpy()).argmax(1)).mean()
+    assert agree >= 0.8
