@@ -9,12 +9,16 @@ measured with 2 trials in flight to the latency measured with 1 (isolation: shou
 Run: python experiments/throughput_check.py [n_trials=10] [steps=60]   (about 10 minutes; opt-in)
      python experiments/throughput_check.py n_trials=24 rungs=0   (rung-0 trials: seconds each)
 ``rungs=0`` runs a one-rung multi-fidelity search (prune, recalibrate, snap, realize, time; no
-fine-tuning), where orchestration matters most. Driver overhead = 1 - (seconds the workers spent
-in trial stages) / (wall seconds x workers). Writes runs/throughput_check.json.
+fine-tuning), where orchestration matters most. Two shares of the wall time: ``outside_stages`` =
+1 - (seconds in the trials' clocked stages) / (wall x workers): dispatch, result transfer, the
+driver's writes and the unclocked worker steps (teacher copy, snapping, packing); ``idle`` = the
+driver's own gaps between one trial's end and the next one's start, over the wall (1 worker).
+Writes runs/throughput_check[-rungs].json.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import sys
@@ -52,7 +56,8 @@ def run(n_workers: int, n_trials: int, steps: int, rungs: str | None = None) -> 
     records = [read_trial(t) for t in trials]
     worked = sum(sum(r.result.stage_seconds.values()) for r in records if r.result is not None)
     return {
-        "driver_overhead": 1.0 - worked / (hours * 3600 * n_workers),
+        "outside_stages": 1.0 - worked / (hours * 3600 * n_workers),
+        "idle": _idle(trials) / (hours * 3600),
         "n_workers": n_workers,
         "completed": len(trials),
         "wall_s": hours * 3600,
@@ -63,6 +68,16 @@ def run(n_workers: int, n_trials: int, steps: int, rungs: str | None = None) -> 
             if r.result is not None
         },
     }
+
+
+def _idle(trials: list) -> float:
+    """Seconds between one trial's end and the next one's start (trials in start order)."""
+    ordered = sorted(trials, key=lambda t: t.datetime_start)
+    gaps = [
+        (b.datetime_start - a.datetime_complete).total_seconds()
+        for a, b in itertools.pairwise(ordered)
+    ]
+    return sum(g for g in gaps if g > 0)
 
 
 def main(argv: list[str]) -> None:
@@ -88,8 +103,8 @@ def main(argv: list[str]) -> None:
     for row in (one, two):
         print(
             f"{row['n_workers']} worker(s): {row['completed']} trials in {row['wall_s']:.0f} s "
-            f"-> {row['trials_per_hour']:.0f} trials/hour, driver overhead "
-            f"{row['driver_overhead']:.1%}"
+            f"-> {row['trials_per_hour']:.0f} trials/hour, outside stages "
+            f"{row['outside_stages']:.1%}, idle between trials {row['idle']:.1%}"
         )
     print(f"speedup 2 vs 1 worker: {speedup:.2f}x")
     if ratios:
