@@ -205,7 +205,13 @@ def rung_floor(study: optuna.Study, setup: SearchSetup, rung: Rung | None) -> fl
         for (plan, level), acc in accuracy.items()
         if level == rung.level and (plan, top) in accuracy
     ]
-    return max(0.0, floor - max(gains)) if gains else 0.0
+    return lowered_floor(floor, gains)
+
+
+def lowered_floor(floor: float, gains: list[float]) -> float:
+    """``floor`` lowered by the largest measured gain; 0 (no floor) when none is measured yet.
+    A longer budget can also score lower (noise): the result is never above ``floor``."""
+    return max(0.0, floor - max(0.0, *gains)) if gains else 0.0
 
 
 def _best_plans(study: optuna.Study, k: int, budget: int) -> list[int]:

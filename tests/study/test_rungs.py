@@ -158,3 +158,12 @@ def test_sigkill_between_a_decision_and_its_trial_and_during_a_promoted_trial(tm
     retries = [t for t in study.trials if read_trial(t).retry_of == victim.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert read_trial(retries[0]).rung == read_trial(victim).rung
+
+
+def test_a_lower_rung_floor_is_never_above_the_search_floor() -> None:
+    from autocompress.study._rungs import lowered_floor
+
+    assert lowered_floor(0.9, []) == 0.0  # nothing measured up the ladder yet: no floor
+    assert lowered_floor(0.9, [0.05, 0.1]) == pytest.approx(0.8)  # the largest gain
+    assert lowered_floor(0.9, [-0.0067]) == 0.9  # the long budget scored lower (seen in CI)
+    assert lowered_floor(0.05, [0.1]) == 0.0
