@@ -244,19 +244,6 @@ class BoundSpace:
             params.update(self._fixed_distill_params(distill))
         return self.encode(params)
 
-    def extreme_plan(self) -> CompressionPlan:
-        """The most compressed plan the space allows: every layer at its fewest integer bits
-        (fp32 where its rule allows nothing else) and its largest pruning ratio, shared
-        parameters set once. Realized before the first trial (``worker.dry_run``): if
-        any plan fails for a reason that recurs on every plan, this one shows it."""
-        layers = {}
-        for slot in self.slots:
-            rule = self._rules[slot.layer]
-            ints = [b for b in rule.bit_choices if isinstance(b, int)]
-            ratio = 0.0 if slot.prune_param is None else _at_most(rule.prune, _highest(rule.prune))
-            layers[slot.layer] = LayerPlan(min(ints) if ints else None, ratio)
-        return CompressionPlan(layers=layers, distill=None)
-
     def layer_rule_params(self) -> dict[str, list[str]]:
         """Parameter name -> the layers it drives (shared parameters list several)."""
         out: dict[str, list[str]] = {}

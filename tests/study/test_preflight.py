@@ -11,6 +11,7 @@ import autocompress
 from autocompress.config import DataConfig, SearchSpace
 from autocompress.data import load_splits
 from autocompress.errors import UnsupportedPlanError
+from autocompress.study._preflight import extreme_plans
 from autocompress.study._space import bind_space
 from tests.conftest import FAST_MEASURE
 
@@ -46,9 +47,30 @@ def test_extreme_plan_takes_fewest_bits_and_most_pruning() -> None:
             ]
         }
     )
-    plan = bind_space(space, ["conv1", "conv2", "fc"], head="fc").extreme_plan()
+    (plan,) = extreme_plans(bind_space(space, ["conv1", "conv2", "fc"], head="fc"))
     assert plan.quantized_layers == {"conv1": 8, "conv2": 3}
     assert plan.pruned_layers == {"conv1": 0.25, "conv2": 0.5}
+
+
+def test_each_scheme_a_space_offers_gets_its_own_extreme_plan() -> None:
+    space = SearchSpace.from_dict(
+        {
+            "layers": [
+                {"match": "patch", "bits": [8, "none"]},
+                {"match": "q|v", "bits": [4, 8], "scheme": ["static", "nbits/32", "dynamic"]},
+                {"match": "head", "bits": [8]},
+            ]
+        }
+    )
+    plans = extreme_plans(bind_space(space, ["patch", "q", "v", "head"], head="head"))
+    assert [p.layer_schemes for p in plans] == [
+        {},
+        {"q": ("nbits", 32), "v": ("nbits", 32)},
+        {"q": ("dynamic", None), "v": ("dynamic", None)},
+        {"q": ("nbits", 32)},  # every other layer offering it, the rest static
+        {"q": ("dynamic", None)},
+    ]
+    assert all(p.quantized_layers == {"patch": 8, "q": 4, "v": 4, "head": 8} for p in plans)
 
 
 def test_a_model_every_pruned_plan_breaks_is_refused_before_the_study(tmp_path) -> None:
