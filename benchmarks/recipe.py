@@ -174,13 +174,7 @@ def main(argv: list[str]) -> None:
     variants = parse_variants(args.get("variants", DEFAULT_VARIANTS))
     config = load_experiment(path, overrides)
     reference = load_reference(config.model, config.data, base_dir=config.base_dir)
-    task = Task(
-        data=config.data,
-        model=config.model,
-        finetune=config.finetune,
-        target=config.target,
-        checkpoint=str(reference.checkpoint),
-    )
+    task = Task.of_experiment(config, str(reference.checkpoint))
     ctx = trial_context(task)
     plans = study_plans([layer.name for layer in ctx.layers], ctx.head)
     if "plans" in args:

@@ -41,13 +41,7 @@ def main(argv: list[str]) -> None:
     overrides = [a for a in argv if "=" in a] or ["finetune.steps=200"]
     config = load_experiment(path, overrides)
     reference = load_reference(config.model, config.data, base_dir=config.base_dir)
-    task = Task(
-        data=config.data,
-        model=config.model,
-        finetune=config.finetune,
-        target=config.target,
-        checkpoint=str(reference.checkpoint),
-    )
+    task = Task.of_experiment(config, str(reference.checkpoint))
     names = [
         n for n, m in reference.model.named_modules() if type(m).__name__ in ("Conv2d", "Linear")
     ]

@@ -103,15 +103,7 @@ def setup_from_experiment(config: ExperimentConfig) -> SearchSetup:
     check_target_device(config.target)  # before the reference trains: bad input costs nothing
     space = SearchSpace.from_yaml(config.space_path)
     reference = load_reference(config.model, config.data, base_dir=config.base_dir)
-    task = Task(
-        data=config.data,
-        model=config.model,
-        finetune=config.finetune,
-        target=config.target,
-        checkpoint=str(reference.checkpoint),
-        trial_timeout_s=config.search.trial_timeout_s,
-        ray_address=config.search.ray_address,
-    )
+    task = Task.of_experiment(config, str(reference.checkpoint))
     inputs = _Inputs(
         name=config.name,
         space=space,

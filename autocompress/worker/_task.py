@@ -12,6 +12,7 @@ from typing import Any
 
 from autocompress.config import (
     DataConfig,
+    ExperimentConfig,
     FinetuneConfig,
     ModelConfig,
     TargetConfig,
@@ -37,6 +38,20 @@ class Task:
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
+
+    @classmethod
+    def of_experiment(cls, config: ExperimentConfig, checkpoint: str) -> Task:
+        """What an experiment's trials receive, given the reference checkpoint it resolved
+        (the search, the recipe study and the backend check build it the same way)."""
+        return cls(
+            data=config.data,
+            model=config.model,
+            finetune=config.finetune,
+            target=config.target,
+            checkpoint=checkpoint,
+            trial_timeout_s=config.search.trial_timeout_s,
+            ray_address=config.search.ray_address,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
