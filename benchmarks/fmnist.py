@@ -14,6 +14,12 @@ On the Fashion-MNIST reference model and the default target (ONNX Runtime, one p
   ``autocompress refine --members`` does: the best front members by the promotion rank), and the
   int8-prune50 and plain baselines, fine-tuned again with ``refine_steps`` (the same longer
   budget for all);
+- with ``mf=<rungs>`` (e.g. ``mf=0,60,1000 eta=4 mf_n=80``), per seed, a multi-fidelity search
+  (``search.rungs``, ``search.eta``, ``mf_n`` plans sampled; its promotions are its refinement)
+  beside the default search + refinement: CPU of each, hypervolume of what each offers a user
+  (a multi-fidelity search: its fully trained members), the fastest plan *the sampler chose*
+  within 0.5 pt against #21's bar, plans per rung and the rungs' Kendall tau; ``random=0``
+  leaves the random-search arms out;
 - then **one verification sitting**: every front member and every baseline is re-timed on the
   target and scored on the held-out test split, so all latency comparisons are side by side;
   the same artifacts are then timed at batch 32 too.
@@ -53,12 +59,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from optuna.trial import TrialState
 
 from autocompress import refine, search
 from autocompress.config import load_experiment
 from autocompress.deploy import Candidate, candidates_of_front, verify
-from autocompress.front._front import Member, normalized_hypervolume
+from autocompress.front import Member, PickError, hypervolume
+from autocompress.front._front import normalized_hypervolume
 from autocompress.record import read_study, read_trial
 
 EXPERIMENT = "experiments/fashion_mnist.yaml"
@@ -82,7 +90,14 @@ class Arm:
     verified: dict[int, Any] = field(default_factory=dict)
     latency_at: dict[int, dict[int, float]] = field(default_factory=dict)  # batch -> trial -> ms
     refine_s: float = 0.0  # wall time of the refinement trials
+    refine_cpu_s: float = 0.0  # their busy CPU seconds
     reused: bool = False
+    rungs: tuple[int, ...] | None = None  # a multi-fidelity search's ladder (search.rungs)
+    eta: int = 3
+
+    @property
+    def multi_fidelity(self) -> bool:
+        return self.rungs is not None
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,11 @@ def overrides(arm: Arm, sitting: Sitting, baselines: tuple[str, ...]) -> list[st
         f"search.baselines=[{','.join(baselines)}]",
         # random search stays naive: no uniform warm start (the default search's own)
         *(["search.warm_start=[]"] if arm.sampler == "random" else []),
+        *(
+            [f"search.rungs=[{','.join(map(str, arm.rungs))}]", f"search.eta={arm.eta}"]
+            if arm.rungs is not None
+            else []
+        ),
     ]
 
 
@@ -159,13 +179,20 @@ def ran_trials_since(arm: Arm, started: datetime.datetime, *, refinements: bool 
     finished after ``started``."""
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return any(
-        _promoted(read_trial(t)) == refinements and t.datetime_complete >= started for t in trials
+        _refinement(arm, read_trial(t)) == refinements and t.datetime_complete >= started
+        for t in trials
     )
 
 
 def _promoted(record: Any) -> bool:
     """A promoted (refined) trial: the same plan as its parent, with a longer budget."""
     return record.rung is not None and record.rung.parent is not None
+
+
+def _refinement(arm: Arm, record: Any) -> bool:
+    """A promotion made after the search (``refine``); a multi-fidelity search's own
+    promotions are part of the search."""
+    return not arm.multi_fidelity and _promoted(record)
 
 
 def refine_arm(
@@ -181,7 +208,7 @@ def refine_arm(
     ``arm.refine_s`` already holds the refinement time of earlier sittings of this study; the
     time of what is refined now is added to it.
     """
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _cpu_s()
     arm.result = refine(
         sitting.experiment,
         trials,
@@ -191,13 +218,14 @@ def refine_arm(
         overrides=overrides(arm, sitting, baselines),
     )
     arm.refine_s += time.monotonic() - start
+    arm.refine_cpu_s += _cpu_s() - cpu
 
 
 def study_span_s(arm: Arm) -> float:
     """First start to last finish of the search's own trials: the wall time of a study that ran
     in a sitting whose timings were lost (its CPU time cannot be known afterwards)."""
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ran = [t for t in trials if not _promoted(read_trial(t))]
+    ran = [t for t in trials if not _refinement(arm, read_trial(t))]
     start = min(t.datetime_start for t in ran)
     return (max(t.datetime_complete for t in ran) - start).total_seconds()
 
@@ -220,7 +248,7 @@ def verify_all(arms: list[Arm], batches: tuple[int, ...] = ()) -> float:
     jobs: list[tuple[Arm, Candidate]] = []
     for arm in arms:
         front = arm.result.front
-        members = front.completed if arm.label == "baselines" else front.members
+        members = every_rung(arm) if arm.label == "baselines" else shown(arm)
         for c in candidates_of_front(front, [m.number for m in members], arm.result.run_dir):
             jobs.append((arm, c))
     rows, reference_test = verify(task, [c for _, c in jobs])
@@ -232,6 +260,53 @@ def verify_all(arms: list[Arm], batches: tuple[int, ...] = ()) -> float:
         for (arm, c), row in zip(jobs, rows, strict=True):
             arm.latency_at.setdefault(batch, {})[c.trial] = row.verified_latency_ms
     return reference_test
+
+
+def every_rung(arm: Arm) -> list[Member]:
+    """Every completed trial, lower rungs of promoted plans included: the fine-tuned baselines
+    at the search's budget and at the refinement budget are both held against the members."""
+    front = arm.result.front
+    return sorted([*front.completed, *front.lower_rungs], key=lambda m: m.number)
+
+
+def shown(arm: Arm) -> list[Member]:
+    """The members a search offers a user: its front, or, for a multi-fidelity search, the
+    front of its fully trained members (what ``pick`` and ``export`` take by default)."""
+    front = arm.result.front
+    if not arm.multi_fidelity:
+        return list(front.members)
+    try:
+        return list(front.at_top_rung().members)
+    except PickError:  # no plan reached the top rung
+        return []
+
+
+def ladder_counts(arm: Arm) -> dict[str, Any]:
+    """Distinct plans evaluated at each rung, and Kendall's tau between consecutive rungs."""
+    front = arm.result.front
+    levels = [0] * len(arm.rungs or (0,))
+    for m in front.completed:  # each plan once, at its highest rung: it passed every lower one
+        if not m.baseline or m.plan.distill is not None:
+            for level in range(m.rung + 1):
+                levels[level] += 1
+    return {
+        "plans_per_rung": levels,
+        "rank_fidelity": [f.to_dict() for f in front.fidelity],
+    }
+
+
+def verified_hypervolume(points: list[dict[str, Any]], fp32: dict[str, Any]) -> float:
+    """Hypervolume of ``points`` in (test error, verified latency / fp32's, size / fp32's),
+    reference point (1, 1, 1): every arm judged on the figures of the one verification sitting."""
+    rows = [
+        [
+            1 - p["test_accuracy"],
+            p["latency_ms"] / fp32["latency_ms"],
+            p["size_bytes"] / fp32["size_bytes"],
+        ]
+        for p in points
+    ]
+    return hypervolume(np.asarray(rows), [1.0, 1.0, 1.0]) if rows else 0.0
 
 
 def search_hypervolume(arm: Arm) -> float:
@@ -277,12 +352,15 @@ def warm_start_hypervolume(arm: Arm) -> float:
 
 def origin(arm: Arm, m: Member) -> str:
     """Who chose ``m``'s plan: "baseline", "warm start" (a hand-made plan enqueued before the
-    sampler's) or "sampler"; a refined member takes the origin of the trial it refines."""
-    if m.parent is not None:
-        m = next((c for c in arm.result.front.completed if c.number == m.parent), m)
-    if m.baseline:
+    sampler's) or "sampler"; a promoted (refined) member takes the origin of the trial its
+    plan entered the study as, down the ladder."""
+    trials = arm.result.study.get_trials(deepcopy=False)  # in number order
+    record = read_trial(trials[m.number])
+    while record.rung is not None and record.rung.parent is not None:
+        record = read_trial(trials[record.rung.parent])
+    if record.baseline:
         return "baseline"
-    return "warm start" if m.warm_start else "sampler"
+    return "warm start" if record.warm_start else "sampler"
 
 
 def point(arm: Arm, m: Member) -> dict[str, Any]:
@@ -293,6 +371,7 @@ def point(arm: Arm, m: Member) -> dict[str, Any]:
         "trial": m.number,
         "baseline": m.baseline,
         "refines": m.parent,
+        "rung": m.rung,
         "warm_start": m.warm_start,
         "origin": origin(arm, m),
         "finetuned": distill is not None,
@@ -351,13 +430,36 @@ def batch_speedups(int8: dict[str, Any], p: dict[str, Any]) -> dict[str, float]:
 
 
 AIM_SPEEDUP, AIM_SMALLER = 1.5, 3.0  # the issue's bar against uniform int8 PTQ
+MF_SPEEDUP, MF_SMALLER = 2.5, 8.0  # the multi-fidelity issue's bar (#21), for a sampled plan
+MF_HV_GAIN, MF_PLANS_RATIO = 0.03, 5.0  # its hypervolume gain and rung-0 / fully trained plans
 
 
-def meets_aim(int8: dict[str, Any], p: dict[str, Any]) -> bool:
+def meets_aim(
+    int8: dict[str, Any],
+    p: dict[str, Any],
+    speedup: float = AIM_SPEEDUP,
+    smaller: float = AIM_SMALLER,
+) -> bool:
     return (
-        int8["latency_ms"] / p["latency_ms"] >= AIM_SPEEDUP
-        and int8["size_bytes"] / p["size_bytes"] >= AIM_SMALLER
+        int8["latency_ms"] / p["latency_ms"] >= speedup
+        and int8["size_bytes"] / p["size_bytes"] >= smaller
     )
+
+
+def best_sampled(int8: dict[str, Any], close: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The fastest plan the sampler chose in the 0.5 pt band meeting #21's bar, else the one
+    nearest to it (the largest of its two ratios' shortfall the smallest), None if none."""
+    sampled = [p for p in close if p.get("origin") == "sampler"]
+    meet = [p for p in sampled if meets_aim(int8, p, MF_SPEEDUP, MF_SMALLER)]
+    if meet:
+        return versus_int8(int8, min(meet, key=lambda p: p["latency_ms"]))
+
+    def shortfall(p: dict[str, Any]) -> float:
+        speed = int8["latency_ms"] / p["latency_ms"] / MF_SPEEDUP
+        size = int8["size_bytes"] / p["size_bytes"] / MF_SMALLER
+        return -min(speed, size)
+
+    return versus_int8(int8, min(sampled, key=shortfall, default=None))
 
 
 def versus_int8(int8: dict[str, Any], p: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -374,18 +476,20 @@ def versus_int8(int8: dict[str, Any], p: dict[str, Any] | None) -> dict[str, Any
 
 def summarise(arms: list[Arm], reference_test: float) -> dict[str, Any]:
     base_arm = arms[0]
-    completed = base_arm.result.front.completed
-    baselines = {m.baseline: point(base_arm, m) for m in completed if m.baseline}
+    completed = every_rung(base_arm)
+    baselines = {
+        m.baseline: point(base_arm, m) for m in completed if m.baseline and m.parent is None
+    }
     by_number = {m.number: m for m in completed}
     for m in completed:
         if m.parent is not None:  # a fine-tuned baseline with the refinement budget
             kind = by_number[m.parent].baseline
-            baselines[f"{kind} {m.plan.distill.steps} steps"] = point(base_arm, m)
+            baselines[f"{kind} {m.steps} steps"] = point(base_arm, m)
     int8 = baselines["int8"]
     n = min(arm.n_trials for arm in arms[1:])  # the default search's budget
     searches = []
     for arm in arms[1:]:
-        front = [point(arm, m) for m in arm.result.front.members]
+        front = [point(arm, m) for m in shown(arm)]
         floor = baselines["fp32"]["test_accuracy"] - 0.005
         close = [p for p in front if p["test_accuracy"] >= floor and p["baseline"] != "fp32"]
         best = min(close, key=lambda p: p["latency_ms"], default=None)
@@ -408,12 +512,20 @@ def summarise(arms: list[Arm], reference_test: float) -> dict[str, Any]:
                 "hypervolume_at_n": hypervolume_at(arm, n),
                 "hypervolume_warm_starts": warm_start_hypervolume(arm),
                 "warm_starts": [p["trial"] for p in front if p.get("warm_start")],
-                "hypervolume_refined": arm.result.front.hypervolume([1.0, 1.0, 1.0]),
+                "hypervolume_refined": normalized_hypervolume(
+                    shown(arm), arm.result.front.objectives, arm.result.front.reference, [1.0] * 3
+                ),
+                "hypervolume_verified": verified_hypervolume(front, baselines["fp32"]),
+                "mf_sampled": best_sampled(int8, close),
+                "rungs": None if arm.rungs is None else list(arm.rungs),
+                "eta": arm.eta if arm.multi_fidelity else None,
+                **(ladder_counts(arm) if arm.multi_fidelity else {}),
                 "front_size": len(front),
                 "refined": [p["trial"] for p in front if p["refines"] is not None],
                 "wall_s": arm.wall_s,
                 "cpu_s": arm.cpu_s,
                 "refine_s": arm.refine_s,
+                "refine_cpu_s": arm.refine_cpu_s,
                 "trial_wall_median_s": trial_wall_median(arm),
                 "within_0.5pt": versus_int8(int8, best),
                 "smallest_within_0.5pt": versus_int8(int8, smallest),
@@ -511,9 +623,83 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "baselines alone. The column 'baselines + warm starts alone' is the hypervolume "
         "before the sampler chose any plan.",
         "",
+        *multi_fidelity(summary, meta),
         *targets(summary, meta),
     ]
     return "\n".join(lines)
+
+
+def multi_fidelity(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """Each multi-fidelity search beside the default search (+ refinement) of its seed, on
+    #21's criteria: CPU, hypervolume of what a user is offered, a sampled plan's ratios, the
+    plans seen at rung 0 per plan fully trained, and the rungs' rank fidelity."""
+    mf = [s for s in summary["searches"] if s.get("rungs")]
+    if not mf:
+        return []
+    default = meta["default_sampler"]
+    plain = {
+        s["seed"]: s for s in summary["searches"] if s["sampler"] == default and not s.get("rungs")
+    }
+    lines = [
+        "## Multi-fidelity search against the default search + refinement (same seed)",
+        "",
+        "Hypervolume of what each search offers a user (the default search's front with its "
+        "refined members; the multi-fidelity search's fully trained members and post-training "
+        "baselines), on validation figures and on the verification sitting's test figures. "
+        "CPU: busy seconds of the machine, search and refinement.",
+        "",
+        "| search | CPU min | hypervolume (val) | hypervolume (test, verified) | plans per rung "
+        "| rung-0 plans per fully trained | Kendall tau (steps: tau over plans) "
+        f"| fastest sampled plan within 0.5 pt (>= {MF_SPEEDUP}x, >= {MF_SMALLER:g}x) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in [*plain.values(), *mf]:
+        counts = s.get("plans_per_rung") or []
+        ratio = counts[0] / counts[-1] if len(counts) > 1 and counts[-1] else None
+        taus = "; ".join(
+            f"{f['steps'][0]}->{f['steps'][1]}: {_ratio(f['tau'])} over {f['plans']}"
+            for f in s.get("rank_fidelity", [])
+        )
+        sampled = s.get("mf_sampled")
+        lines.append(
+            f"| {s['arm']} | {_minutes((s['cpu_s'] or 0) + s.get('refine_cpu_s', 0.0))} | "
+            f"{_hv(s.get('hypervolume_refined'))} | {_hv(s.get('hypervolume_verified'))} | "
+            f"{' / '.join(map(str, counts)) or '-'} | {_ratio(ratio)} | {taus or '-'} | "
+            f"{_cell(_describe(sampled)) if sampled else 'none'} |"
+        )
+    lines.append("")
+    for s in mf:
+        base = plain.get(s["seed"])
+        sampled = s.get("mf_sampled")
+        met = (
+            sampled is not None
+            and sampled["speedup_vs_int8"] >= MF_SPEEDUP
+            and (sampled["smaller_vs_int8"] >= MF_SMALLER)
+        )
+        lines.append(
+            f"- {s['arm']}: a plan the sampler chose within 0.5 pt, >= {MF_SPEEDUP}x faster and "
+            f">= {MF_SMALLER:g}x smaller than int8: **{'met' if met else 'missed'}**"
+            + (f" ({_describe(sampled)})" if sampled else " (no sampled plan in the band)")
+        )
+        if base is not None:
+            gain = s["hypervolume_verified"] - base["hypervolume_verified"]
+            cpu = (s["cpu_s"] or 0) + s.get("refine_cpu_s", 0.0)
+            cpu_base = (base["cpu_s"] or 0) + base.get("refine_cpu_s", 0.0)
+            lines.append(
+                f"- {s['arm']}: verified hypervolume {gain:+.4f} against {base['arm']} + "
+                f"refinement (target >= +{MF_HV_GAIN}: "
+                f"**{'met' if gain >= MF_HV_GAIN else 'missed'}**)"
+                f", at {cpu / 60:.1f} vs {cpu_base / 60:.1f} CPU min "
+                f"(**{'no more' if cpu <= cpu_base else 'more'}** CPU)."
+            )
+        counts = s.get("plans_per_rung") or [0]
+        ratio = counts[0] / counts[-1] if counts[-1] else 0.0  # none fully trained: no front
+        lines.append(
+            f"- {s['arm']}: {counts[0]} plans at rung 0, {counts[-1]} fully trained: "
+            f"{_ratio(ratio if counts[-1] else None)}x (target >= {MF_PLANS_RATIO:g}x with at "
+            f"least one fully trained: **{'met' if ratio >= MF_PLANS_RATIO else 'missed'}**)."
+        )
+    return [*lines, ""]
 
 
 def targets(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
@@ -656,22 +842,31 @@ def main(argv: list[str]) -> None:
     sitting = Sitting(experiment, batch, tuple(common), tag, float(args.get("refine_lr", 0.03)))
     default = config.search.sampler  # what `autocompress search` uses
     others = [x for x in args.get("samplers", "").split(",") if x and x != default]
+    rungs = tuple(int(x) for x in args["mf"].split(",")) if args.get("mf") else None
+    mf_n, eta = int(args.get("mf_n", 3 * n)), int(args.get("eta", 3))
     arms = [Arm("baselines", "random", 0, len(BASELINES))]
     for seed in seeds:
         arms.append(Arm(f"{default}-n{n}-s{seed}", default, seed, n))
-        arms.append(Arm(f"random-n{2 * n}-s{seed}", "random", seed, 2 * n))
+        if rungs is not None:
+            label = f"{default}-mf{'-'.join(map(str, rungs))}-e{eta}-n{mf_n}-s{seed}"
+            arms.append(Arm(label, default, seed, mf_n, rungs=rungs, eta=eta))
+        if args.get("random", "1") != "0":
+            arms.append(Arm(f"random-n{2 * n}-s{seed}", "random", seed, 2 * n))
         arms += [Arm(f"{x}-n{n}-s{seed}", x, seed, n) for x in others]
     timings = Path(f"runs/bench/timings-{tag}b{batch}.json")
     previous = {**_previous(out / f"{sitting.stem}.json"), **_timings(timings)}
     for arm in arms:  # refinement time of earlier sittings (refine_arm adds this one's)
-        arm.refine_s = (previous.get(arm.label) or [0.0, 0.0, 0.0])[2] or 0.0
+        earlier = [*(previous.get(arm.label) or []), 0.0, 0.0, 0.0, 0.0]
+        arm.refine_s, arm.refine_cpu_s = earlier[2] or 0.0, earlier[3] or 0.0
     run_arm(arms[0], sitting, BASELINES)
     for arm in arms[1:]:
         run_arm(arm, sitting, ("fp32", "int8"))
         _record(timings, arm, previous)
     if members:
         fine_tuned = [
-            m.number for m in arms[0].result.front.completed if m.baseline in REFINED_BASELINES
+            m.number
+            for m in every_rung(arms[0])
+            if m.baseline in REFINED_BASELINES and m.parent is None
         ]
         refine_arm(arms[0], sitting, fine_tuned, len(fine_tuned), refine_steps, BASELINES)
         _record(timings, arms[0], previous)
@@ -679,7 +874,7 @@ def main(argv: list[str]) -> None:
             # a study refined in an earlier sitting keeps its members: choosing again would
             # refine the next best ones too, and seeds would differ in refinement budget
             done = sum(m.parent is not None for m in arm.result.front.completed)
-            if arm.sampler == default and done < members:
+            if arm.sampler == default and not arm.multi_fidelity and done < members:
                 refine_arm(arm, sitting, None, members - done, refine_steps, ("fp32", "int8"))
                 _record(timings, arm, previous)
     for arm in arms:
@@ -729,12 +924,15 @@ def render(path: Path) -> None:
     write_report(data, meta, path.with_suffix(""))
 
 
-def _previous(path: Path) -> dict[str, list[float]]:
+def _previous(path: Path) -> dict[str, list[Any]]:
     """Wall, CPU and refinement seconds of an earlier sitting's searches (for reused studies)."""
     if not path.exists():
         return {}
     data = json.loads(path.read_text())
-    out = {s["arm"]: [s["wall_s"], s["cpu_s"], s.get("refine_s", 0.0)] for s in data["searches"]}
+    out = {
+        s["arm"]: [s["wall_s"], s["cpu_s"], s.get("refine_s", 0.0), s.get("refine_cpu_s", 0.0)]
+        for s in data["searches"]
+    }
     out["baselines"] = [data.get("baselines_wall_s", 0.0), data.get("baselines_cpu_s", 0.0), 0.0]
     return out
 
@@ -756,17 +954,18 @@ def _minutes(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds / 60:.1f}"
 
 
-def _timings(path: Path) -> dict[str, list[float]]:
+def _timings(path: Path) -> dict[str, list[Any]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _record(path: Path, arm: Arm, previous: dict[str, list[float]]) -> None:
+def _record(path: Path, arm: Arm, previous: dict[str, list[Any]]) -> None:
     """Keep each arm's cost as soon as it is known, so a re-run that reuses it can report it."""
-    wall, cpu = arm.wall_s, arm.cpu_s
+    wall: float = arm.wall_s
+    cpu: float | None = arm.cpu_s
     if arm.reused:  # nothing ran now: the cost of the sitting that ran it, or its span
         wall, cpu = (previous.get(arm.label) or [0.0, None])[:2]
         wall, cpu = (wall, cpu) if wall else (study_span_s(arm), None)
-    previous[arm.label] = [wall, cpu, arm.refine_s]
+    previous[arm.label] = [wall, cpu, arm.refine_s, arm.refine_cpu_s]
     path.write_text(json.dumps(previous, indent=2))
 
 

@@ -123,6 +123,9 @@ class Front:
     accuracy_floor: float | None = None  # fraction; members below it are infeasible
     rungs: tuple[int, ...] | None = None  # the ladder's budgets (steps); None: one rung
     fidelity: list[RankFidelity] = field(default_factory=list)  # consecutive rungs' Kendall tau
+    # the lower-rung trials of promoted plans (``completed`` shows each plan at its highest):
+    # still pickable by number, e.g. to compare a plan's budgets
+    lower_rungs: list[Member] = field(default_factory=list)
 
     @property
     def directions(self) -> list[str]:
@@ -172,8 +175,21 @@ class Front:
         )
 
     def at_top_rung(self) -> Front:
-        """The front with the members at the top rung only (see :attr:`Member.final`)."""
-        final = [m for m in self.members if m.final]
+        """The front of the members at the top rung only (see :attr:`Member.final`).
+
+        Sorted again among the final trials, not filtered from :attr:`members`: a plan's short
+        budget figures can dominate a fully trained member (a 60-step score above a 1000-step
+        one), which would otherwise vanish from what ``pick`` and ``export`` see.
+        """
+        key = self.fingerprint_key
+        final = _non_dominated(
+            [
+                m
+                for m in self.completed
+                if m.final and m.feasible and (key is None or m.fingerprint_key == key)
+            ],
+            self.objectives,
+        )
         top = self.rungs[-1] if self.rungs else "?"
         if self.members and not final:
             raise PickError(
@@ -279,6 +295,7 @@ def build_front(study: optuna.Study, fingerprint_key: str | None = None) -> Fron
     objectives = list(info.objectives)
     every = members_of(study, all_rungs=True)
     completed = _highest_rung(every)
+    shown = {m.number for m in completed}
     key = fingerprint_key or info.fingerprint_key
     if key is None and completed:
         key = completed[0].fingerprint_key
@@ -287,26 +304,28 @@ def build_front(study: optuna.Study, fingerprint_key: str | None = None) -> Fron
     for m in completed:
         if m not in same:
             excluded[str(m.fingerprint_key)] = excluded.get(str(m.fingerprint_key), 0) + 1
-    feasible = [m for m in same if m.feasible]
-    idx = (
-        non_dominated(
-            [[m.objectives[o] for o in objectives] for m in feasible],
-            [DIRECTIONS[o] for o in objectives],
-        )
-        if feasible
-        else []
-    )
-    members = sorted((feasible[i] for i in idx), key=lambda m: -m.objectives.get("accuracy", 0))
     return Front(
         objectives,
-        members,
+        _non_dominated([m for m in same if m.feasible], objectives),
         completed,
         dict(info.reference),
         excluded,
         accuracy_floor=info.accuracy_floor,
         rungs=info.rungs,
         fidelity=rank_fidelity([(plan_key(m.plan), m.rung, m.steps, m.accuracy) for m in every]),
+        lower_rungs=[m for m in every if m.number not in shown],
     )
+
+
+def _non_dominated(feasible: Sequence[Member], objectives: Sequence[str]) -> list[Member]:
+    """The members no other one dominates, most accurate first."""
+    if not feasible:
+        return []
+    idx = non_dominated(
+        [[m.objectives[o] for o in objectives] for m in feasible],
+        [DIRECTIONS[o] for o in objectives],
+    )
+    return sorted((feasible[i] for i in idx), key=lambda m: -m.objectives.get("accuracy", 0))
 
 
 def normalized_hypervolume(

@@ -111,7 +111,7 @@ def accuracy_fraction(value: float | None) -> float | None:
 
 
 def _by_number(front: Front, number: int) -> Member:
-    for m in front.completed:
+    for m in [*front.completed, *front.lower_rungs]:
         if m.number == number:
             return m
     numbers = [m.number for m in front.members]

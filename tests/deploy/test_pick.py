@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -91,3 +92,31 @@ def test_latency_preference_follows_the_study_objective_not_drifting_ms() -> Non
     )
     front = Front(["accuracy", "latency", "size"], [a, b], [a, b], {"val_accuracy": 0.92})
     assert pick(front, prefer="latency").number == 1
+
+
+def test_top_rung_front_keeps_final_members_a_short_budget_dominates() -> None:
+    """A 60-step score can beat a 1000-step one: the fully trained member must stay pickable."""
+    short = dataclasses.replace(_member(11, 0.93, 0.30, 100_000), rung=1, final=False)
+    final = dataclasses.replace(_member(12, 0.925, 0.31, 110_000), rung=2, final=True)
+    worse = dataclasses.replace(_member(13, 0.90, 0.35, 120_000), rung=2, final=True)
+    fast = FRONT_MEMBERS[3]  # trial 7, post-training figures (final)
+    completed = [fast, short, final, worse]
+    front = Front(
+        ["accuracy", "latency", "size"],
+        [short, fast],  # the all-rung front: `final` is dominated by `short`
+        completed,
+        FRONT.reference,
+        rungs=(0, 60, 1000),
+    )
+    top = front.at_top_rung()
+    assert [m.number for m in top.members] == [12, 7]  # 13 stays dominated by 12
+    assert front.pick().number == 12  # the most accurate fully trained member
+
+
+def test_a_promoted_plans_lower_rung_is_pickable_by_number() -> None:
+    entry = dataclasses.replace(_member(11, 0.88, 0.30, 100_000), rung=0, final=False)
+    promoted = dataclasses.replace(_member(14, 0.92, 0.30, 100_000), rung=1, parent=11)
+    front = Front(["accuracy", "latency", "size"], [promoted], [promoted], lower_rungs=[entry])
+    assert front.pick(number=11) is entry
+    with pytest.raises(PickError, match="trial 12 is not a completed trial"):
+        front.pick(number=12)
