@@ -289,9 +289,75 @@ def ladder_counts(arm: Arm) -> dict[str, Any]:
         if not m.baseline or m.plan.distill is not None:
             for level in range(m.rung + 1):
                 levels[level] += 1
+    ladder = list(arm.rungs or (0,))
+    spent = sum(n * steps for n, steps in zip(levels, ladder, strict=True))
+    # continuing a promoted plan from its parent's weights would save the parent's steps
+    saved = sum(levels[k] * ladder[k - 1] for k in range(1, len(ladder)))
     return {
         "plans_per_rung": levels,
         "rank_fidelity": [f.to_dict() for f in front.fidelity],
+        "finetune_steps": spent,
+        "steps_continuation_saves": saved,
+    }
+
+
+def equal_cpu(arm: Arm, arms: list[Arm]) -> dict[str, Any]:
+    """``arm`` (multi-fidelity) stopped at the CPU its seed's default search + refinement used."""
+    base = next(
+        (
+            a
+            for a in arms[1:]
+            if a.seed == arm.seed and a.sampler == arm.sampler and not a.multi_fidelity
+        ),
+        None,
+    )
+    int8 = next((m for m in arm.result.front.completed if m.baseline == "int8"), None)
+    if base is None or int8 is None or not base.cpu_s:
+        return {}
+    return {"at_default_cpu": at_cpu(arm, base.cpu_s + base.refine_cpu_s, int8)}
+
+
+def at_cpu(arm: Arm, budget_s: float, int8: Member) -> dict[str, Any]:
+    """The multi-fidelity search as it stood when it had spent ``budget_s`` CPU seconds (the
+    machine ran nothing else, so its CPU grew with wall time): its fully trained members then,
+    their hypervolume (validation figures, reference point (1, 1, 1)) and the fastest plan the
+    sampler chose within 0.5 pt of fp32 validation accuracy, against int8 PTQ's search figures.
+    An anytime view: the same search, stopped at the default search's cost."""
+    front = arm.result.front
+    trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    start = min(t.datetime_start for t in trials)
+    share = min(1.0, budget_s / arm.cpu_s) if arm.cpu_s else 1.0
+    cutoff = start + datetime.timedelta(seconds=arm.wall_s * share)
+    done = {t.number for t in trials if t.datetime_complete <= cutoff}
+    every = [m for m in [*front.completed, *front.lower_rungs] if m.number in done]
+    highest: dict[str, int] = {}
+    for m in every:
+        highest[m.plan.summary()] = max(highest.get(m.plan.summary(), -1), m.rung)
+    final = [
+        m
+        for m in every
+        if m.feasible
+        and m.rung == highest[m.plan.summary()]
+        and (m.rung == len(arm.rungs or (0,)) - 1 or m.plan.distill is None)
+    ]
+    hv = normalized_hypervolume(final, front.objectives, front.reference, [1.0] * 3)
+    fp32 = float(front.reference.get("val_accuracy", 0.0))
+    band = [m for m in final if m.result.accuracy >= fp32 - 0.005 and origin(arm, m) == "sampler"]
+    best = min(band, key=lambda m: m.result.latency_ms, default=None)
+    return {
+        "cpu_s": budget_s,
+        "share_of_run": share,
+        "fully_trained": sum(m.plan.distill is not None for m in final),
+        "hypervolume_val": hv,
+        "sampled_within_0.5pt_val": None
+        if best is None
+        else {
+            "trial": best.number,
+            "val_accuracy": best.result.accuracy,
+            "speedup_vs_int8": int8.result.latency_ms / best.result.latency_ms,
+            "smaller_vs_int8": int8.result.size_bytes / best.result.size_bytes,
+            "plan": best.plan.summary(),
+        },
     }
 
 
@@ -520,6 +586,7 @@ def summarise(arms: list[Arm], reference_test: float) -> dict[str, Any]:
                 "rungs": None if arm.rungs is None else list(arm.rungs),
                 "eta": arm.eta if arm.multi_fidelity else None,
                 **(ladder_counts(arm) if arm.multi_fidelity else {}),
+                **(equal_cpu(arm, arms) if arm.multi_fidelity else {}),
                 "front_size": len(front),
                 "refined": [p["trial"] for p in front if p["refines"] is not None],
                 "wall_s": arm.wall_s,
@@ -691,6 +758,31 @@ def multi_fidelity(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
                 f"**{'met' if gain >= MF_HV_GAIN else 'missed'}**)"
                 f", at {cpu / 60:.1f} vs {cpu_base / 60:.1f} CPU min "
                 f"(**{'no more' if cpu <= cpu_base else 'more'}** CPU)."
+            )
+        cut = s.get("at_default_cpu")
+        if cut is not None and base is not None:
+            best = cut["sampled_within_0.5pt_val"]
+            lines.append(
+                f"- {s['arm']} stopped at {base['arm']}'s CPU ({cut['cpu_s'] / 60:.1f} min, "
+                f"{cut['share_of_run']:.0%} of its run; trial completion times): "
+                f"{cut['fully_trained']} plans fully trained, hypervolume (val) "
+                f"{cut['hypervolume_val']:.4f} vs {base['hypervolume_refined']:.4f}; fastest "
+                "sampled plan within 0.5 pt of fp32 (val): "
+                + (
+                    f"trial {best['trial']} ({best['val_accuracy']:.2%} val, "
+                    f"{best['speedup_vs_int8']:.2f}x faster, {best['smaller_vs_int8']:.2f}x "
+                    f"smaller than int8, search figures) [{best['plan']}]"
+                    if best
+                    else "none"
+                )
+                + "."
+            )
+        if s.get("finetune_steps"):
+            saved = s["steps_continuation_saves"]
+            lines.append(
+                f"- {s['arm']}: {s['finetune_steps']} fine-tuning steps over the ladder; "
+                f"continuing each promoted plan from its parent's weights would have saved "
+                f"{saved} ({saved / s['finetune_steps']:.1%})."
             )
         counts = s.get("plans_per_rung") or [0]
         ratio = counts[0] / counts[-1] if counts[-1] else 0.0  # none fully trained: no front
