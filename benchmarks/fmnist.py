@@ -18,7 +18,8 @@ On the Fashion-MNIST reference model and the default target (ONNX Runtime, one p
   (``search.rungs``, ``search.eta``, ``mf_n`` plans sampled; its promotions are its refinement)
   beside the default search + refinement: CPU of each, hypervolume of what each offers a user
   (a multi-fidelity search: its fully trained members), the fastest plan *the sampler chose*
-  within 0.5 pt against #21's bar, plans per rung and the rungs' Kendall tau; ``random=0``
+  within 0.5 pt against #21's bar, plans per rung and the rungs' Kendall tau (``mf_steps=``:
+  its ``search.max_steps``, e.g. the default's 40 x 60 + 3 x 1000 = 5400); ``random=0``
   leaves the random-search arms out;
 - then **one verification sitting**: every front member and every baseline is re-timed on the
   target and scored on the held-out test split, so all latency comparisons are side by side;
@@ -94,6 +95,7 @@ class Arm:
     reused: bool = False
     rungs: tuple[int, ...] | None = None  # a multi-fidelity search's ladder (search.rungs)
     eta: int = 3
+    max_steps: int | None = None  # search.max_steps of a multi-fidelity search
 
     @property
     def multi_fidelity(self) -> bool:
@@ -136,6 +138,7 @@ def overrides(arm: Arm, sitting: Sitting, baselines: tuple[str, ...]) -> list[st
             if arm.rungs is not None
             else []
         ),
+        *([f"search.max_steps={arm.max_steps}"] if arm.max_steps is not None else []),
     ]
 
 
@@ -936,12 +939,14 @@ def main(argv: list[str]) -> None:
     others = [x for x in args.get("samplers", "").split(",") if x and x != default]
     rungs = tuple(int(x) for x in args["mf"].split(",")) if args.get("mf") else None
     mf_n, eta = int(args.get("mf_n", 3 * n)), int(args.get("eta", 3))
+    mf_steps = int(args["mf_steps"]) if args.get("mf_steps") else None
     arms = [Arm("baselines", "random", 0, len(BASELINES))]
     for seed in seeds:
         arms.append(Arm(f"{default}-n{n}-s{seed}", default, seed, n))
         if rungs is not None:
-            label = f"{default}-mf{'-'.join(map(str, rungs))}-e{eta}-n{mf_n}-s{seed}"
-            arms.append(Arm(label, default, seed, mf_n, rungs=rungs, eta=eta))
+            cap = "" if mf_steps is None else f"-m{mf_steps}"
+            label = f"{default}-mf{'-'.join(map(str, rungs))}-e{eta}-n{mf_n}{cap}-s{seed}"
+            arms.append(Arm(label, default, seed, mf_n, rungs=rungs, eta=eta, max_steps=mf_steps))
         if args.get("random", "1") != "0":
             arms.append(Arm(f"random-n{2 * n}-s{seed}", "random", seed, 2 * n))
         arms += [Arm(f"{x}-n{n}-s{seed}", x, seed, n) for x in others]

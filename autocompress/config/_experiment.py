@@ -154,6 +154,10 @@ class SearchConfig:
     # None: one rung of finetune.steps (every trial fine-tuned alike, no promotion)
     rungs: list[int] | None = None
     eta: int = field(default=3, metadata={"ge": 2})  # promote the top 1/eta of each rung
+    # with rungs: the fine-tuning steps the whole study may spend (every trial's budget,
+    # promotions included, counted from the storage); a promotion that would pass it is not
+    # made. n_trials bounds the plans sampled; this bounds what training them costs. None: no cap
+    max_steps: int | None = field(default=None, metadata={"ge": 1})
 
     def __post_init__(self) -> None:
         rungs = self.rungs
@@ -165,6 +169,13 @@ class SearchConfig:
             raise ConfigError(
                 f"search.rungs: {rungs} must be fine-tuning step budgets >= 0 in strictly "
                 "ascending order, e.g. [0, 60, 250, 1000] (or null: one rung of finetune.steps)"
+            )
+
+        if self.max_steps is not None and rungs is None:
+            raise ConfigError(
+                f"search.max_steps: {self.max_steps} caps the promotions of a multi-fidelity "
+                "search; set search.rungs (e.g. [0, 60, 1000]) or drop search.max_steps "
+                "(n_trials bounds a one-rung search)"
             )
 
     def ladder(self, finetune_steps: int) -> list[int]:

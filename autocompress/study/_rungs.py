@@ -23,6 +23,7 @@ where a longer budget confirmed a plan, at the price of mixing fidelities in one
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
@@ -85,6 +86,7 @@ def promote(study: optuna.Study, setup: SearchSetup) -> list[int]:
         else (objectives.index("accuracy"), float(fp32)),
     )
     new = [Promotion(e.number, e.level + 1, steps[e.level + 1]) for e in chosen]
+    new = within_budget(new, steps_spent(trials, pending, steps[0]), setup.search.max_steps)
     if new:
         A.add_promotions(study, new)  # the decision first: a resumed driver never re-decides
         faults.point("driver.promotion_decided")
@@ -92,6 +94,38 @@ def promote(study: optuna.Study, setup: SearchSetup) -> list[int]:
     for p in [*pending, *new]:
         _enqueue(study, by_number[p.parent], Rung(p.level, p.steps, p.parent))
     return [p.parent for p in [*pending, *new]]
+
+
+def steps_spent(trials: list[FrozenTrial], pending: Sequence[Promotion], entry: int) -> int:
+    """Fine-tuning steps the study has spent or committed: every trial's budget (its rung's
+    steps; ``entry`` for a budget slot not started yet) but failed ones and duplicates (a
+    copied result trains nothing), plus decided promotions not enqueued yet. Read from the
+    storage, so exact across resume."""
+    spent = sum(p.steps for p in pending)
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            continue
+        record = read_trial(t)
+        if record.rung is None:
+            spent += entry if t.state == TrialState.WAITING else 0
+        elif record.duplicate_of is None:
+            spent += record.rung.steps
+    return spent
+
+
+def within_budget(
+    promotions: list[Promotion], spent: int, max_steps: int | None
+) -> list[Promotion]:
+    """The promotions, in order (highest rung first, best first), that fit in ``max_steps``
+    after ``spent``; a promotion that does not fit is skipped, a cheaper one after it may fit."""
+    if max_steps is None:
+        return promotions
+    kept = []
+    for p in promotions:
+        if spent + p.steps <= max_steps:
+            kept.append(p)
+            spent += p.steps
+    return kept
 
 
 def promote_chosen(

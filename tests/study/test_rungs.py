@@ -168,3 +168,32 @@ def test_a_lower_rung_floor_is_never_above_the_search_floor() -> None:
     assert lowered_floor(0.9, [0.05, 0.1]) == pytest.approx(0.8)  # the largest gain
     assert lowered_floor(0.9, [-0.0067]) == 0.9  # the long budget scored lower (seen in CI)
     assert lowered_floor(0.05, [0.1]) == 0.0
+
+
+def test_max_steps_caps_what_promotions_spend(tmp_path) -> None:
+    """search.max_steps: every trial's budget counted from the storage, promotions included;
+    one that would pass it is not made (uncapped, this ladder spends more: see the test above)."""
+    config = ExperimentConfig.from_dict(_config(tmp_path, max_steps=8))
+    study = search(config, progress=False).study
+    live = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+    records = [read_trial(t) for t in live]
+    spent = sum(r.rung.steps for r in records if r.duplicate_of is None)
+    assert 0 < spent <= 8
+    assert any(r.rung.parent is not None for r in records)  # it promoted within the cap
+    assert sum(p.steps for p in read_study(study).promotions) <= 8
+
+
+def test_within_budget_skips_what_does_not_fit_and_keeps_what_does() -> None:
+    from autocompress.record import Promotion
+    from autocompress.study._rungs import within_budget
+
+    asked = [Promotion(1, 1, 4), Promotion(2, 2, 8), Promotion(3, 1, 4)]
+    assert within_budget(asked, 0, None) == asked
+    assert [p.parent for p in within_budget(asked, 0, 8)] == [1, 3]
+    assert within_budget(asked, 6, 8) == []
+
+
+def test_max_steps_without_rungs_is_a_one_line_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"search\.max_steps: 100 caps the promotions") as err:
+        ExperimentConfig.from_dict(_config(tmp_path, rungs=None, max_steps=100))
+    assert "\n" not in str(err.value)
