@@ -195,12 +195,14 @@ def claim_promotion(study: optuna.Study) -> Trial | None:
 
     ``Study.ask`` pops the lowest-numbered waiting trial; this does what it does for a chosen
     one: set it RUNNING in the storage (atomic: False when another driver took it first).
+
+    Two drivers deciding at the same moment can both store and enqueue the same promotion
+    (the decision is read, then written: no storage offers a compare-and-set on a study
+    attribute). The lowest-numbered of such twins is the promotion; a driver that claims a
+    higher one closes it as a duplicate, so the plan is trained once at that budget.
     """
-    waiting = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if A.is_promotion(t)
-    ]
+    trials = study.get_trials(deepcopy=False)
+    waiting = [t for t in trials if t.state == TrialState.WAITING and A.is_promotion(t)]
     waiting.sort(key=lambda t: (-_level(read_trial(t).rung), t.number))
     storage = study._storage  # Optuna has no public pop-by-id
     for t in waiting:
@@ -210,7 +212,25 @@ def claim_promotion(study: optuna.Study) -> Trial | None:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
         study._thread_local.cached_all_trials = None  # as ask() does
-        return Trial(study, t._trial_id)
+        trial = Trial(study, t._trial_id)
+        twin = _earlier_twin(trials, t)
+        if twin is None:
+            return trial
+        A.set_failure(trial, f"duplicate promotion: trial {twin} is the same plan and budget")
+        study.tell(trial, state=TrialState.FAIL)
+    return None
+
+
+def _earlier_twin(trials: list[FrozenTrial], t: FrozenTrial) -> int | None:
+    """A lower-numbered trial with ``t``'s promotion (same parent and budget) not failed."""
+    rung = read_trial(t).rung
+    if rung is None:
+        return None
+    for other in trials:
+        if other.number >= t.number:
+            break
+        if other.state != TrialState.FAIL and _same(read_trial(other).rung, rung):
+            return other.number
     return None
 
 

@@ -197,3 +197,29 @@ def test_max_steps_without_rungs_is_a_one_line_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"search\.max_steps: 100 caps the promotions") as err:
         ExperimentConfig.from_dict(_config(tmp_path, rungs=None, max_steps=100))
     assert "\n" not in str(err.value)
+
+
+def test_twin_promotions_of_two_drivers_run_once() -> None:
+    """Two drivers deciding at once can enqueue the same promotion twice: the lower-numbered
+    twin runs, the other is closed when claimed, whichever driver claims first."""
+    import optuna
+
+    from autocompress.record import Rung
+    from autocompress.record import attrs as A
+    from autocompress.study._rungs import claim_promotion
+
+    study = optuna.create_study(directions=["maximize"])
+    parent = study.ask()
+    study.tell(parent, [0.9])
+    twin = A.slot_attrs(rung=Rung(1, 60, parent.number))
+    other = A.slot_attrs(rung=Rung(1, 60, parent.number + 99))  # a different promotion
+    for attrs in (twin, twin, other):
+        study.enqueue_trial({}, user_attrs=attrs)
+    first = claim_promotion(study)
+    second = claim_promotion(study)
+    assert first is not None and first.number == 1
+    assert second is not None and second.number == 3  # trial 2 was the twin: closed, skipped
+    assert claim_promotion(study) is None
+    closed = study.get_trials(deepcopy=False)[2]
+    assert closed.state == TrialState.FAIL
+    assert "duplicate promotion: trial 1" in closed.user_attrs[A.FAILURE]
