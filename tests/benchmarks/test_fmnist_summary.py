@@ -87,7 +87,7 @@ def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_pa
     path = tmp_path / "timings.json"
     previous = {"baselines": [0.0, 0.0, 550.0]}  # a sitting that died before writing its cost
     bench._record(path, arm, previous)
-    assert previous["baselines"] == [95.0, None, 0.0]  # refinements are not the search's wall
+    assert previous["baselines"] == [95.0, None, 0.0, 0.0]  # refinements: not the search's wall
     previous = {"baselines": [70.0, 130.0, 0.0]}
     bench._record(path, arm, previous)
     assert previous["baselines"][:2] == [70.0, 130.0]  # a recorded cost is kept
@@ -219,7 +219,7 @@ def test_a_study_whose_only_new_trial_is_a_refinement_counts_as_reused():
     study, t0 = _study_with(
         [(0, 40, {}), (30, 95, {}), (5000, 5400, {"refine": {"of": 1, "steps": 1000}})]
     )
-    arm = SimpleNamespace(result=SimpleNamespace(study=study))
+    arm = SimpleNamespace(result=SimpleNamespace(study=study), multi_fidelity=False)
     resumed = t0 + dt.timedelta(seconds=4990)  # a later sitting re-ran the refinement alone
     assert not bench.ran_trials_since(arm, resumed)
     assert bench.ran_trials_since(arm, resumed, refinements=True)  # its time is refinement's
@@ -236,3 +236,46 @@ def test_the_aim_line_tells_a_warm_start_from_a_plan_the_sampler_chose():
     assert "among plans the sampler chose: trial 42, refines 28 (90.80% test, 1.82x" in line
     s["meets_aim_sampled"] = None
     assert "no plan the sampler chose meets it (only warm starts)" in bench._aim_line(s)
+
+
+def test_multi_fidelity_verdicts_come_from_the_figures():
+    """#21's criteria for a multi-fidelity arm beside its seed's default search + refinement."""
+    default = {
+        **_search("tpe", 0, 0.6),
+        "cpu_s": 1000.0,
+        "refine_cpu_s": 800.0,
+        "hypervolume_refined": 0.63,
+        "hypervolume_verified": 0.62,
+    }
+    sampled = bench.versus_int8(INT8, _point(9, 0.91, 0.2, 30_000, refines=5))
+    mf = {
+        **_search("tpe", 0, 0.6),
+        "arm": "tpe-mf-s0",
+        "rungs": [0, 60, 1000],
+        "cpu_s": 1700.0,
+        "refine_cpu_s": 0.0,
+        "hypervolume_refined": 0.70,
+        "hypervolume_verified": 0.66,
+        "plans_per_rung": [50, 12, 4],
+        "rank_fidelity": [{"steps": [0, 60], "plans": 12, "tau": 0.8}],
+        "mf_sampled": sampled,
+        "finetune_steps": 4720,
+        "steps_continuation_saves": 240,
+    }
+    text = "\n".join(bench.multi_fidelity({"searches": [default, mf]}, {"default_sampler": "tpe"}))
+    assert ">= 8x smaller than int8: **met** (trial 9, refines 5 (91.00% test, 3.00x" in text
+    assert (
+        "verified hypervolume +0.0400 against tpe-n40-s0 + refinement (target >= +0.03: **met**)"
+        in text
+    )
+    assert "at 28.3 vs 30.0 CPU min (**no more** CPU)" in text
+    assert "50 plans at rung 0, 4 fully trained: 12.50x (target >= 5x" in text
+    assert "would have saved 240 (5.1%)" in text
+    none_trained = {**mf, "plans_per_rung": [50, 3, 0], "cpu_s": 2000.0}
+    text = "\n".join(
+        bench.multi_fidelity({"searches": [default, none_trained]}, {"default_sampler": "tpe"})
+    )
+    assert (
+        "0 fully trained: n/ax (target >= 5x with at least one fully trained: **missed**)" in text
+    )
+    assert "(**more** CPU)" in text
