@@ -332,17 +332,8 @@ def at_cpu(arm: Arm, budget_s: float, int8: Member) -> dict[str, Any]:
     share = min(1.0, budget_s / arm.cpu_s) if arm.cpu_s else 1.0
     cutoff = start + datetime.timedelta(seconds=arm.wall_s * share)
     done = {t.number for t in trials if t.datetime_complete <= cutoff}
-    every = [m for m in [*front.completed, *front.lower_rungs] if m.number in done]
-    highest: dict[str, int] = {}
-    for m in every:
-        highest[m.plan.summary()] = max(highest.get(m.plan.summary(), -1), m.rung)
-    final = [
-        m
-        for m in every
-        if m.feasible
-        and m.rung == highest[m.plan.summary()]
-        and (m.rung == len(arm.rungs or (0,)) - 1 or m.plan.distill is None)
-    ]
+    # fully trained by then: at the top rung (its plan's highest) or post-training
+    final = [m for m in every_rung(arm) if m.number in done and m.feasible and m.final]
     hv = normalized_hypervolume(final, front.objectives, front.reference, [1.0] * 3)
     fp32 = float(front.reference.get("val_accuracy", 0.0))
     band = [m for m in final if m.result.accuracy >= fp32 - 0.005 and origin(arm, m) == "sampler"]
