@@ -37,6 +37,11 @@ def test_default_training_options_keep_the_cache_slots_of_older_checkpoints() ->
     }
     digest = hashlib.sha256(json.dumps(old_key, sort_keys=True).encode()).hexdigest()[:16]
     assert checkpoint_path(model, data).name == f"refnet-{digest}.pt"
+    # the slot of the benchmarks' 12-epoch refnet, as the code before these options named it
+    from autocompress.config import load_experiment
+
+    bench = load_experiment(ROOT / "experiments" / "fashion_mnist.yaml", ["model.train.epochs=12"])
+    assert checkpoint_path(bench.model, bench.data).name == "refnet-2c8a160b0a4b5d1a.pt"
     adamw = dataclasses.replace(model, train=TrainConfig(optimizer="adamw"))
     augmented = dataclasses.replace(model, train=TrainConfig(augment=True))
     slots = {checkpoint_path(m, data) for m in (model, adamw, augmented)}
@@ -75,8 +80,8 @@ def test_adamw_with_augmentation_trains(tmp_path: Path) -> None:
     model = dataclasses.replace(model, train=dataclasses.replace(train, augment=True))
     torch.manual_seed(0)
     net = build_model("refnet", splits.input_shape, splits.num_classes, model.kwargs)
-    train_reference(net, splits, model, tmp_path / "vit.pt")
-    meta = torch.load(tmp_path / "vit.pt", weights_only=True)["meta"]
+    train_reference(net, splits, model, tmp_path / "ref.pt")
+    meta = torch.load(tmp_path / "ref.pt", weights_only=True)["meta"]
     assert meta["trained_on"] == "cpu" and meta["train"]["optimizer"] == "adamw"
     assert meta["val_accuracy"] > 0.5  # 10 classes: chance is 0.1
 
