@@ -2,19 +2,26 @@
 
 One sitting, on the experiment's target (ONNX Runtime, one pinned core, batch 1):
 
-1. the search of ``experiments/vit_fashion_mnist.yaml`` (``n`` plans; baselines fp32, uniform
-   static int8 and uniform dynamic int8: what ``quantize_static`` / ``quantize_dynamic`` give a
-   user), reusing a finished study;
+1. the search of ``experiments/vit_fashion_mnist.yaml`` (``n`` plans on its rungs; baselines fp32,
+   uniform static int8 and uniform dynamic int8: what ``quantize_static`` / ``quantize_dynamic``
+   give a user, and the plain pipeline at 25% / 50% pruned: magnitude pruning, cross-entropy
+   fine-tuning, static int8), reusing a finished study;
 2. verification: every front member and every baseline re-timed side by side and scored on the
    held-out test split;
 3. the issue's criteria: the fastest member within 1 pt of fp32 *test* accuracy against the
    fastest uniform int8 baseline (static or dynamic): speed and size ratios (targets 1.5x, 4x);
+   and every front member held against the plain pipeline (dominated or not, on verified figures);
 4. the same plan with its quantized Linear layers on each scheme (static int8, dynamic int8,
-   MatMulNBits 4-bit block 32), fine-tuned alike, each timed beside fp32 by ``run_trial``: is
-   4-bit weight-only faster than int8 on this CPU, and by how much.
+   MatMulNBits 4-bit block 32), fine-tuned alike for ``scheme_steps`` (default 60: latency and
+   size do not depend on it), each timed beside fp32 by ``run_trial``: is 4-bit weight-only faster
+   than int8 on this CPU, and by how much.
 
-Run (opt-in; the reference trains once, ~15 min on 2 quiet cores; ~25 s per trial):
-    python benchmarks/vit.py n=24
+5. optionally (``long=1000 long_trials=41,54``), chosen plans fine-tuned longer than the top rung
+   (promoted through ``autocompress.refine``), verified beside the rest: does a longer budget bring
+   the fast pruned plans, ours and the plain pipeline's, into the 1 pt band?
+
+Run (opt-in; the reference ships in experiments/checkpoints, trained on a GPU):
+    python benchmarks/vit.py n=36 search.executor=ray search.n_workers=2
 Writes docs/benchmarks/vit-fmnist.{json,md}.
 """
 
@@ -37,6 +44,7 @@ from autocompress.worker import Task, run_trial
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
 INT8 = ("int8", "int8-dynamic")
+PLAIN = ("plain-prune25", "plain-prune50")
 SCHEMES = {
     "int8-static": (None, None),
     "int8-dynamic": ("dynamic", None),
@@ -51,10 +59,13 @@ def main(argv: list[str]) -> None:
     n = int(args.get("n", "24"))
     overrides = [f"search.n_trials={n}", *(a for a in argv if a.startswith(("search.", "model.")))]
     config = load_experiment(ROOT / "experiments" / "vit_fashion_mnist.yaml", overrides)
-    result = autocompress.search(config, progress=False)
-    rows, fp32_test = result.verify(_numbers(result))
+    result = _plain_at_top_rung(config, autocompress.search(config, progress=False))
+    long = int(args.get("long", "0"))
+    chosen = [int(t) for t in args.get("long_trials", "").split(",") if t]
+    result, longer = _longer(config, result, chosen, long) if long else (result, [])
+    rows, fp32_test = result.verify(sorted(set(_numbers(result)) | set(longer)))
     criteria = _criteria(result, rows, fp32_test)
-    schemes = _schemes(result, criteria["member"])
+    schemes = _schemes(result, criteria["member"], int(args.get("scheme_steps", "60")))
     data = {
         "cpu": _cpu(),
         "command": "python benchmarks/vit.py " + " ".join(argv),
@@ -63,11 +74,40 @@ def main(argv: list[str]) -> None:
         "rows": [r.to_dict() for r in rows],
         "criteria": criteria,
         "schemes": schemes,
+        "scheme_steps": int(args.get("scheme_steps", "60")),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "vit-fmnist.json").write_text(json.dumps(data, indent=2, default=str))
     (OUT / "vit-fmnist.md").write_text(markdown(data))
     print(markdown(data))
+
+
+def _plain_at_top_rung(config: Any, result: Any) -> Any:
+    """The plain pipeline fine-tuned as long as our fully trained members: a user's afternoon
+    at the same budget (promoted through ``autocompress.refine`` where the search did not)."""
+    top = result.front.rungs[-1] if result.front.rungs else config.finetune.steps
+    plain = [m for m in result.front.completed if m.baseline in PLAIN]
+    done = {m.baseline for m in plain if m.steps >= top}
+    todo = sorted(m.number for m in plain if m.baseline not in done)
+    return autocompress.refine(config, todo, progress=False) if todo else result
+
+
+def _longer(config: Any, result: Any, trials: list[int], steps: int) -> tuple[Any, list[int]]:
+    """``trials``' plans fine-tuned for ``steps`` (once: a re-run finds them), their numbers."""
+    from autocompress.front._promote import plan_key
+
+    every = result.front.completed + result.front.lower_rungs
+    keys = {plan_key(m.plan) for m in every if m.number in trials}
+    have = {plan_key(m.plan) for m in every if m.steps == steps}
+    todo = [t for t in trials if plan_key(_member(every, t).plan) not in have]
+    if todo:
+        result = autocompress.refine(config, todo, steps=steps, progress=False)
+    every = result.front.completed + result.front.lower_rungs
+    return result, sorted(m.number for m in every if m.steps == steps and plan_key(m.plan) in keys)
+
+
+def _member(members: list[Any], number: int) -> Any:
+    return next(m for m in members if m.number == number)
 
 
 def _numbers(result: Any) -> list[int]:
@@ -81,6 +121,7 @@ def _numbers(result: Any) -> list[int]:
 def _criteria(result: Any, rows: list[Any], fp32_test: float) -> dict[str, Any]:
     """Fastest member within 1 pt of fp32 test accuracy vs the fastest uniform int8 baseline."""
     sizes = {m.number: m.size_bytes for m in result.front.completed}
+    steps = {m.number: m.steps for m in result.front.completed}
     baselines = [r for r in rows if r.baseline in INT8]
     best_int8 = min(baselines, key=lambda r: r.verified_latency_ms)
     close = [r for r in rows if not r.baseline and r.test_accuracy >= fp32_test - 0.01]
@@ -93,19 +134,46 @@ def _criteria(result: Any, rows: list[Any], fp32_test: float) -> dict[str, Any]:
             "bytes": sizes[best_int8.trial],
         },
         "member": None if member is None else member.trial,
+        "steps": {r.trial: steps[r.trial] for r in rows},
+        "dominated_by_plain": _dominated_by_plain(rows, sizes),
     }
     if member is not None:
         out.update(
             member_test=member.test_accuracy,
             member_ms=member.verified_latency_ms,
             member_bytes=sizes[member.trial],
+            member_steps=steps[member.trial],
             speedup=best_int8.verified_latency_ms / member.verified_latency_ms,
             smaller=sizes[best_int8.trial] / sizes[member.trial],
         )
     return out
 
 
-def _schemes(result: Any, number: int | None) -> list[dict[str, Any]]:
+def _dominated_by_plain(rows: list[Any], sizes: dict[int, int]) -> dict[int, int]:
+    """Front member -> the plain-pipeline baseline that dominates it on verified figures."""
+    plain = [r for r in rows if r.baseline in PLAIN]
+    out = {}
+    for r in rows:
+        if r.baseline:
+            continue
+        for p in plain:
+            no_worse = (
+                p.test_accuracy >= r.test_accuracy
+                and p.verified_latency_ms <= r.verified_latency_ms
+                and sizes[p.trial] <= sizes[r.trial]
+            )
+            better = (
+                p.test_accuracy > r.test_accuracy
+                or p.verified_latency_ms < r.verified_latency_ms
+                or sizes[p.trial] < sizes[r.trial]
+            )
+            if no_worse and better:
+                out[r.trial] = p.trial
+                break
+    return out
+
+
+def _schemes(result: Any, number: int | None, steps: int) -> list[dict[str, Any]]:
     """The chosen member's plan with its quantized Linear layers on each scheme."""
     if number is None:
         return []
@@ -123,7 +191,7 @@ def _schemes(result: Any, number: int | None) -> list[dict[str, Any]]:
             )
             for n, p in member.plan.layers.items()
         }
-        plan = CompressionPlan(layers, member.plan.distill)
+        plan = CompressionPlan(layers, dataclasses.replace(member.plan.distill, steps=steps))
         output = run_trial(plan.to_dict(), task.to_dict())
         r = output.result
         out.append(
@@ -147,27 +215,35 @@ def markdown(data: dict[str, Any]) -> str:
         f"CPU: {data['cpu']}. Command: `{data['command']}`. fp32 reference test accuracy "
         f"{data['fp32_test']:.2%}.",
         "",
-        "| trial | baseline | test acc | verified ms | ratio to fp32 |",
-        "|---|---|---|---|---|",
+        "| trial | baseline | steps | test acc | verified ms | ratio to fp32 | dominated by |",
+        "|---|---|---|---|---|---|---|",
     ]
+    steps = {int(k): v for k, v in c.get("steps", {}).items()}
+    dominated = {int(k): v for k, v in c.get("dominated_by_plain", {}).items()}
     for r in data["rows"]:
         lines.append(
-            f"| {r['trial']} | {r['baseline'] or ''} | {r['test_accuracy']:.2%} | "
-            f"{r['verified_latency_ms']:.4f} | {r['verified_ratio']:.2f} |"
+            f"| {r['trial']} | {r['baseline'] or ''} | {steps.get(r['trial'], '')} | "
+            f"{r['test_accuracy']:.2%} | {r['verified_latency_ms']:.4f} | "
+            f"{r['verified_ratio']:.2f} | {dominated.get(r['trial'], '')} |"
         )
     lines += ["", f"Fastest uniform int8 baseline: {c['fastest_int8']}."]
     if c.get("member") is not None:
         lines.append(
             f"Fastest member within 1 pt of fp32 test: trial {c['member']} "
-            f"({c['member_test']:.2%}), {c['speedup']:.2f}x faster and {c['smaller']:.2f}x "
-            "smaller than it (targets 1.5x, 4x)."
+            f"({c['member_test']:.2%}, {c.get('member_steps')} steps), {c['speedup']:.2f}x "
+            f"faster and {c['smaller']:.2f}x smaller than it (targets 1.5x, 4x)."
         )
     else:
         lines.append("No member within 1 pt of fp32 test accuracy.")
+    lines.append(
+        f"Front members dominated by the plain pipeline (test acc, verified ms, bytes): "
+        f"{len(dominated)} of {sum(1 for r in data['rows'] if not r['baseline'])}."
+    )
     if data["schemes"]:
         lines += [
             "",
-            "Same plan, quantized Linear layers on each scheme (timed beside fp32):",
+            f"Same plan, quantized Linear layers on each scheme (fine-tuned "
+            f"{data.get('scheme_steps', '?')} steps each, timed beside fp32):",
             "",
             "| scheme | val acc | ms | ratio to fp32 | packed bytes |",
             "|---|---|---|---|---|",

@@ -7,6 +7,8 @@ The checkpoint is cached by its training config (``model.train``), so the search
 Run:
     python experiments/reference.py experiments/fashion_mnist.yaml model.train.epochs=12
     # then search with the same override, or point model.checkpoint at the printed path
+    python experiments/reference.py experiments/vit_fashion_mnist.yaml --device=cuda
+    # trains on a GPU; copy the printed checkpoint into the CPU machine's cache (same slot name)
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from autocompress.models import load_reference, read_checkpoint
 
 def main(argv: list[str]) -> None:
     path = argv[0] if argv and argv[0].endswith(".yaml") else "experiments/fashion_mnist.yaml"
-    config = load_experiment(path, [a for a in argv if "=" in a])
-    reference = load_reference(config.model, config.data, base_dir=config.base_dir)
+    device = next((a.split("=", 1)[1] for a in argv if a.startswith("--device=")), "cpu")
+    overrides = [a for a in argv if "=" in a and not a.startswith("--")]
+    config = load_experiment(path, overrides)
+    reference = load_reference(config.model, config.data, base_dir=config.base_dir, device=device)
     _, meta = read_checkpoint(reference.checkpoint)
     print(f"checkpoint: {reference.checkpoint}")
     print(

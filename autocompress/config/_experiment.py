@@ -57,6 +57,9 @@ class TrainConfig:
     lr: float = field(default=0.1, metadata={"gt": 0})  # peak of a one-cycle schedule
     weight_decay: float = field(default=5e-4, metadata={"ge": 0})
     seed: int = 0
+    # sgd: Nesterov momentum (the CNNs); adamw: what transformers need to converge
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    augment: bool = False  # images: random shifts of up to 2 px and horizontal flips
 
 
 @dataclass(frozen=True)

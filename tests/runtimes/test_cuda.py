@@ -35,3 +35,23 @@ def test_cuda_realize_predict_and_time_with_events(tiny_task, precision: str) ->
     assert np.mean(got.argmax(1) == expected.argmax(1)) >= 0.95
     result = measure(deployable.timer(x[:1], 1), None, MeasureConfig(repeats=50, min_time_s=0))
     assert 0 < result.candidate.median_ms < 50
+
+
+def test_a_search_on_a_cuda_target_times_every_trial_on_the_gpu(tmp_path) -> None:
+    """The whole path on a GPU target: dry run, baselines, trials, front, all timed on CUDA."""
+    import autocompress
+    from autocompress.config import ExperimentConfig
+    from tests.conftest import tiny_experiment
+
+    experiment = tiny_experiment(
+        tmp_path,
+        target={"runtime": "cuda", "device": "cuda:0", "precision": "fp16"},
+        search={"n_trials": 3, "baselines": ["fp32"]},
+    )
+    result = autocompress.search(ExperimentConfig.from_dict(experiment), progress=False)
+    completed = result.front.completed
+    assert len(completed) >= 3 and result.front.members
+    gpu = torch.cuda.get_device_name(0)
+    for m in completed:
+        assert m.result.fingerprint["gpu"] == gpu, m.result.fingerprint
+        assert m.result.latency_ms > 0 and m.result.size_bytes > 0
