@@ -86,10 +86,8 @@ def _plain_at_top_rung(config: Any, result: Any) -> Any:
     """The plain pipeline fine-tuned as long as our fully trained members: a user's afternoon
     at the same budget (promoted through ``autocompress.refine`` where the search did not)."""
     top = result.front.rungs[-1] if result.front.rungs else config.finetune.steps
-    plain = [m for m in result.front.completed if m.baseline in PLAIN]
-    done = {m.baseline for m in plain if m.steps >= top}
-    todo = sorted(m.number for m in plain if m.baseline not in done)
-    return autocompress.refine(config, todo, progress=False) if todo else result
+    plain = [m.number for m in result.front.completed if m.baseline in PLAIN]
+    return _longer(config, result, plain, top)[0]
 
 
 def _longer(config: Any, result: Any, trials: list[int], steps: int) -> tuple[Any, list[int]]:
@@ -97,17 +95,19 @@ def _longer(config: Any, result: Any, trials: list[int], steps: int) -> tuple[An
     from autocompress.front._promote import plan_key
 
     every = result.front.completed + result.front.lower_rungs
-    keys = {plan_key(m.plan) for m in every if m.number in trials}
-    have = {plan_key(m.plan) for m in every if m.steps == steps}
-    todo = [t for t in trials if plan_key(_member(every, t).plan) not in have]
+    plans = {m.number: plan_key(m.plan) for m in every}
+    unknown = sorted(set(trials) - set(plans))
+    if unknown:
+        raise SystemExit(f"long_trials: no completed trial {unknown} in the study; fix the list")
+    have = {plans[m.number] for m in every if m.steps == steps}
+    todo = [t for t in trials if plans[t] not in have]
     if todo:
         result = autocompress.refine(config, todo, steps=steps, progress=False)
+    wanted = {plans[t] for t in trials}
     every = result.front.completed + result.front.lower_rungs
-    return result, sorted(m.number for m in every if m.steps == steps and plan_key(m.plan) in keys)
-
-
-def _member(members: list[Any], number: int) -> Any:
-    return next(m for m in members if m.number == number)
+    return result, sorted(
+        m.number for m in every if m.steps == steps and plan_key(m.plan) in wanted
+    )
 
 
 def _numbers(result: Any) -> list[int]:
