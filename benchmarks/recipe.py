@@ -83,7 +83,8 @@ def recipe_plan(
 
 def recipe_task(task: Task, budget: int, seed: int, settings: dict[str, float]) -> Task:
     known = {f.name for f in dataclasses.fields(task.finetune)}
-    overrides = {k: v for k, v in settings.items() if k in known}
+    # each setting in its field's type (variants parse as floats; counts are integers)
+    overrides = {k: type(getattr(task.finetune, k))(v) for k, v in settings.items() if k in known}
     finetune = dataclasses.replace(task.finetune, steps=budget, seed=seed, **overrides)
     return dataclasses.replace(task, finetune=finetune)
 

@@ -1,8 +1,9 @@
 """The torch compression backend: one entry point per stage.
 
-prune_channels -> recalibrate_batchnorm -> fold_batchnorm -> finetune (QAT + KD) | snap_weights
-(PTQ) -> a runtime realizes the result. Each stage acts in place on a torch model and is skipped
-by the trial when the plan does not ask for it.
+prune_channels -> recalibrate_batchnorm -> finetune (KD, float, BN live) -> fold_batchnorm ->
+gptq_round (below 8 bits) + snap_weights (PTQ) | finetune (QAT + KD) -> a runtime realizes the
+result. Each stage acts in place on a torch model and is skipped by the trial when the plan does
+not ask for it.
 """
 
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from autocompress.backend._finetune import (
     effective_lr,
     finetune,
 )
+from autocompress.backend._gptq import gptq_round
 from autocompress.backend._layers import (
     COMPRESSIBLE,
     LayerInfo,
@@ -84,6 +86,7 @@ __all__ = [
     "finetune",
     "fold_batchnorm",
     "get_importance",
+    "gptq_round",
     "head_name",
     "layer_inventory",
     "pack_bits",

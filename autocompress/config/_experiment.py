@@ -86,10 +86,14 @@ class FinetuneConfig:
     momentum: float = field(default=0.9, metadata={"ge": 0, "lt": 1})
     weight_decay: float = field(default=0.0, metadata={"ge": 0})  # SGD weight decay
     # share of the steps, at the end, that train quantization-aware on BN-folded weights;
-    # before them the network fine-tunes in float with BatchNorm live (1: QAT all along;
-    # 0.25 measured best at 60 steps: docs/benchmarks/recipe-fmnist-factors-60.md)
-    qat_fraction: float = field(default=0.25, metadata={"ge": 0, "le": 1})
+    # before them the network fine-tunes in float with BatchNorm live (1: QAT all along).
+    # 0: fine-tune in float, then GPTQ-round sub-8-bit weights (post-training), measured better
+    # than 0.25 at 60 and 1000 steps once GPTQ rounds (docs/benchmarks/recipe-fmnist-gptq-*.md)
+    qat_fraction: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     bn_batches: int = field(default=20, metadata={"ge": 0})  # BN recalibration after pruning
+    # calibration batches whose inputs GPTQ uses to round sub-8-bit weights onto their grid
+    # when no QAT follows (0: round to nearest); see backend/_gptq.py
+    gptq_batches: int = field(default=4, metadata={"ge": 0})
     seed: int = 0
 
 

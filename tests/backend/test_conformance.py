@@ -7,6 +7,7 @@ tiny widths on 8x8 digits; text_transformer on a synthetic token task (int64 ids
 - the plan is applied: pruned layers lose channels (multiples of round_to), the head keeps its own;
 - the parameter count falls as the ratios say;
 - the compressed model still runs forward, and fine-tuning steps run;
+- GPTQ rounds every 4-bit layer it covers onto the grid the deployable runs;
 - the realized ONNX Runtime deployable agrees with the torch model it came from (a test of its
   own, marked xfail for the transformers until the ONNX MatMul weight mapping lands).
 """
@@ -26,6 +27,7 @@ from autocompress.backend import (
     attach_fake_quant,
     finetune,
     fold_batchnorm,
+    gptq_round,
     head_name,
     layer_inventory,
     parameter_count,
@@ -240,6 +242,30 @@ def test_fp32_realization_matches_torch_exactly(name: str, splits) -> None:
     with torch.no_grad():
         expected = model(splits.val_x[:64]).numpy()
     assert np.allclose(deployable.predict(splits.val_x[:64].numpy()), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_gptq_rounds_every_covered_layer_onto_the_grid_the_deployable_runs(name, splits) -> None:
+    """GPTQ on each architecture (attention projections, token inputs, concatenations): every
+    4-bit layer but grouped convolutions is rounded, and snapping its result changes nothing, so
+    the realized weights are GPTQ's; the model still classifies about as nearest rounding does."""
+    model = trained(name, splits)
+    fold_batchnorm(model)
+    layers = layer_inventory(model, splits.train_x[:2])
+    bits = {layer.name: 4 for layer in layers}
+    nearest = copy.deepcopy(model)
+    snap_weights(nearest, bits)
+    calibration = (x for x, _ in endless_batches(splits.train_x, splits.train_y, 64, seed=2))
+    rounded = gptq_round(model, bits, calibration, 2)
+    grouped = {n for n, m in model.named_modules() if getattr(m, "groups", 1) > 1}
+    assert set(rounded) == set(bits) - grouped
+    gptq = {n: model.get_submodule(n).weight.detach().clone() for n in rounded}
+    snap_weights(model, bits)
+    assert all(torch.equal(model.get_submodule(n).weight, w) for n, w in gptq.items())
+    x, y = torch.cat([splits.train_x, splits.val_x]), torch.cat([splits.train_y, splits.val_y])
+    with torch.no_grad():
+        accuracy = [float((m(x).argmax(1) == y).float().mean()) for m in (model, nearest)]
+    assert accuracy[0] >= accuracy[1] - 0.02, accuracy
 
 
 def test_snap_then_realize_keeps_exact_weights(splits) -> None:

@@ -86,6 +86,22 @@ def test_two_phase_recipe_trains_float_then_quantization_aware(tiny_task, names)
     assert r.accuracy > 0.5
 
 
+def test_default_recipe_fine_tunes_in_float_then_rounds_below_8_bits_with_gptq(
+    tiny_task, names
+) -> None:
+    """The default (no QAT phase): float KD for the whole budget, then GPTQ for the 4-bit
+    layers; with ``gptq_batches: 0`` the same plan is rounded to nearest, to other weights."""
+    task = _with_finetune(tiny_task, steps=4, qat_fraction=0.0)
+    layers = {n: LayerPlan(4 if n.startswith("layer3") else 8, 0.0) for n in names}
+    plan = CompressionPlan(layers=layers, distill=DistillPlan(temperature=1.0, alpha=0.5))
+    gptq = run_trial(plan.to_dict(), task.to_dict())
+    assert "gptq" in gptq.result.stage_seconds and gptq.result.finetune_steps == 4
+    nearest = run_trial(plan.to_dict(), _with_finetune(task, gptq_batches=0).to_dict())
+    assert "gptq" in nearest.result.stage_seconds  # the stage runs, and rounds nothing
+    assert gptq.packed != nearest.packed  # GPTQ chose other 4-bit codes
+    assert gptq.result.accuracy > 0.5
+
+
 def test_plain_plan_is_what_a_user_runs_without_us(tiny_task, names) -> None:
     """int8 at the plan's widths, cross-entropy only, BatchNorm live, then PTQ: no QAT phase."""
     layers = {n: LayerPlan(4, 0.0 if n == "fc" else 0.5) for n in names}

@@ -1,0 +1,98 @@
+"""GPTQ rounding: closer layer outputs than nearest rounding, on the same grid, same scales."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from autocompress.backend import WeightFormat, gptq_round, quantize_weight, snap_weights
+
+
+def correlated(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """Inputs whose features are correlated (as real activations are): where GPTQ's error
+    compensation has something to exploit."""
+    features = shape[1]
+    mix = torch.randn(features, features, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    return torch.einsum("bc...,cd->bd...", x, mix / features**0.5) + 0.5 * x
+
+
+def batches(shape: tuple[int, ...], n: int = 4) -> list[torch.Tensor]:
+    return [correlated(shape, seed=i) for i in range(n)]
+
+
+def output_error(layer: nn.Module, rounded: nn.Module, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((layer(x) - rounded(x)).pow(2).mean())
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (nn.Linear(48, 24), (256, 48)),
+        (nn.Conv2d(8, 16, 3, padding=1), (32, 8, 6, 6)),
+        (nn.Conv2d(8, 16, 3, stride=2, padding="valid"), (32, 8, 7, 7)),
+        (nn.Conv2d(8, 16, 3, padding="same", padding_mode="reflect"), (32, 8, 6, 6)),
+    ],
+    ids=["linear", "conv", "conv-strided", "conv-same-reflect"],
+)
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_gptq_keeps_a_layers_output_closer_than_nearest_rounding(layer, shape, bits) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(layer)
+    nearest, gptq = copy.deepcopy(model), copy.deepcopy(model)
+    snap_weights(nearest, {"0": bits})
+    assert gptq_round(gptq, {"0": bits}, batches(shape), 4) == ["0"]
+    held_out = correlated(shape, seed=99)
+    assert output_error(model, gptq, held_out) < 0.8 * output_error(model, nearest, held_out)
+
+
+@pytest.mark.parametrize("fmt", [WeightFormat(4), WeightFormat(4, "nbits", 16)], ids=str)
+def test_rounded_weights_are_on_the_grid_they_were_rounded_with(fmt: WeightFormat) -> None:
+    """QAT and snapping recompute the max-abs scale from the weights: it must be the scale GPTQ
+    rounded with, so that rounding again changes nothing (the deployable runs these codes)."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(64, 32))
+    before = quantize_weight(model[0].weight, fmt.bits, fmt)
+    gptq_round(model, {"0": fmt}, batches((256, 64)), 4)
+    rounded = model[0].weight.detach().clone()
+    again = quantize_weight(rounded, fmt.bits, fmt)
+    assert torch.equal(again.scale, before.scale)
+    assert torch.equal(again.dequantize(), rounded)
+    assert not torch.equal(again.q, before.q)  # GPTQ chose other codes than nearest rounding
+
+
+def test_eight_bit_and_grouped_layers_are_left_to_nearest_rounding() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.Flatten(),
+        nn.Linear(8 * 5 * 5, 10),
+    )  # fmt: skip
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    done = gptq_round(model, {"0": 8, "1": 4, "3": 4}, batches((16, 4, 5, 5)), 2)
+    assert done == ["3"]
+    assert torch.equal(model[0].weight, weights["0.weight"])
+    assert torch.equal(model[1].weight, weights["1.weight"])
+    assert not torch.equal(model[3].weight, weights["3.weight"])
+
+
+def test_no_calibration_batches_means_nearest_rounding() -> None:
+    model = nn.Sequential(nn.Linear(16, 8))
+    weight = model[0].weight.detach().clone()
+    assert gptq_round(model, {"0": 4}, batches((32, 16)), 0) == []
+    assert torch.equal(model[0].weight, weight)
+
+
+def test_layers_are_rounded_on_the_inputs_of_the_rounded_layers_before_them() -> None:
+    """Sequential GPTQ: the second layer's Hessian sees the first layer's rounded output."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 8))
+    seen: list[torch.Tensor] = []
+    model[2].register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    first = copy.deepcopy(model[0])
+    gptq_round(model, {"0": 3, "2": 3}, batches((64, 32), 1), 1)
+    x = batches((64, 32), 1)[0]
+    assert torch.allclose(seen[-1], torch.relu(model[0](x)), atol=1e-6)
+    assert not torch.allclose(seen[-1], torch.relu(first(x)), atol=1e-3)
