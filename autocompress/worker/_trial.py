@@ -3,9 +3,9 @@
     model    = copy of the fp32 reference              (cached per worker process)
     model    = prune(model, plan)                       channels physically removed
     model    = recalibrate BN, early accuracy check     hopeless trials stop here
-    model    = finetune(model, teacher, plan)         KD in float, BatchNorm live
+    model    = finetune(model, teacher, plan)           KD in float, BatchNorm live
     model    = fold BN into convolutions
-    weights  = GPTQ / snap onto the k-bit grid (PTQ)  or  QAT for the last ``qat_fraction``
+    weights  = GPTQ + snap onto the k-bit grid (PTQ)    or QAT for the last ``qat_fraction``
     deploy   = runtime.realize(model, weights, calib)   real kernels (ORT QDQ int8, ...)
     accuracy = deploy on the validation split           the deployable itself, not a simulation
     latency  = measure(deploy, fp32 reference)          same sitting, pinned, machine-wide lock
