@@ -34,7 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autocompress.backend._quant import Formats, _scale, _spread, qmax, weight_format
+from autocompress.backend._quant import (
+    Formats,
+    _scale,
+    _spread,
+    qmax,
+    scale_groups,
+    weight_format,
+)
 
 DAMP = 0.01  # fraction of the mean diagonal added to H (GPTQ's default): keeps H invertible
 BLOCK = 128  # columns per lazy batch update (GPTQ's default)
@@ -172,9 +179,7 @@ def _group_peaks(w: torch.Tensor, block_size: int | None) -> torch.Tensor:
     """A mask of each scale group's largest weight by magnitude (groups that are all zero have
     none): the weight that sets the group's max-abs scale."""
     rows, cols = w.shape
-    size = cols if block_size is None else block_size
-    pad = -cols % size
-    grouped = F.pad(w.abs(), (0, pad)).reshape(rows, -1, size)
+    grouped = scale_groups(w.abs(), block_size)
     peaks = torch.zeros_like(grouped, dtype=torch.bool)
     top = grouped.argmax(2, keepdim=True)
     peaks.scatter_(2, top, grouped.gather(2, top) > 0)

@@ -98,9 +98,15 @@ def _scale(w: torch.Tensor, bits: int, block_size: int | None) -> torch.Tensor:
     """max|w| / qmax per output channel, or per block of ``block_size`` inputs (zero-padded)."""
     if block_size is None:
         return (w.abs().reshape(w.shape[0], -1).amax(1) / qmax(bits)).clamp_min(EPS)
-    pad = -w.shape[1] % block_size
-    blocks = nn.functional.pad(w.abs(), (0, pad)).reshape(w.shape[0], -1, block_size)
-    return (blocks.amax(2) / qmax(bits)).clamp_min(EPS)
+    return (scale_groups(w.abs(), block_size).amax(2) / qmax(bits)).clamp_min(EPS)
+
+
+def scale_groups(w: torch.Tensor, block_size: int | None) -> torch.Tensor:
+    """A 2-D weight ``[out, in]`` as its scale groups ``[out, groups, size]``: one group per row,
+    or blocks of ``block_size`` inputs (the last zero-padded)."""
+    size = w.shape[1] if block_size is None else block_size
+    pad = -w.shape[1] % size
+    return nn.functional.pad(w, (0, pad)).reshape(w.shape[0], -1, size)
 
 
 def _spread(w: torch.Tensor, scale: torch.Tensor, block_size: int | None) -> torch.Tensor:
