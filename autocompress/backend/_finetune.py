@@ -11,7 +11,8 @@ is ``alpha * T * (p_student_T - p_teacher_T)``, bounded by ``alpha * T`` instead
 cross-entropy. With the rate unchanged, T=4 and T=8 diverged on the reference model (FINDINGS).
 We therefore run SGD at ``lr / max(1, alpha * T + (1 - alpha))``, which bounds the logit
 gradient's scale by the same constant for every temperature, plus a cosine decay and
-gradient-norm clipping as a safety net.
+gradient-norm clipping as a safety net. AdamW (``optimizer="adamw"``, for transformers) keeps
+``lr``: its update is invariant to the gradient's scale, so dividing the rate would only slow it.
 
 The loop is lean on purpose (it is the search's main cost): in-memory batches, teacher logits under
 ``no_grad`` once per batch, no evaluation inside the loop except the optional ``checkpoint``
@@ -48,6 +49,7 @@ class FinetuneSettings:
     """The fixed budget and optimiser settings (from the experiment's ``finetune`` section)."""
 
     steps: int
+    optimizer: str = "sgd"  # "sgd" (momentum) or "adamw" (decay on matrices only)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -78,9 +80,9 @@ class FinetuneReport:
         return self.seconds / self.steps if self.steps else 0.0
 
 
-def effective_lr(lr: float, distill: DistillPlan | None) -> float:
+def effective_lr(lr: float, distill: DistillPlan | None, optimizer: str = "sgd") -> float:
     """The rate actually used at this temperature (see the module docstring)."""
-    if distill is None:
+    if distill is None or optimizer == "adamw":
         return lr
     scale = distill.alpha * distill.temperature + (1.0 - distill.alpha)
     return lr / max(1.0, scale)
@@ -122,11 +124,9 @@ def finetune(
     """
     gate = gate or contextlib.nullcontext
     handle = attach_fake_quant(model, bits)
-    report = FinetuneReport(lr=effective_lr(settings.lr, distill))
+    report = FinetuneReport(lr=effective_lr(settings.lr, distill, settings.optimizer))
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(
-        params, lr=report.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-    )
+    opt = _optimizer(params, settings, report.lr)
     teacher.eval()
     total = settings.total or settings.steps
     start = time.perf_counter()
@@ -167,6 +167,25 @@ def finetune(
     model.eval()
     handle.set_observing(False)
     return handle.remove(), report
+
+
+def _optimizer(
+    params: list[nn.Parameter], settings: FinetuneSettings, lr: float
+) -> torch.optim.Optimizer:
+    """Momentum SGD (the CNNs' recipe), or AdamW with weight decay on matrices only (biases,
+    norms and embeddings' vectors undecayed: the transformers' recipe, as in the reference
+    trainer)."""
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
+    if settings.optimizer != "adamw":
+        raise ValueError(f"finetune optimizer {settings.optimizer!r}: use 'sgd' or 'adamw'")
+    groups: list[dict[str, object]] = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": settings.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

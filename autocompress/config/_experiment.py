@@ -82,9 +82,13 @@ class FinetuneConfig:
 
     steps: int = field(default=200, metadata={"ge": 0})  # optimizer steps; 0: PTQ only
     batch_size: int = field(default=128, metadata={"ge": 1})
-    lr: float = field(default=0.01, metadata={"gt": 0})  # SGD rate at T=1 (see backend)
+    # sgd: momentum SGD (the CNNs; lr is its rate at T=1, see backend/_finetune.py); adamw: what
+    # transformers fine-tune with (lr is AdamW's rate, e.g. 1e-3; momentum unused; decay on
+    # matrices only). The plain-pipeline baselines fine-tune with the same optimizer.
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = field(default=0.01, metadata={"gt": 0})
     momentum: float = field(default=0.9, metadata={"ge": 0, "lt": 1})
-    weight_decay: float = field(default=0.0, metadata={"ge": 0})  # SGD weight decay
+    weight_decay: float = field(default=0.0, metadata={"ge": 0})
     # share of the steps, at the end, that train quantization-aware on BN-folded weights;
     # before them the network fine-tunes in float with BatchNorm live (1: QAT all along).
     # 0: fine-tune in float, then GPTQ-round sub-8-bit weights (post-training), measured better

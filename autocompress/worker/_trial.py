@@ -186,6 +186,7 @@ def _finetune(
     qat_steps = round(steps * _qat_fraction(plan, task))
     base = FinetuneSettings(
         steps=steps,
+        optimizer=cfg.optimizer,
         lr=cfg.lr if plan.distill is None or plan.distill.lr is None else plan.distill.lr,
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,

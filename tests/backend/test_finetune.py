@@ -111,3 +111,34 @@ def test_deadline_stops_the_loop(setting) -> None:
             endless_batches(splits.train_x, splits.train_y, 32),
             FinetuneSettings(steps=50, deadline=0.0),
         )
+
+
+def test_adamw_keeps_its_rate_and_learns(setting) -> None:
+    """AdamW's update ignores the gradient's scale: the temperature rule leaves its rate alone,
+    and distillation still pulls the student toward the teacher."""
+    assert effective_lr(5e-4, DistillPlan(8.0, 1.0), "adamw") == 5e-4
+    splits, teacher = setting
+    _, report = finetune(
+        student(teacher),
+        teacher,
+        {},
+        DistillPlan(temperature=2.0, alpha=0.9),
+        endless_batches(splits.train_x, splits.train_y, 64, seed=3),
+        FinetuneSettings(steps=60, optimizer="adamw", lr=3e-3, weight_decay=0.05),
+    )
+    assert report.lr == 3e-3
+    assert sum(report.losses[-2:]) < 0.7 * sum(report.losses[:2]), report.losses
+
+
+def test_adamw_decays_matrices_only(setting) -> None:
+    """Weight decay on weight matrices and kernels, never on biases or norms' vectors."""
+    from autocompress.backend._finetune import _optimizer
+
+    model = student(setting[1])
+    params = list(model.parameters())
+    opt = _optimizer(params, FinetuneSettings(steps=1, optimizer="adamw", weight_decay=0.1), 1e-3)
+    assert isinstance(opt, torch.optim.AdamW)
+    decay = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decay == {id(p) for p in params if p.dim() >= 2}
+    sgd = _optimizer(params, FinetuneSettings(steps=1), 1e-2)
+    assert isinstance(sgd, torch.optim.SGD)
