@@ -50,6 +50,11 @@ def _journal_not_a_journal(folder: Path) -> list[str]:
     return ["search", str(_experiment(folder, storage=str(folder / "notes.txt"))), "--quiet"]
 
 
+def _warm_plan_outside_the_space(folder: Path) -> list[str]:
+    (folder / "mine.json").write_text('{"layers": {"fc": {"weight_bits": 3}}}')
+    return ["search", str(_experiment(folder, search__warm_start=["mine.json"])), "--quiet"]
+
+
 def _corrupt_checkpoint(folder: Path) -> list[str]:
     (folder / "model.pt").write_bytes(b"\x80\x04garbage that is not a torch file")
     return ["search", str(_experiment(folder, model__checkpoint=str(folder / "model.pt")))]
@@ -248,6 +253,15 @@ CASES: dict[str, tuple[Case, str]] = {
         "--steps and --members",
     ),
     "refine unknown trial": (_refine_unknown_trial, "trial 99 is not a completed trial"),
+    "warm start neither kind nor file": (
+        search_with(search__warm_start=["uniform", "my-plan"]),
+        "'my-plan' is neither",
+    ),
+    "warm start plan file missing": (
+        search_with(search__warm_start=["gone.json"]),
+        "gone.json: no such plan file",
+    ),
+    "warm start plan the space cannot make": (_warm_plan_outside_the_space, "lacks layer"),
     "pick preference unknown": (lambda f: ["pick", "x.journal", "--prefer", "speed"], "speed"),
 }
 

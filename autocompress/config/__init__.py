@@ -5,6 +5,7 @@ imports Optuna, torch or a registry.
 """
 
 from autocompress.config._experiment import (
+    GENERATED_WARM_STARTS,
     DataConfig,
     ExperimentConfig,
     FinetuneConfig,
@@ -31,6 +32,7 @@ from autocompress.config._space import (
 )
 
 __all__ = [
+    "GENERATED_WARM_STARTS",
     "NONE_BITS",
     "SPACE_VERSION",
     "DataConfig",

@@ -128,6 +128,10 @@ class TargetConfig:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
 
 
+GENERATED_WARM_STARTS = ("uniform", "sensitivity")  # search.warm_start kinds made from the space
+PLAN_SUFFIXES = (".json", ".yaml", ".yml")  # any other search.warm_start entry: a plan file
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """How the study runs: budget, sampler, objectives, constraints, parallelism."""
@@ -151,10 +155,10 @@ class SearchConfig:
     max_accuracy_drop: float | None = field(default=None, metadata={"ge": 0})  # pts vs fp32
     hopeless_margin: float | None = field(default=None, metadata={"ge": 0})  # pts under floor
     # plans enqueued before the sampler's own: uniform = the uniform plans a user would try by
-    # hand (study/_warm_start.py); sensitivity = low bits for the least sensitive layers first
-    warm_start: list[Literal["uniform", "sensitivity"]] = field(
-        default_factory=lambda: ["uniform"]
-    )
+    # hand (study/_warm_start.py); sensitivity = low bits for the least sensitive layers first;
+    # a path to a plan file (.json/.yaml, relative to the experiment file): your own plan, or a
+    # member exported from another study of this model
+    warm_start: list[str] = field(default_factory=lambda: ["uniform"])
     executor: Literal["local", "ray"] = "local"
     n_workers: int = field(default=1, metadata={"ge": 1})  # trials in flight
     ray_address: str | None = None  # None: start a local Ray
@@ -171,6 +175,12 @@ class SearchConfig:
     max_steps: int | None = field(default=None, metadata={"ge": 1})
 
     def __post_init__(self) -> None:
+        for entry in self.warm_start:
+            if entry not in GENERATED_WARM_STARTS and not str(entry).endswith(PLAN_SUFFIXES):
+                raise ConfigError(
+                    f"search.warm_start: {entry!r} is neither one of {list(GENERATED_WARM_STARTS)}"
+                    f" nor a plan file ({'/'.join(PLAN_SUFFIXES)}); fix the entry"
+                )
         rungs = self.rungs
         if rungs is not None and (
             not rungs
@@ -260,6 +270,11 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         config = ExperimentConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    files = [  # plan files relative to the experiment file, like its space
+        w if w in GENERATED_WARM_STARTS else str(_resolve(config.base_dir, w).resolve())
+        for w in config.search.warm_start
+    ]
+    config = config.replace(search=dataclasses.replace(config.search, warm_start=files))
     if config.data.root is None:
         return config
     root = _resolve(config.base_dir, config.data.root).resolve()  # workers start anywhere

@@ -18,15 +18,28 @@ first ones in the order above when that is less than the whole list.
 
 ``sensitivity``: low bits for the least sensitive layers first (``_sensitivity.py``).
 
+A path to a plan file (``.json``, ``.yaml``: a ``CompressionPlan`` as ``plan.to_dict()`` writes
+it, or an exported member's ``manifest.json``, whose ``plan`` it takes): the plan a user already
+runs, or a member of another study of this model, measured in this study beside the sampler's
+plans. Plan files come first and are never dropped by the quarter-of-the-budget cap (the user
+asked for them); a plan the space cannot make is rejected before anything is written.
+
 Every warm start is an ordinary trial (it counts against ``n_trials``), marked with the user
-attribute ``warm_start`` = its kind; plans equal to a baseline or to each other are enqueued
-once.
+attribute ``warm_start`` = its kind (``plan`` for a plan file); plans equal to a baseline or to
+each other are enqueued once.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from autocompress.config import GENERATED_WARM_STARTS
+from autocompress.errors import ConfigError
+from autocompress.plan import CompressionPlan
 from autocompress.study._setup import SearchSetup
 
 UNIFORM_LADDER = ((8, 0.25), (4, 0.25), (4, 0.0), (8, 0.5), (4, 0.5))  # (bits, ratio)
@@ -37,6 +50,14 @@ def warm_start_params(setup: SearchSetup, taken: list[dict[str, Any]]) -> list[t
     """(kind, params) to enqueue after the baselines, none equal to ``taken`` or to each other."""
     search = setup.search
     room = max(0, search.n_trials - len(search.baselines)) // BUDGET_SHARE
+    files = [w for w in search.warm_start if w not in GENERATED_WARM_STARTS]
+    mine = [("plan", setup.space.plan_params(read_plan(f), f)) for f in files]
+    if len(mine) > search.n_trials - len(search.baselines):
+        raise ConfigError(
+            f"search.warm_start: {len(mine)} plan files but room for "
+            f"{search.n_trials - len(search.baselines)} trials after the baselines; raise "
+            "search.n_trials or list fewer plans"
+        )
     candidates: list[tuple[str, dict[str, Any]]] = []
     if "uniform" in search.warm_start:
         candidates += [("uniform", setup.space.uniform_params(b, r)) for b, r in UNIFORM_LADDER]
@@ -46,9 +67,38 @@ def warm_start_params(setup: SearchSetup, taken: list[dict[str, Any]]) -> list[t
         candidates += [("sensitivity", p) for p in guided(setup.space, setup.sensitivity)]
     seen = list(taken)
     out: list[tuple[str, dict[str, Any]]] = []
+    for kind, params in mine:
+        if params not in seen:
+            seen.append(params)
+            out.append((kind, params))
+    room += len(out)
     for kind, params in candidates:
         if params in seen or len(out) >= room:
             continue
         seen.append(params)
         out.append((kind, params))
     return out
+
+
+def read_plan(path: str | Path) -> CompressionPlan:
+    """A plan file (JSON or YAML: a plan, or an export's manifest holding one under ``plan``);
+    one-line errors for a missing, unreadable or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"search.warm_start: {path}: no such plan file; check the path")
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"search.warm_start: {path}: not readable as a plan ({type(exc).__name__}); "
+            "give a plan.json from `autocompress export`, or a plan's YAML"
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("plan"), dict):
+        data = data["plan"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"search.warm_start: {path}: expected a plan mapping (layers: ...)")
+    try:
+        return CompressionPlan.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"search.warm_start: {path}: {exc}") from None

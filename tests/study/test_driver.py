@@ -122,6 +122,29 @@ def test_uniform_warm_start_runs_the_uniform_plans_first_within_a_quarter_of_the
     assert layers[0]["stem.0"] == layers[0]["fc"] == layers[1]["fc"] == (8, 0.0)
 
 
+def test_a_users_plan_file_is_measured_first_and_beside_the_uniform_ladder(tmp_path) -> None:
+    """``search.warm_start: [uniform, mine.json]``: the file's plan comes first, outside the
+    ladder's quarter of the budget, and runs exactly as written."""
+    from autocompress.plan import CompressionPlan, LayerPlan
+
+    probe = setup_from_experiment(ExperimentConfig.from_dict(tiny_experiment(tmp_path)))
+    layers = {
+        s.layer: LayerPlan(2 if s.layer.startswith("layer") else 8, 0.5 if s.prune_param else 0)
+        for s in probe.space.slots
+    }
+    (tmp_path / "mine.json").write_text(json.dumps(CompressionPlan(layers).to_dict()))
+    search = {"n_trials": 10, "warm_start": ["uniform", str(tmp_path / "mine.json")]}
+    config = ExperimentConfig.from_dict(tiny_experiment(tmp_path, search=search))
+    setup = setup_from_experiment(config)
+    study = open_study(setup)
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    kinds = [t.user_attrs.get("baseline") or t.user_attrs.get("warm_start") for t in waiting]
+    assert kinds == ["fp32", "int8", "plan", "uniform", "uniform"] + [None] * 5
+    trials = [study.ask() for _ in range(3)]  # waiting trials run in order: the third is ours
+    assert trials[2].number == waiting[2].number
+    assert setup.space.sample(trials[2]).layers == layers
+
+
 def test_plain_baseline_is_fine_tuned_the_plain_way_at_the_search_budget(tmp_path) -> None:
     search = {"n_trials": 2, "warm_start": [], "baselines": ["fp32", "plain-prune50"]}
     config = ExperimentConfig.from_dict(tiny_experiment(tmp_path, search=search))
