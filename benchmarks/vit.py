@@ -20,8 +20,16 @@ One sitting, on the experiment's target (ONNX Runtime, one pinned core, batch 1)
    (promoted through ``autocompress.refine``), verified beside the rest: does a longer budget bring
    the fast pruned plans, ours and the plain pipeline's, into the 1 pt band?
 
+Every row says what put its plan in the study (a baseline, a warm start, the sampler). A user's
+own plan joins as a warm-start file (``search.warm_start``), e.g. the hand plan in
+``benchmarks/plans/vit-attn4-mlp3-half.json`` (attention 4-bit, MLP 3-bit, half the heads and
+MLP units, dynamic int8 kernels), which becomes trial 5 after the five baselines.
+
 Run (opt-in; the reference ships in experiments/checkpoints, trained on a GPU):
     python benchmarks/vit.py n=36 search.executor=ray search.n_workers=2
+    python benchmarks/vit.py n=36 search.executor=ray search.n_workers=2 \
+        'search.warm_start=[uniform,../benchmarks/plans/vit-attn4-mlp3-half.json]' \
+        long=1000 long_trials=4,5
 Writes docs/benchmarks/vit-fmnist.{json,md}.
 """
 
@@ -122,6 +130,10 @@ def _criteria(result: Any, rows: list[Any], fp32_test: float) -> dict[str, Any]:
     """Fastest member within 1 pt of fp32 test accuracy vs the fastest uniform int8 baseline."""
     sizes = {m.number: m.size_bytes for m in result.front.completed}
     steps = {m.number: m.steps for m in result.front.completed}
+    every = {m.number: m for m in result.front.completed + result.front.lower_rungs}
+    # what put each row's plan in the study: a baseline, a warm start (uniform ladder, a user's
+    # plan file), or the sampler; a promotion inherits its parent's kind
+    kinds = {r.trial: _kind(every, r.trial) for r in rows}
     baselines = [r for r in rows if r.baseline in INT8]
     best_int8 = min(baselines, key=lambda r: r.verified_latency_ms)
     close = [r for r in rows if not r.baseline and r.test_accuracy >= fp32_test - 0.01]
@@ -135,6 +147,8 @@ def _criteria(result: Any, rows: list[Any], fp32_test: float) -> dict[str, Any]:
         },
         "member": None if member is None else member.trial,
         "steps": {r.trial: steps[r.trial] for r in rows},
+        "kinds": kinds,
+        "bytes": {r.trial: sizes[r.trial] for r in rows},
         "dominated_by_plain": _dominated_by_plain(rows, sizes),
     }
     if member is not None:
@@ -143,10 +157,23 @@ def _criteria(result: Any, rows: list[Any], fp32_test: float) -> dict[str, Any]:
             member_ms=member.verified_latency_ms,
             member_bytes=sizes[member.trial],
             member_steps=steps[member.trial],
+            member_kind=kinds[member.trial],
+            member_plan=every[member.trial].plan.summary(),
             speedup=best_int8.verified_latency_ms / member.verified_latency_ms,
             smaller=sizes[best_int8.trial] / sizes[member.trial],
         )
     return out
+
+
+def _kind(every: dict[int, Any], number: int) -> str:
+    """baseline kind, ``warm start: <kind>`` or ``sampled``, following promotions to the
+    trial that first ran the plan."""
+    member = every[number]
+    while member.parent is not None and member.parent in every:
+        member = every[member.parent]
+    if member.baseline:
+        return str(member.baseline)
+    return f"warm start: {member.warm_start}" if member.warm_start else "sampled"
 
 
 def _dominated_by_plain(rows: list[Any], sizes: dict[int, int]) -> dict[int, int]:
@@ -215,22 +242,26 @@ def markdown(data: dict[str, Any]) -> str:
         f"CPU: {data['cpu']}. Command: `{data['command']}`. fp32 reference test accuracy "
         f"{data['fp32_test']:.2%}.",
         "",
-        "| trial | baseline | steps | test acc | verified ms | ratio to fp32 | dominated by |",
-        "|---|---|---|---|---|---|---|",
+        "| trial | kind | steps | test acc | verified ms | ratio to fp32 | bytes | dominated by |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     steps = {int(k): v for k, v in c.get("steps", {}).items()}
+    kinds = {int(k): v for k, v in c.get("kinds", {}).items()}
+    sizes = {int(k): v for k, v in c.get("bytes", {}).items()}
     dominated = {int(k): v for k, v in c.get("dominated_by_plain", {}).items()}
     for r in data["rows"]:
+        t = r["trial"]
         lines.append(
-            f"| {r['trial']} | {r['baseline'] or ''} | {steps.get(r['trial'], '')} | "
+            f"| {t} | {kinds.get(t, r['baseline'] or '')} | {steps.get(t, '')} | "
             f"{r['test_accuracy']:.2%} | {r['verified_latency_ms']:.4f} | "
-            f"{r['verified_ratio']:.2f} | {dominated.get(r['trial'], '')} |"
+            f"{r['verified_ratio']:.2f} | {sizes.get(t, 0):,} | {dominated.get(t, '')} |"
         )
     lines += ["", f"Fastest uniform int8 baseline: {c['fastest_int8']}."]
     if c.get("member") is not None:
         lines.append(
             f"Fastest member within 1 pt of fp32 test: trial {c['member']} "
-            f"({c['member_test']:.2%}, {c.get('member_steps')} steps), {c['speedup']:.2f}x "
+            f"({c.get('member_kind', '?')}: {c.get('member_plan', '?')}; "
+            f"{c['member_test']:.2%}, {c.get('member_steps')} steps), {c['speedup']:.2f}x "
             f"faster and {c['smaller']:.2f}x smaller than it (targets 1.5x, 4x)."
         )
     else:

@@ -100,3 +100,32 @@ def test_a_member_is_dominated_only_by_a_plain_baseline_no_worse_everywhere() ->
     ]
     sizes = {1: 976_592, 2: 534_224, 3: 976_592, 4: 100}
     assert bench._dominated_by_plain(rows, sizes) == {3: 1}
+
+
+def test_each_row_says_what_put_its_plan_in_the_study() -> None:
+    def m(number, parent=None, baseline=None, warm_start=None):
+        return SimpleNamespace(
+            number=number, parent=parent, baseline=baseline, warm_start=warm_start
+        )
+
+    every = {
+        t.number: t
+        for t in [
+            m(4, baseline="plain-prune50"),
+            m(5, warm_start="plan"),
+            m(9),
+            m(20, parent=5),
+            m(30, parent=20),  # promoted twice: still the user's plan
+            m(31, parent=4),
+            m(32, parent=9),
+        ]
+    }
+    kinds = {n: bench._kind(every, n) for n in (4, 5, 9, 30, 31, 32)}
+    assert kinds == {
+        4: "plain-prune50",
+        5: "warm start: plan",
+        9: "sampled",
+        30: "warm start: plan",
+        31: "plain-prune50",
+        32: "sampled",
+    }
