@@ -51,7 +51,9 @@ def warm_start_params(setup: SearchSetup, taken: list[dict[str, Any]]) -> list[t
     search = setup.search
     room = max(0, search.n_trials - len(search.baselines)) // BUDGET_SHARE
     files = [w for w in search.warm_start if w not in GENERATED_WARM_STARTS]
-    mine = [("plan", setup.space.plan_params(read_plan(f), f)) for f in files]
+    mine = [
+        ("plan", setup.space.plan_params(read_plan(f), f"search.warm_start: {f}")) for f in files
+    ]
     if len(mine) > search.n_trials - len(search.baselines):
         raise ConfigError(
             f"search.warm_start: {len(mine)} plan files but room for "
@@ -92,7 +94,7 @@ def read_plan(path: str | Path) -> CompressionPlan:
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(
             f"search.warm_start: {path}: not readable as a plan ({type(exc).__name__}); "
-            "give a plan.json from `autocompress export`, or a plan's YAML"
+            "give an export's manifest.json, or a plan's JSON/YAML (plan.to_dict())"
         ) from None
     if isinstance(data, dict) and isinstance(data.get("plan"), dict):
         data = data["plan"]
