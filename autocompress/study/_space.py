@@ -217,7 +217,7 @@ class BoundSpace:
             params[slot.prune_param] = want_prune if want_prune is not None else lowest
         distill = self.space.config.distill
         if distill is not None:
-            params.update(self._fixed_distill_params(distill))
+            params.update(self.fixed_distill_params(distill))
         return self.encode(params)
 
     def uniform_params(self, bits: int, ratio: float) -> dict[str, Any]:
@@ -241,66 +241,7 @@ class BoundSpace:
                 params[slot.scheme_param] = "static" if "static" in rule.scheme else rule.scheme[0]
         distill = self.space.config.distill
         if distill is not None:
-            params.update(self._fixed_distill_params(distill))
-        return self.encode(params)
-
-    def plan_params(self, plan: CompressionPlan, source: str) -> dict[str, Any]:
-        """Parameter values that make ``plan`` (a user's own plan), for enqueueing.
-
-        Every layer of the space needs an entry whose bits, ratio and scheme its rule allows,
-        and layers that share a parameter need equal values; the first violation raises a
-        one-line ``ConfigError`` naming ``source``, the layer and the fix. The plan's
-        distillation is kept where the space allows it (the space's fixed values otherwise);
-        its step budget is not: the study gives the plan its own.
-        """
-        missing = [s.layer for s in self.slots if s.layer not in plan.layers]
-        extra = sorted(set(plan.layers) - {s.layer for s in self.slots})
-        if missing or extra:
-            which = f"lacks layer {missing[0]!r}" if missing else f"has no layer {extra[0]!r}"
-            raise ConfigError(
-                f"{source}: the plan {which} of this model's search space; a warm-start plan "
-                "names every layer the space covers (export one from a study of this model)"
-            )
-        params: dict[str, Any] = {}
-        for slot in self.slots:
-            layer, rule = plan.layers[slot.layer], self._rules[slot.layer]
-            bits = NONE_BITS if layer.weight_bits is None else layer.weight_bits
-            wanted: list[tuple[str, Any, Spec]] = [(slot.bits_param, bits, rule.bit_choices)]
-            if slot.prune_param is not None:
-                wanted.append((slot.prune_param, float(layer.prune_ratio), rule.prune))
-            elif layer.prune_ratio:
-                wanted.append(("prune", float(layer.prune_ratio), [0.0]))
-            if layer.weight_bits is not None:
-                scheme = _scheme_choice(layer)
-                choices = rule.scheme if slot.scheme_param is not None else rule.scheme[:1]
-                wanted.append((slot.scheme_param or "scheme", scheme, choices))
-            for name, value, spec in wanted:
-                if not _allows_choice(spec, value):
-                    raise ConfigError(
-                        f"{source}: layer {slot.layer!r} has {name.split('.')[0]} {value!r}, "
-                        f"which its rule does not allow ({_spec_text(spec)}); change the plan "
-                        "or add the value to the rule"
-                    )
-                if params.setdefault(name, value) != value and name in (
-                    slot.bits_param,
-                    slot.prune_param,
-                    slot.scheme_param,
-                ):
-                    raise ConfigError(
-                        f"{source}: layer {slot.layer!r} has {name.split('.')[0]} {value!r} but "
-                        f"the layers sharing its parameter {name!r} have {params[name]!r}; "
-                        "give them equal values"
-                    )
-        params = {k: v for k, v in params.items() if k not in ("prune", "scheme")}
-        distill = self.space.config.distill
-        if distill is not None:
-            params.update(self._fixed_distill_params(distill))
-            if plan.distill is not None:
-                for name in ("temperature", "alpha"):
-                    value = float(getattr(plan.distill, name))
-                    allowed: Spec = getattr(distill, name)
-                    if f"distill.{name}" in params and _allows_choice(allowed, value):
-                        params[f"distill.{name}"] = value
+            params.update(self.fixed_distill_params(distill))
         return self.encode(params)
 
     def layer_rule_params(self) -> dict[str, list[str]]:
@@ -321,7 +262,8 @@ class BoundSpace:
         return DistillPlan(temperature=float(t), alpha=float(a))
 
     @staticmethod
-    def _fixed_distill_params(distill: DistillSpace) -> dict[str, Any]:
+    def fixed_distill_params(distill: DistillSpace) -> dict[str, Any]:
+        """The distillation values plans enqueued by hand get: the lowest of each choice list."""
         out = {}
         for name, values in (("temperature", distill.temperature), ("alpha", distill.alpha)):
             if isinstance(values, Range) or len(values) > 1:
@@ -403,24 +345,6 @@ def _encode(spec: Spec, value: Any) -> Any:
         if choice == value or (choice in (None, NONE_BITS) and value in (None, NONE_BITS)):
             return i
     raise ConfigError(f"{value!r} is not one of the choices {spec}")
-
-
-def _scheme_choice(layer: LayerPlan) -> str:
-    """A quantized layer's scheme as a space spells it (``parse_scheme``'s inverse)."""
-    if layer.scheme is None:
-        return "static"
-    return f"{layer.scheme}/{layer.block_size}" if layer.block_size else layer.scheme
-
-
-def _allows_choice(spec: Spec, value: Any) -> bool:
-    """``value`` is one of the choices (or inside the range, on its grid)."""
-    if isinstance(spec, Range) or all(isinstance(c, (int, float)) for c in spec):
-        return isinstance(value, (int, float)) and _allows(spec, float(value))
-    return value in spec
-
-
-def _spec_text(spec: Spec) -> str:
-    return f"{spec.low}..{spec.high}" if isinstance(spec, Range) else f"choices {list(spec)}"
 
 
 def _bits_value(value: Any) -> int | None:

@@ -37,10 +37,11 @@ from typing import Any
 
 import yaml
 
-from autocompress.config import GENERATED_WARM_STARTS
+from autocompress.config import GENERATED_WARM_STARTS, NONE_BITS, Range
 from autocompress.errors import ConfigError
-from autocompress.plan import CompressionPlan
+from autocompress.plan import CompressionPlan, LayerPlan
 from autocompress.study._setup import SearchSetup
+from autocompress.study._space import BoundSpace, Spec
 
 UNIFORM_LADDER = ((8, 0.25), (4, 0.25), (4, 0.0), (8, 0.5), (4, 0.5))  # (bits, ratio)
 BUDGET_SHARE = 4  # warm starts take at most 1 / BUDGET_SHARE of the non-baseline budget
@@ -52,7 +53,7 @@ def warm_start_params(setup: SearchSetup, taken: list[dict[str, Any]]) -> list[t
     room = max(0, search.n_trials - len(search.baselines)) // BUDGET_SHARE
     files = [w for w in search.warm_start if w not in GENERATED_WARM_STARTS]
     mine = [
-        ("plan", setup.space.plan_params(read_plan(f), f"search.warm_start: {f}")) for f in files
+        ("plan", plan_params(setup.space, read_plan(f), f"search.warm_start: {f}")) for f in files
     ]
     if len(mine) > search.n_trials - len(search.baselines):
         raise ConfigError(
@@ -80,6 +81,78 @@ def warm_start_params(setup: SearchSetup, taken: list[dict[str, Any]]) -> list[t
         seen.append(params)
         out.append((kind, params))
     return out
+
+
+def plan_params(space: BoundSpace, plan: CompressionPlan, source: str) -> dict[str, Any]:
+    """Parameter values that make ``plan`` (a user's own plan), for enqueueing.
+
+    Every layer of the space needs an entry whose bits, ratio and scheme its rule allows, and
+    layers that share a parameter need equal values; the first violation raises a one-line
+    ``ConfigError`` naming ``source``, the layer and the fix. The plan's distillation is kept
+    where the space allows it (the space's fixed values otherwise); its step budget is not: the
+    study gives the plan its own.
+    """
+    missing = [s.layer for s in space.slots if s.layer not in plan.layers]
+    extra = sorted(set(plan.layers) - set(space.layer_names))
+    if missing or extra:
+        which = f"lacks layer {missing[0]!r}" if missing else f"has no layer {extra[0]!r}"
+        raise ConfigError(
+            f"{source}: the plan {which} of this model's search space; a warm-start plan "
+            "names every layer the space covers (export one from a study of this model)"
+        )
+    params: dict[str, Any] = {}
+    for slot in space.slots:
+        layer, rule = plan.layers[slot.layer], space.rule_of(slot.layer)
+        bits = NONE_BITS if layer.weight_bits is None else layer.weight_bits
+        wanted: list[tuple[str, Any, Spec]] = [(slot.bits_param, bits, rule.bit_choices)]
+        if slot.prune_param is not None:
+            wanted.append((slot.prune_param, float(layer.prune_ratio), rule.prune))
+        elif layer.prune_ratio:
+            wanted.append(("prune", float(layer.prune_ratio), [0.0]))
+        if layer.weight_bits is not None:
+            choices = rule.scheme if slot.scheme_param is not None else rule.scheme[:1]
+            wanted.append((slot.scheme_param or "scheme", _scheme_choice(layer), choices))
+        for name, value, spec in wanted:
+            kind = name.split(".")[0]
+            if not _allows(spec, value):
+                raise ConfigError(
+                    f"{source}: layer {slot.layer!r} has {kind} {value!r}, which its rule does "
+                    f"not allow ({_spec_text(spec)}); change the plan or add the value to the rule"
+                )
+            if params.setdefault(name, value) != value:  # only shared parameters get here
+                raise ConfigError(
+                    f"{source}: layer {slot.layer!r} has {kind} {value!r} but the layers sharing "
+                    f"its parameter {name!r} have {params[name]!r}; give them equal values"
+                )
+    params = {k: v for k, v in params.items() if k not in ("prune", "scheme")}
+    distill = space.space.config.distill
+    if distill is not None:
+        params.update(space.fixed_distill_params(distill))
+        for name in ("temperature", "alpha") if plan.distill is not None else ():
+            value = float(getattr(plan.distill, name))
+            if f"distill.{name}" in params and _allows(getattr(distill, name), value):
+                params[f"distill.{name}"] = value
+    return space.encode(params)
+
+
+def _scheme_choice(layer: LayerPlan) -> str:
+    """A quantized layer's scheme as a space spells it (``parse_scheme``'s inverse)."""
+    if layer.scheme is None:
+        return "static"
+    return f"{layer.scheme}/{layer.block_size}" if layer.block_size else layer.scheme
+
+
+def _allows(spec: Spec, value: Any) -> bool:
+    """``value`` is one of the choices, or inside the range."""
+    if isinstance(spec, Range):
+        return isinstance(value, (int, float)) and spec.low <= value <= spec.high
+    if all(isinstance(c, (int, float)) for c in spec):
+        return isinstance(value, (int, float)) and any(float(c) == value for c in spec)
+    return value in spec
+
+
+def _spec_text(spec: Spec) -> str:
+    return f"{spec.low}..{spec.high}" if isinstance(spec, Range) else f"choices {list(spec)}"
 
 
 def read_plan(path: str | Path) -> CompressionPlan:
