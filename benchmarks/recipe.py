@@ -43,14 +43,25 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 DEFAULT_VARIANTS = "ours:"  # the experiment's own recipe
 
 
-def parse_variants(text: str) -> dict[str, dict[str, float]]:
-    """``name:key=value,key=value;name2:...`` -> {name: {key: value}}."""
-    out: dict[str, dict[str, float]] = {}
+Settings = dict[str, float | str]
+
+
+def parse_variants(text: str) -> dict[str, Settings]:
+    """``name:key=value,key=value;name2:...`` -> {name: {key: value}} (numbers as floats,
+    words such as ``optimizer=adamw`` as strings)."""
+    out: dict[str, Settings] = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, _, settings = part.partition(":")
         pairs = (kv.split("=", 1) for kv in filter(None, settings.split(",")))
-        out[name] = {k.strip(): float(v) for k, v in pairs}
+        out[name] = {k.strip(): _value(v.strip()) for k, v in pairs}
     return out
+
+
+def _value(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def study_plans(names: list[str], head: str | None, seed: int = 0) -> dict[str, CompressionPlan]:
@@ -70,20 +81,19 @@ def study_plans(names: list[str], head: str | None, seed: int = 0) -> dict[str, 
     return plans
 
 
-def recipe_plan(
-    plan: CompressionPlan, variant: str, settings: dict[str, float]
-) -> CompressionPlan:
+def recipe_plan(plan: CompressionPlan, variant: str, settings: Settings) -> CompressionPlan:
     if variant == "plain":
         return plan.plain()
     distill = DistillPlan(
-        temperature=settings.get("temperature", 1.0), alpha=settings.get("alpha", 0.5)
+        temperature=float(settings.get("temperature", 1.0)),
+        alpha=float(settings.get("alpha", 0.5)),
     )
     return dataclasses.replace(plan, distill=distill)
 
 
-def recipe_task(task: Task, budget: int, seed: int, settings: dict[str, float]) -> Task:
+def recipe_task(task: Task, budget: int, seed: int, settings: Settings) -> Task:
     known = {f.name for f in dataclasses.fields(task.finetune)}
-    # each setting in its field's type (variants parse as floats; counts are integers)
+    # each setting in its field's type (numbers parse as floats; counts are integers)
     overrides = {k: type(getattr(task.finetune, k))(v) for k, v in settings.items() if k in known}
     finetune = dataclasses.replace(task.finetune, steps=budget, seed=seed, **overrides)
     return dataclasses.replace(task, finetune=finetune)

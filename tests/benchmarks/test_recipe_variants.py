@@ -1,0 +1,35 @@
+"""benchmarks/recipe.py: variant settings parse and reach the task in each field's type."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autocompress.config import FinetuneConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("bench_recipe", ROOT / "benchmarks" / "recipe.py")
+bench = importlib.util.module_from_spec(spec)
+sys.modules["bench_recipe"] = bench
+spec.loader.exec_module(bench)
+
+
+@dataclass(frozen=True)
+class _Task:
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+def test_variants_parse_numbers_and_words_and_reach_the_task_typed() -> None:
+    text = "ours:;aw:optimizer=adamw,lr=0.001,gptq_batches=1;kd:alpha=0.9"
+    variants = bench.parse_variants(text)
+    assert variants == {
+        "ours": {},
+        "aw": {"optimizer": "adamw", "lr": 0.001, "gptq_batches": 1.0},
+        "kd": {"alpha": 0.9},
+    }
+    finetune = bench.recipe_task(_Task(), 60, 2, variants["aw"]).finetune
+    assert (finetune.optimizer, finetune.lr) == ("adamw", 0.001)
+    assert (finetune.steps, finetune.seed) == (60, 2)
+    assert isinstance(finetune.gptq_batches, int) and finetune.gptq_batches == 1
