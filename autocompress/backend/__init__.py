@@ -19,6 +19,7 @@ from autocompress.backend._batchnorm import fold_batchnorm, recalibrate_batchnor
 from autocompress.backend._finetune import (
     FinetuneReport,
     FinetuneSettings,
+    adamw,
     distillation_loss,
     effective_lr,
     finetune,
@@ -74,6 +75,7 @@ __all__ = [
     "LayerInfo",
     "QuantizedWeight",
     "WeightFormat",
+    "adamw",
     "attach_fake_quant",
     "attention_layers",
     "channel_counts",

@@ -27,9 +27,10 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -172,17 +173,22 @@ def finetune(
 def _optimizer(
     params: list[nn.Parameter], settings: FinetuneSettings, lr: float
 ) -> torch.optim.Optimizer:
-    """Momentum SGD (the CNNs' recipe), or AdamW with weight decay on matrices only (biases,
-    norms and embeddings' vectors undecayed: the transformers' recipe, as in the reference
-    trainer)."""
+    """Momentum SGD (the CNNs' recipe), or ``adamw`` (the transformers')."""
     if settings.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=lr, momentum=settings.momentum, weight_decay=settings.weight_decay
         )
     if settings.optimizer != "adamw":
         raise ValueError(f"finetune optimizer {settings.optimizer!r}: use 'sgd' or 'adamw'")
-    groups: list[dict[str, object]] = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": settings.weight_decay},
+    return adamw(params, lr, settings.weight_decay)
+
+
+def adamw(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and kernels only (biases, norms' and embeddings'
+    vectors undecayed): how the transformers train, for the reference and for fine-tuning."""
+    params = list(params)
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=lr)

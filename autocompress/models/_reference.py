@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from autocompress import _files
+from autocompress.backend import adamw
 from autocompress.config import DataConfig, ModelConfig, TrainConfig, to_plain
 from autocompress.data import Splits, batches, endless_batches, load_splits
 from autocompress.errors import DataError
@@ -198,13 +199,7 @@ def _optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(
             net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
         )
-    decay = [p for p in net.parameters() if p.dim() >= 2]
-    rest = [p for p in net.parameters() if p.dim() < 2]
-    groups: list[dict[str, Any]] = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": rest},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0)
+    return adamw(net.parameters(), cfg.lr, cfg.weight_decay)
 
 
 def augment_images(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:

@@ -207,7 +207,7 @@ class BoundSpace:
                 params[slot.scheme_param] = baseline_scheme(rule.scheme, kind, self.space.source)
             if slot.prune_param is None or slot.prune_param in params:
                 continue  # unprunable, or a coupled layer whose group parameter is set
-            if want_prune is not None and not _allows(rule.prune, want_prune):
+            if want_prune is not None and not allows(rule.prune, want_prune):
                 raise ConfigError(
                     f"{self.space.source}: the {kind} baseline needs prune {want_prune} for layer "
                     f"{slot.layer!r}; add it to that rule's prune, or drop {kind} from "
@@ -291,10 +291,13 @@ def _share_coupled(slots: list[LayerSlot], coupled: Sequence[Sequence[str]]) -> 
     return [replace(s, prune_param=param_of[s.layer]) if s.layer in param_of else s for s in slots]
 
 
-def _allows(spec: list[float] | Range, value: float) -> bool:
+def allows(spec: Spec, value: Any) -> bool:
+    """``value`` is one of the choices (numbers compared as numbers), or inside the range."""
     if isinstance(spec, Range):
-        return float(spec.low) <= value <= float(spec.high)
-    return any(float(v) == value for v in spec)
+        return isinstance(value, (int, float)) and float(spec.low) <= value <= float(spec.high)
+    if all(isinstance(c, (int, float)) for c in spec):
+        return isinstance(value, (int, float)) and any(float(c) == value for c in spec)
+    return value in spec
 
 
 def _match_key(rule: LayerRule, index: int, layer: str) -> str | None:

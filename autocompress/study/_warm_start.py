@@ -41,7 +41,7 @@ from autocompress.config import GENERATED_WARM_STARTS, NONE_BITS, Range
 from autocompress.errors import ConfigError
 from autocompress.plan import CompressionPlan, LayerPlan
 from autocompress.study._setup import SearchSetup
-from autocompress.study._space import BoundSpace, Spec
+from autocompress.study._space import BoundSpace, Spec, allows
 
 UNIFORM_LADDER = ((8, 0.25), (4, 0.25), (4, 0.0), (8, 0.5), (4, 0.5))  # (bits, ratio)
 BUDGET_SHARE = 4  # warm starts take at most 1 / BUDGET_SHARE of the non-baseline budget
@@ -114,7 +114,7 @@ def plan_params(space: BoundSpace, plan: CompressionPlan, source: str) -> dict[s
             wanted.append((slot.scheme_param or "scheme", _scheme_choice(layer), choices))
         for name, value, spec in wanted:
             kind = name.split(".")[0]
-            if not _allows(spec, value):
+            if not allows(spec, value):
                 raise ConfigError(
                     f"{source}: layer {slot.layer!r} has {kind} {value!r}, which its rule does "
                     f"not allow ({_spec_text(spec)}); change the plan or add the value to the rule"
@@ -130,7 +130,7 @@ def plan_params(space: BoundSpace, plan: CompressionPlan, source: str) -> dict[s
         params.update(space.fixed_distill_params(distill))
         for name in ("temperature", "alpha") if plan.distill is not None else ():
             value = float(getattr(plan.distill, name))
-            if f"distill.{name}" in params and _allows(getattr(distill, name), value):
+            if f"distill.{name}" in params and allows(getattr(distill, name), value):
                 params[f"distill.{name}"] = value
     return space.encode(params)
 
@@ -140,15 +140,6 @@ def _scheme_choice(layer: LayerPlan) -> str:
     if layer.scheme is None:
         return "static"
     return f"{layer.scheme}/{layer.block_size}" if layer.block_size else layer.scheme
-
-
-def _allows(spec: Spec, value: Any) -> bool:
-    """``value`` is one of the choices, or inside the range."""
-    if isinstance(spec, Range):
-        return isinstance(value, (int, float)) and spec.low <= value <= spec.high
-    if all(isinstance(c, (int, float)) for c in spec):
-        return isinstance(value, (int, float)) and any(float(c) == value for c in spec)
-    return value in spec
 
 
 def _spec_text(spec: Spec) -> str:
