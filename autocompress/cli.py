@@ -175,7 +175,12 @@ def _refine_args(p: argparse.ArgumentParser) -> None:
         "--members", type=int, default=None, help="the K best front members (default 3)"
     )
     p.add_argument("--steps", type=int, default=None, help="budget (default the top rung)")
-    p.add_argument("--lr", type=float, default=None, help="SGD rate (default finetune.lr)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="SGD rate (default finetune.lr; finetune.plain_lr for the plain baselines)",
+    )
 
 
 def _storage_args(p: argparse.ArgumentParser, run_dir: bool = True) -> None:

@@ -38,7 +38,7 @@ Run (opt-in, not part of the tests; ~25 s per trial on a 2-core machine):
     python benchmarks/fmnist.py n=40 seeds=0,1,2            # the full protocol (~2.5 h)
     python benchmarks/fmnist.py n=10 seeds=0                # a short sitting (~15 min)
 Options: steps=<fine-tuning steps> batch=<target batch size> out=<folder> (docs/benchmarks)
-refine=<members, default 3> refine_steps=<default 1000> refine_lr=<default 0.03>
+refine=<members, default 3> refine_steps=<default 1000> refine_lr=<default: the experiment's>
 workers=<trials in flight, default 1> samplers=<other samplers at n, comma-separated>.
 Writes <out>/fmnist-b<batch>.{json,md,png}; runs live in runs/bench/. Studies already complete
 are reused (not re-run); their wall and CPU time come from the previous JSON.
@@ -110,7 +110,9 @@ class Sitting:
     batch: int
     common: tuple[str, ...]
     tag: str = ""  # "" for the reference experiment, else "<experiment name>-"
-    refine_lr: float = 0.03  # SGD rate of the promoted (refined) trials
+    # SGD rate of the refined trials; None: the experiment's (finetune.lr, and plain_lr for the
+    # plain baselines), as the multi-fidelity rungs train
+    refine_lr: float | None = None
 
     def study_name(self, arm: Arm) -> str:
         return f"bench-{self.tag}{arm.label}-b{self.batch}"
@@ -925,7 +927,8 @@ def main(argv: list[str]) -> None:
     experiment = args.get("experiment", EXPERIMENT)
     config = load_experiment(experiment)
     tag = "" if experiment == EXPERIMENT else f"{config.name}-"
-    sitting = Sitting(experiment, batch, tuple(common), tag, float(args.get("refine_lr", 0.03)))
+    refine_lr = float(args["refine_lr"]) if "refine_lr" in args else None
+    sitting = Sitting(experiment, batch, tuple(common), tag, refine_lr)
     default = config.search.sampler  # what `autocompress search` uses
     others = [x for x in args.get("samplers", "").split(",") if x and x != default]
     rungs = tuple(int(x) for x in args["mf"].split(",")) if args.get("mf") else None

@@ -8,8 +8,11 @@ scored on the held-out test split:
 - ``plain``: ``CompressionPlan.plain()``: torch-pruning L2 magnitude at the plan's widths
   (round_to 8, head kept), cross-entropy only, BatchNorm live, SGD with cosine decay, then int8
   post-training quantization (per-channel symmetric weights, MinMax activations: ONNX Runtime's
-  ``quantize_static``, measured equal to ours within 0.1 pt in FINDINGS). The user's afternoon.
-- the named variants: our recipe with ``finetune.*`` / ``distill.*`` settings (``variants=``).
+  ``quantize_static``, measured equal to ours within 0.1 pt in FINDINGS), at
+  ``finetune.plain_lr`` (the afternoon's 0.01 in the CNN experiments). The user's afternoon.
+- the named variants: our recipe with ``finetune.*`` / ``distill.*`` settings (``variants=``);
+  a variant named ``plain-*`` runs the plain pipeline with its settings instead (e.g.
+  ``plain-lr4:plain_lr=0.04``: the afternoon at another rate, to see what tuning it buys).
 
 Latency is the trial's own (timed beside fp32 in the same sitting); sizes are the deployable's
 file bytes and the packed k-bit artifact's bytes. Rows, medians over seeds and the difference to
@@ -19,6 +22,7 @@ Run (opt-in; minutes per 1000-step row on 2 cores):
     python benchmarks/recipe.py experiments/fashion_mnist.yaml model.train.epochs=12 \
         budgets=60,1000 seeds=0,1,2 tag=fmnist
     python benchmarks/recipe.py ... variants='qat1:qat_fraction=1;qat25:qat_fraction=0.25'
+    python benchmarks/recipe.py ... variants='ours:;plain-lr4:plain_lr=0.04'
 """
 
 from __future__ import annotations
@@ -82,11 +86,12 @@ def study_plans(names: list[str], head: str | None, seed: int = 0) -> dict[str, 
 
 
 def recipe_plan(plan: CompressionPlan, variant: str, settings: Settings) -> CompressionPlan:
-    if variant == "plain":
+    if variant == "plain" or variant.startswith("plain-"):
         return plan.plain()
+    defaults = DistillPlan()  # the recipe's own T and alpha unless a variant sets them
     distill = DistillPlan(
-        temperature=float(settings.get("temperature", 1.0)),
-        alpha=float(settings.get("alpha", 0.5)),
+        temperature=float(settings.get("temperature", defaults.temperature)),
+        alpha=float(settings.get("alpha", defaults.alpha)),
     )
     return dataclasses.replace(plan, distill=distill)
 

@@ -263,11 +263,14 @@ class BoundSpace:
 
     @staticmethod
     def fixed_distill_params(distill: DistillSpace) -> dict[str, Any]:
-        """The distillation values plans enqueued by hand get: the lowest of each choice list."""
+        """The distillation values plans enqueued by hand get: the recipe's defaults
+        (``DistillPlan``: T=2, alpha 0.9, measured best on their own) where the space allows
+        them, else the lowest of each choice list."""
         out = {}
+        defaults = DistillPlan()
         for name, values in (("temperature", distill.temperature), ("alpha", distill.alpha)):
             if isinstance(values, Range) or len(values) > 1:
-                out[f"distill.{name}"] = _lowest(values)
+                out[f"distill.{name}"] = _default_or_lowest(values, getattr(defaults, name))
         return out
 
     def _rule_for(self, layer: str) -> LayerRule:
@@ -289,6 +292,16 @@ def _share_coupled(slots: list[LayerSlot], coupled: Sequence[Sequence[str]]) -> 
         for layer in prunable[1:]:
             param_of[layer] = slots[position[prunable[0]]].prune_param
     return [replace(s, prune_param=param_of[s.layer]) if s.layer in param_of else s for s in slots]
+
+
+def _default_or_lowest(spec: Spec, default: float) -> Any:
+    """``default`` where ``spec`` allows it (on a range's step grid), else its lowest value."""
+    on_grid = (
+        not isinstance(spec, Range)
+        or spec.step is None
+        or math.isclose((default - spec.low) / spec.step, round((default - spec.low) / spec.step))
+    )
+    return default if on_grid and allows(spec, default) else _lowest(spec)
 
 
 def allows(spec: Spec, value: Any) -> bool:

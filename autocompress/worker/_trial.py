@@ -187,7 +187,7 @@ def _finetune(
     base = FinetuneSettings(
         steps=steps,
         optimizer=cfg.optimizer,
-        lr=cfg.lr if plan.distill is None or plan.distill.lr is None else plan.distill.lr,
+        lr=_rate(plan, task),
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
         deadline=clock.deadline,
@@ -237,6 +237,17 @@ def _gptq(model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task, cloc
 
     with clock("gptq"), busy():
         gptq_round(model, weight_formats(plan), _inputs(ctx, task), task.finetune.gptq_batches)
+
+
+def _rate(plan: CompressionPlan, task: Task) -> float:
+    """The plan's own rate (a refinement's), else ``finetune.plain_lr`` for plans without a
+    teacher term (the plain baselines: a user's own rate), else ``finetune.lr``."""
+    distill, cfg = plan.distill, task.finetune
+    if distill is not None and distill.lr is not None:
+        return distill.lr
+    if distill is not None and distill.alpha == 0.0 and cfg.plain_lr is not None:
+        return cfg.plain_lr
+    return cfg.lr
 
 
 def _qat_fraction(plan: CompressionPlan, task: Task) -> float:

@@ -33,3 +33,15 @@ def test_variants_parse_numbers_and_words_and_reach_the_task_typed() -> None:
     assert (finetune.optimizer, finetune.lr) == ("adamw", 0.001)
     assert (finetune.steps, finetune.seed) == (60, 2)
     assert isinstance(finetune.gptq_batches, int) and finetune.gptq_batches == 1
+
+
+def test_plain_named_variants_run_the_plain_pipeline_and_others_the_recipe_defaults() -> None:
+    from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
+
+    plan = CompressionPlan({"conv": LayerPlan(4, 0.5), "fc": LayerPlan(4, 0.0)})
+    for name in ("plain", "plain-lr4"):
+        distill = bench.recipe_plan(plan, name, {"plain_lr": 0.04}).distill
+        assert distill is not None and distill.alpha == 0.0
+    ours = bench.recipe_plan(plan, "ours", {}).distill
+    assert ours == DistillPlan()  # the recipe's own T and alpha
+    assert bench.recipe_plan(plan, "kd", {"alpha": 0.5}).distill == DistillPlan(alpha=0.5)

@@ -240,3 +240,25 @@ def test_the_shipped_linear_schemes_space_binds_to_an_mlp() -> None:
     plans = [bound.sample(study.ask()) for _ in range(12)]
     assert any(p.layer_schemes for p in plans)
     assert all(CompressionPlan.from_json(p.to_json()) == p for p in plans)
+
+
+@pytest.mark.parametrize(
+    ("temperature", "alpha", "want"),
+    [
+        ([1.0, 2.0, 4.0], [0.5, 0.9], (2.0, 0.9)),  # the recipe's defaults, where allowed
+        ([1.0, 4.0], [0.5, 0.7], (1.0, 0.5)),  # else the lowest of each list
+        ({"low": 1.0, "high": 8.0}, {"low": 0.0, "high": 1.0, "step": 0.25}, (2.0, 0.0)),
+    ],
+)
+def test_hand_made_plans_distill_with_the_recipe_defaults_the_space_allows(
+    temperature: object, alpha: object, want: tuple[float, float]
+) -> None:
+    rules = [{"match": ".*", "bits": [4, 8], "prune": [0.0, 0.5]}]
+    data = {"layers": rules, "distill": {"temperature": temperature, "alpha": alpha}}
+    bound = bind_space(SearchSpace.from_dict(data), LAYERS, head="fc")
+    for params in (bound.uniform_params(4, 0.5), bound.baseline_params("int8-prune50")):
+        study = optuna.create_study(directions=["maximize", "minimize"])
+        study.enqueue_trial(params)
+        distill = bound.sample(study.ask()).distill
+        assert distill is not None
+        assert (distill.temperature, distill.alpha) == pytest.approx(want)

@@ -114,3 +114,22 @@ def test_plain_plan_is_what_a_user_runs_without_us(tiny_task, names) -> None:
     assert r.finetune is not None and r.finetune.steps == tiny_task.finetune.steps
     assert r.layers["layer3.0.conv1"].channels < r.layers["layer3.0.conv1"].channels_before
     assert r.accuracy > 0.5
+
+
+def test_plain_plans_fine_tune_at_the_plain_rate(tiny_task, names) -> None:
+    """``finetune.plain_lr`` is the rate of plans without a teacher term (the plain baselines:
+    a user's own rate); distilling plans keep ``finetune.lr`` (divided by the T rule); a
+    plan's own rate (a refinement's) wins over both."""
+    layers = {n: LayerPlan(8, 0.0) for n in names}
+    ours = CompressionPlan(layers=layers, distill=DistillPlan(temperature=2.0, alpha=0.9))
+    finetune = dataclasses.replace(tiny_task.finetune, steps=2, lr=0.04, plain_lr=0.01)
+    task = dataclasses.replace(tiny_task, finetune=finetune).to_dict()
+
+    def rate(plan: CompressionPlan) -> float:
+        report = run_trial(plan.to_dict(), task).result.finetune
+        assert report is not None
+        return report.lr
+
+    assert rate(ours.plain()) == pytest.approx(0.01)
+    assert rate(ours) == pytest.approx(0.04 / (0.9 * 2.0 + 0.1))
+    assert rate(ours.plain().with_budget(2, lr=0.03)) == pytest.approx(0.03)
