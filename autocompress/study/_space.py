@@ -294,14 +294,9 @@ def _share_coupled(slots: list[LayerSlot], coupled: Sequence[Sequence[str]]) -> 
     return [replace(s, prune_param=param_of[s.layer]) if s.layer in param_of else s for s in slots]
 
 
-def _default_or_lowest(spec: Spec, default: float) -> Any:
+def _default_or_lowest(spec: list[float] | Range, default: float) -> float:
     """``default`` where ``spec`` allows it (on a range's step grid), else its lowest value."""
-    on_grid = (
-        not isinstance(spec, Range)
-        or spec.step is None
-        or math.isclose((default - spec.low) / spec.step, round((default - spec.low) / spec.step))
-    )
-    return default if on_grid and allows(spec, default) else _lowest(spec)
+    return default if math.isclose(_at_most(spec, default), default) else _lowest(spec)
 
 
 def allows(spec: Spec, value: Any) -> bool:
