@@ -67,7 +67,8 @@ def run_trial(
     with clock("load"):
         ctx = trial_context(task, objects)
     _check_schemes(plan, ctx.runtime.name)
-    model = copy.deepcopy(ctx.teacher)
+    with clock("copy"), busy():  # a large model's copy is memory traffic a timer would feel
+        model = copy.deepcopy(ctx.teacher)
     before = _channels(model)
     early_accuracy = None
     if plan.pruned_layers:
@@ -75,7 +76,8 @@ def run_trial(
             _prune(model, plan, ctx, task)
         with clock("bn_recalibration"), busy():
             recalibrate_batchnorm(model, _inputs(ctx, task), task.finetune.bn_batches)
-        early_accuracy = _torch_accuracy(model, ctx, EARLY_EVAL_IMAGES)
+        with clock("early_evaluate"):
+            early_accuracy = _torch_accuracy(model, ctx, EARLY_EVAL_IMAGES)
         _check_hopeless(early_accuracy, task, "after pruning and BN recalibration")
     finetune_report, steps = None, _steps(plan, task)
     if plan.distill is not None and steps > 0 and not plan.is_fp32:
@@ -85,7 +87,7 @@ def run_trial(
         with clock("fold"), busy():
             fold_batchnorm(model)
         _gptq(model, plan, ctx, task, clock)
-        with busy():
+        with clock("snap"), busy():
             quantized = snap_weights(model, weight_formats(plan))
     with clock("realize"), busy():
         deployable = ctx.runtime.realize(model, quantized, ctx.calibration, task.target)
@@ -93,12 +95,14 @@ def run_trial(
         accuracy = top1_accuracy(deployable.predict, ctx.data.val())
     with clock("measure"):
         latency, where = time_deployable(deployable, ctx, task)
+    with clock("pack"), busy():
+        size, packed = packed_size(model, quantized), write_packed(model, quantized)
     result = TrialResult(
         accuracy=accuracy,
         latency_ms=latency.candidate.median_ms,
         latency_ratio=latency.ratio,
         reference_latency_ms=None if latency.reference is None else latency.reference.median_ms,
-        size_bytes=packed_size(model, quantized),
+        size_bytes=size,
         deploy_bytes=len(deployable.artifact),
         params=parameter_count(model),
         latency=latency,
@@ -111,7 +115,7 @@ def run_trial(
         finetune_steps=steps,
         stage_seconds=clock.seconds,
     )
-    return TrialOutput(result, deployable.artifact, write_packed(model, quantized))
+    return TrialOutput(result, deployable.artifact, packed)
 
 
 def time_deployable(
@@ -216,7 +220,7 @@ def _finetune(
         fold_batchnorm(model)
     if qat_steps == 0:
         _gptq(model, plan, ctx, task, clock)
-        with busy():
+        with clock("snap"), busy():
             return snap_weights(model, weight_formats(plan)), _joined(reports)
     with clock("finetune"):
         offset = steps - qat_steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -43,6 +44,18 @@ def test_full_plan_prunes_recalibrates_and_finetunes(tiny_task, names) -> None:
     assert r.finetune_steps == tiny_task.finetune.steps
     assert r.layers["layer3.0.conv1"].channels < r.layers["layer3.0.conv1"].channels_before
     assert r.early_accuracy is not None
+
+
+def test_stages_account_for_the_trial(tiny_task, names) -> None:
+    """Every step of a trial is clocked, so throughput checks can split worker time from the
+    driver's and Ray's (experiments/throughput_check.py): copy, snap and pack included."""
+    layers = {n: LayerPlan(4, 0.5 if n.startswith("layer3") else 0.0) for n in names}
+    plan = CompressionPlan(layers=layers)  # no fine-tuning: the clocks around it matter most
+    start = time.perf_counter()
+    r = run_trial(plan.to_dict(), tiny_task.to_dict()).result
+    wall = time.perf_counter() - start
+    assert {"copy", "early_evaluate", "snap", "realize", "measure", "pack"} <= set(r.stage_seconds)
+    assert sum(r.stage_seconds.values()) > 0.9 * wall
     assert r.layers["fc"].bits == 4
 
 
