@@ -96,3 +96,37 @@ def test_layers_are_rounded_on_the_inputs_of_the_rounded_layers_before_them() ->
     x = batches((64, 32), 1)[0]
     assert torch.allclose(seen[-1], torch.relu(model[0](x)), atol=1e-6)
     assert not torch.allclose(seen[-1], torch.relu(first(x)), atol=1e-3)
+
+
+class _Shared(nn.Module):
+    """One Linear called twice per forward (shared weights), a layer after it, and a model
+    that swallows exceptions: the Hessian must still see every call's input exactly once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared, self.after = nn.Linear(16, 16), nn.Linear(16, 4)
+        self.after_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            h = self.shared(torch.relu(self.shared(x)))
+        except Exception:  # a careless user model
+            h = x
+        self.after_calls += 1
+        return self.after(h)
+
+
+def test_hessian_stops_the_forward_once_the_layer_has_its_inputs_and_sees_every_call() -> None:
+    from autocompress.backend._gptq import _hessian
+
+    torch.manual_seed(3)
+    model, xs = _Shared(), batches((32, 16), 3)
+    rows = []
+    for x in xs:
+        with torch.no_grad():
+            rows += [x, torch.relu(model.shared(x))]
+    expected = sum(r.T @ r for r in rows) / sum(r.shape[0] for r in rows)
+    model.after_calls = 0
+    hessian = _hessian(model, model.shared, xs)
+    assert hessian is not None and torch.allclose(hessian, expected, atol=1e-5)
+    assert model.after_calls == 1  # only the first batch ran past the layer's last call
