@@ -30,6 +30,14 @@ def _worker(path: str, lock_dir: str, seconds: float) -> None:
                 log.flush()
 
 
+def _wait_for_work(log: Path, timeout_s: float = 60.0) -> None:
+    """Until the worker has logged a chunk of work, so the lock is taken while work runs."""
+    end = time.monotonic() + timeout_s
+    while not (log.exists() and log.read_text().strip()):
+        assert time.monotonic() < end, "the worker process never started working"
+        time.sleep(0.02)
+
+
 def _intervals(path: Path) -> list[tuple[float, float]]:
     return [tuple(map(float, line.split())) for line in path.read_text().splitlines()]
 
@@ -44,7 +52,7 @@ def test_timing_never_overlaps_work_of_other_processes(tmp_path: Path, monkeypat
     ]
     for w in workers:
         w.start()
-    time.sleep(1.0)  # both workers are looping busy sections by now
+    _wait_for_work(log)  # the workers are looping busy sections by now
     timed = []
     for _ in range(5):
         with exclusive():
@@ -67,7 +75,7 @@ def test_timing_waits_for_work_in_flight_and_blocks_new_work(tmp_path: Path, mon
     log = tmp_path / "work.log"
     worker = ctx.Process(target=_worker, args=(str(log), str(tmp_path / "locks"), 1.0))
     worker.start()
-    time.sleep(0.5)
+    _wait_for_work(log)  # a spawned process imports for a while first (seconds on a slow CPU)
     with exclusive() as waited:
         n_before = len(_intervals(log))
         time.sleep(0.3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,9 +106,30 @@ def _trained(shared: bool | None, splits) -> nn.Module:
     return model.eval()
 
 
+@functools.cache
+def _u8s8_saturates() -> bool:
+    """x86 without VNNI: ORT's u8 x s8 kernels (VPMADDUBSW) add pairs of products in 16 bits
+    and saturate, so full-range 8-bit weights compute something else than what was trained
+    (measured on an AVX2-only AMD EPYC: a 4-block ViT, all layers 8-bit, agreed with its k-bit
+    model on 81% of inputs, max logit error 0.35; at 7 bits 98%, 0.014). 7-bit codes cannot
+    saturate (2 x 255 x 63 < 2^15), so there the conformance checks run at 7 bits."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "vnni" not in flags
+
+
+FULL = 7 if _u8s8_saturates() else 8  # the widest weights the int8 kernels here compute exactly
+
+
 def _bits(shared: bool | None) -> dict[str, int]:
     if shared is None:
-        return {"q": 8, "k": 8, "v": 4, "out": 4, "head": 8}
+        return {"q": FULL, "k": FULL, "v": 4, "out": 4, "head": FULL}
     bits = {"up": 4, "down": 4, "head": 8}
     return {**bits, "left": 4, "right": 4} if shared else bits
 
@@ -278,7 +300,7 @@ def test_a_vit_with_mixed_schemes_across_q_k_v_realizes() -> None:
     torch.manual_seed(0)
     model = build_model("vit", [1, 8, 8], 10, {"dim": 32, "heads": 4, "patch": 2}).eval()
     x = torch.randn(16, 1, 8, 8)
-    layers = {n.name: LayerPlan(8) for n in layer_inventory(model, x[:2])}
+    layers = {n.name: LayerPlan(FULL) for n in layer_inventory(model, x[:2])}
     layers["encoder.blocks.0.attn.q"] = LayerPlan(4, 0.0, "nbits", 32)
     plan = CompressionPlan(layers)
     quantized = snap_weights(model, weight_formats(plan))
