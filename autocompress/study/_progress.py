@@ -139,6 +139,13 @@ class Progress:
         )
         if setup.uncovered:
             self._say(_left_out(setup.uncovered, int(ref["params"])))
+        if _saturating_int8(setup.task.target):
+            self._say(
+                "note: this CPU has no VNNI, so ONNX Runtime's int8 kernels add pairs of 8-bit "
+                "products in 16 bits and can saturate on full-range 8-bit weights: accuracy is "
+                "measured on the deployable, but 8-bit layers (transformers most) may score "
+                "lower than on a VNNI CPU; 7-bit weights cannot saturate"
+            )
 
     def __call__(self, kind: str, info: dict[str, Any]) -> None:
         if kind == "started":
@@ -279,6 +286,14 @@ class Progress:
     def _say(self, text: str, level: int = logging.INFO) -> None:
         if self.enabled:
             LOGGER.log(level, text)
+
+
+def _saturating_int8(target: Any) -> bool:
+    """ONNX Runtime timed (and realized) on this machine's CPU, where int8 can saturate."""
+    from autocompress.runtimes import int8_saturates
+
+    local_cpu = not target.node_resources and str(target.device) == "cpu"
+    return target.runtime == "onnxruntime" and local_cpu and int8_saturates()
 
 
 def _left_out(uncovered: Sequence[tuple[str, int, str]], params: int) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +30,7 @@ from autocompress.config import DataConfig, TargetConfig
 from autocompress.data import endless_batches, load_splits
 from autocompress.deploy.unpack import rebuild_onnx
 from autocompress.errors import ConfigError, UnsupportedPlanError
-from autocompress.runtimes import get_runtime, onnx_skeleton
+from autocompress.runtimes import get_runtime, int8_saturates, onnx_skeleton
 from autocompress.runtimes._onnxrt_weights import pack_nbits
 
 
@@ -106,25 +105,9 @@ def _trained(shared: bool | None, splits) -> nn.Module:
     return model.eval()
 
 
-@functools.cache
-def _u8s8_saturates() -> bool:
-    """x86 without VNNI: ORT's u8 x s8 kernels (VPMADDUBSW) add pairs of products in 16 bits
-    and saturate, so full-range 8-bit weights compute something else than what was trained
-    (measured on an AVX2-only AMD EPYC: a 4-block ViT, all layers 8-bit, agreed with its k-bit
-    model on 81% of inputs, max logit error 0.35; at 7 bits 98%, 0.014). 7-bit codes cannot
-    saturate (2 x 255 x 63 < 2^15), so there the conformance checks run at 7 bits."""
-    import platform
-
-    if platform.machine() not in ("x86_64", "AMD64"):
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "vnni" not in flags
-
-
-FULL = 7 if _u8s8_saturates() else 8  # the widest weights the int8 kernels here compute exactly
+# the widest weights the int8 kernels here compute exactly: 7 bits where u8 x s8 pairs saturate
+# in 16 bits (x86 without VNNI, see runtimes.int8_saturates)
+FULL = 7 if int8_saturates() else 8
 
 
 def _bits(shared: bool | None) -> dict[str, int]:

@@ -68,7 +68,8 @@ def _search(setup, name: str, reporter_of, seconds: float = 0.01):
     return reporter
 
 
-def test_plain_lines_off_a_terminal(setup, level) -> None:
+def test_plain_lines_off_a_terminal(setup, level, monkeypatch) -> None:
+    monkeypatch.setattr("autocompress.runtimes.int8_saturates", lambda: False)
     level(logging.INFO)
     out = io.StringIO()
     _search(setup, "plain", lambda s: Progress(s, out=out))
@@ -84,6 +85,18 @@ def test_plain_lines_off_a_terminal(setup, level) -> None:
     assert all(STATUS.match(s) for s in body[1::2]), body
     assert body[-1].startswith("  done 4/4 | running 0 | failed 0 | stopped early 0 | front ")
     assert "\x1b" not in out.getvalue()  # no terminal codes in a log
+
+
+@pytest.mark.parametrize("saturates", [True, False])
+def test_a_cpu_whose_int8_saturates_is_named_in_the_opening_lines(
+    setup, level, monkeypatch, saturates: bool
+) -> None:
+    monkeypatch.setattr("autocompress.runtimes.int8_saturates", lambda: saturates)
+    level(logging.INFO)
+    out = io.StringIO()
+    _search(setup, f"vnni-{saturates}", lambda s: Progress(s, out=out))
+    notes = [x for x in out.getvalue().splitlines()[:3] if "no VNNI" in x]
+    assert len(notes) == int(saturates)
 
 
 def test_debug_adds_a_line_per_started_trial(setup, level) -> None:
