@@ -1,7 +1,7 @@
 """Latency you can trust: the protocol (``_latency``), isolation (``_lock``), fingerprints."""
 
 from autocompress.measure._accuracy import top1_accuracy
-from autocompress.measure._fingerprint import cpu_model, fingerprint, fingerprint_key
+from autocompress.measure._fingerprint import cpu_flags, cpu_model, fingerprint, fingerprint_key
 from autocompress.measure._latency import (
     Elapsed,
     LatencyStats,
@@ -18,6 +18,7 @@ __all__ = [
     "LatencyStats",
     "Measurement",
     "busy",
+    "cpu_flags",
     "cpu_model",
     "default_cores",
     "exclusive",

@@ -34,14 +34,25 @@ COMPARABLE = (
 
 @lru_cache(maxsize=1)
 def cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``avx512_vnni``, ...); empty where ``/proc/cpuinfo`` is not."""
+    return frozenset(_cpuinfo("flags").split())
+
+
+def _cpuinfo(field: str) -> str:
+    """The first ``field`` line of ``/proc/cpuinfo``, or ``""``."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return ""
 
 
 def gpu_name(device: str) -> str | None:

@@ -47,14 +47,11 @@ def int8_saturates() -> bool:
     """
     import platform
 
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return bool(flags) and "vnni" not in flags
+    from autocompress.measure import cpu_flags
+
+    flags = cpu_flags()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return x86 and bool(flags) and not any("vnni" in flag for flag in flags)
 
 
 def check_target_device(target: Any) -> None:
