@@ -11,7 +11,7 @@ Run: python experiments/throughput_check.py [n_trials=10] [steps=60]   (about 10
 ``rungs=0`` runs a one-rung multi-fidelity search (prune, recalibrate, snap, realize, time; no
 fine-tuning), where orchestration matters most. Two shares of the wall time: ``outside_stages`` =
 1 - (seconds in the trials' clocked stages) / (wall x workers): dispatch, result transfer, the
-driver's writes and the unclocked worker steps (teacher copy, snapping, packing); ``idle`` = the
+driver's writes (every step of a trial is clocked); ``idle`` = the
 driver's own gaps between one trial's end and the next one's start, over the wall (1 worker).
 What limits the speedup, measured: the timing sitting holds the machine exclusively (the
 measurement lock), so with 2 workers at best everything else overlaps; the bound printed is
@@ -58,15 +58,12 @@ def run(n_workers: int, n_trials: int, steps: int, rungs: str | None = None) -> 
     end = max(t.datetime_complete for t in trials)
     hours = (end - start).total_seconds() / 3600
     records = [read_trial(t) for t in trials]
-    worked = sum(sum(r.result.stage_seconds.values()) for r in records if r.result is not None)
-    stages = sorted({k for r in records if r.result is not None for k in r.result.stage_seconds})
-    per_stage = {
-        k: statistics.median(
-            r.result.stage_seconds.get(k, 0.0) for r in records if r.result is not None
-        )
-        for k in stages
-    }
     results = [r.result for r in records if r.result is not None]
+    worked = sum(sum(r.stage_seconds.values()) for r in results)
+    stages = sorted({k for r in results for k in r.stage_seconds})
+    per_stage = {
+        k: statistics.median(r.stage_seconds.get(k, 0.0) for r in results) for k in stages
+    }
     waits = [r.latency.lock_wait_s for r in results]
     # the timing section (the measure stage less its lock wait: timer build + the sitting) holds
     # the machine exclusively; every other stage can overlap with another worker's
