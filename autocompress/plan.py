@@ -235,6 +235,18 @@ class CompressionPlan:
         distill = DistillPlan(alpha=0.0, steps=steps, lr=lr, qat_fraction=0.0)
         return CompressionPlan(layers=layers, distill=distill)
 
+    def capped(self, widest_bits: int) -> CompressionPlan:
+        """The same plan with int8-kernel layers (static, dynamic) at most ``widest_bits`` wide:
+        where ONNX Runtime's int8 saturates, 8-bit weights become 7-bit ones, which it computes
+        exactly (``runtimes.widest_exact_bits``). MatMulNBits layers take 2, 4 or 8 bits: kept."""
+        layers = {
+            n: replace(p, weight_bits=widest_bits)
+            if p.weight_bits is not None and p.weight_bits > widest_bits and p.scheme != "nbits"
+            else p
+            for n, p in self.layers.items()
+        }
+        return CompressionPlan(layers=layers, distill=self.distill)
+
     def with_budget(self, steps: int, lr: float | None = None) -> CompressionPlan:
         """The same compression and distillation, fine-tuned for ``steps`` (a rung's budget)."""
         if self.distill is None:

@@ -40,7 +40,7 @@ from autocompress.config import load_experiment
 from autocompress.measure import top1_accuracy
 from autocompress.models import load_reference
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
-from autocompress.runtimes import get_runtime
+from autocompress.runtimes import get_runtime, widest_exact_bits
 from autocompress.worker import Task, run_trial, trial_context
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
@@ -108,6 +108,7 @@ def run_row(
     task: Task, plan: CompressionPlan, label: str, variant: str, seed: int
 ) -> dict[str, Any]:
     start = time.perf_counter()
+    plan = plan.capped(widest_exact_bits(task.target))  # as a search does: 7 where int8 saturates
     output = run_trial(plan.to_dict(), task.to_dict())
     ctx = trial_context(task)
     deployable = get_runtime(task.target.runtime).load(output.artifact, task.target)

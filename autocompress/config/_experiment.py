@@ -97,11 +97,11 @@ class FinetuneConfig:
     weight_decay: float = field(default=0.0, metadata={"ge": 0})
     # share of the steps, at the end, that train quantization-aware on BN-folded weights;
     # before them the network fine-tunes in float with BatchNorm live (1: QAT all along).
-    # 0: fine-tune in float, then GPTQ-round sub-8-bit weights (post-training), measured better
+    # 0: fine-tune in float, then GPTQ-round weights below 7 bits (post-training), measured better
     # than 0.25 at 60 and 1000 steps once GPTQ rounds (docs/benchmarks/recipe-fmnist-gptq-*.md)
     qat_fraction: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     bn_batches: int = field(default=20, metadata={"ge": 0})  # BN recalibration after pruning
-    # calibration batches whose inputs GPTQ uses to round sub-8-bit weights onto their grid
+    # calibration batches whose inputs GPTQ uses to round weights below 7 bits onto their grid
     # when no QAT follows (0: round to nearest); see backend/_gptq.py
     gptq_batches: int = field(default=4, metadata={"ge": 0})
     seed: int = 0
@@ -131,6 +131,9 @@ class TargetConfig:
     input_shape: list[int] | None = None  # per-sample shape; None: the data set's
     round_to: int = field(default=8, metadata={"ge": 1})  # channel counts kept multiple of this
     node_resources: dict[str, float] = field(default_factory=dict)  # Ray resources to time on
+    # widest int8-kernel weights a search samples (8-bit choices become this); None: 8, or 7
+    # where ONNX Runtime's int8 saturates on this CPU (x86 without VNNI: runtimes.int8_saturates)
+    max_weight_bits: int | None = field(default=None, metadata={"ge": 7, "le": 8})
     measure: MeasureConfig = field(default_factory=MeasureConfig)
 
 

@@ -209,13 +209,15 @@ def _plan_of(
     budget (a promotion: the same plan as trial ``rung.parent``, fine-tuned longer).
 
     The plain baselines go up the rungs like any plan: they are compared at equal budgets.
+    Every plan is capped at the bits the target's int8 kernels compute exactly (7 where they
+    saturate: ``runtimes.widest_exact_bits``), so the stored plan is what was trained and ships.
     """
     plan = setup.space.sample(trial)
     if baseline in POST_TRAINING_BASELINES:
         plan = plan.without_finetuning()
     elif baseline in PLAIN_BASELINES:
         plan = plan.plain()
-    return budgeted(plan, rung)
+    return budgeted(plan.capped(setup.space.widest_bits), rung)
 
 
 def _completed_with_plan(study: optuna.Study, plan: CompressionPlan) -> FrozenTrial | None:

@@ -28,7 +28,7 @@ from autocompress.config import ExperimentConfig, SearchConfig, SearchSpace, to_
 from autocompress.data import model_input
 from autocompress.errors import ConfigError
 from autocompress.measure import top1_accuracy
-from autocompress.runtimes import check_target_device
+from autocompress.runtimes import check_target_device, widest_exact_bits
 from autocompress.study._space import BoundSpace, bind_space
 from autocompress.worker import Task, UserObjects, loader_data, splits_data
 
@@ -160,6 +160,7 @@ def _finish(inputs: _Inputs, model: torch.nn.Module, data: Any) -> SearchSetup:
         head=head,
         coupled=coupled,
         unprunable=unprunable,
+        widest_bits=widest_exact_bits(task.target),
     )
     reference = _reference_figures(model, data)
     sensitivity: dict[str, float] = {}

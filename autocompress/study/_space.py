@@ -62,6 +62,7 @@ def bind_space(
     head: str | None,
     coupled: Sequence[Sequence[str]] = (),
     unprunable: Sequence[str] = (),
+    widest_bits: int = 8,
 ) -> BoundSpace:
     """Match the rules of ``space`` against a model's layers (conv/linear names in forward order).
 
@@ -70,7 +71,9 @@ def bind_space(
     parameter of the group's first prunable layer in forward order, and with it that
     layer's rule's choices: the group realizes one ratio, so one parameter is all the
     sampler should see. Layers in ``unprunable`` (``backend.unprunable_layers``: pruning
-    leaves them whole) get no pruning parameter, like the head.
+    leaves them whole) get no pruning parameter, like the head. ``widest_bits``: the widest
+    weights the target's int8 kernels compute exactly (``runtimes.widest_exact_bits``): the
+    driver caps every plan at it (``CompressionPlan.capped``), ``encode`` maps it back.
 
     Example:
         >>> bound = bind_space(SearchSpace.from_yaml("search_spaces/joint.yaml"),
@@ -98,15 +101,17 @@ def bind_space(
                 f"{space.source}: layers[{i}].match {rules[i].match!r} matches no "
                 f"layer; the model's layers are {_preview(layer_names)}"
             )
-    return BoundSpace(space, _share_coupled(slots, coupled))
+    return BoundSpace(space, _share_coupled(slots, coupled), widest_bits)
 
 
 class BoundSpace:
     """A space whose rules are resolved to concrete layers and Optuna parameter names."""
 
-    def __init__(self, space: SearchSpace, slots: list[LayerSlot]) -> None:
+    def __init__(self, space: SearchSpace, slots: list[LayerSlot], widest_bits: int = 8) -> None:
         self.space = space
         self.slots = slots
+        # the driver caps every plan's int8-kernel layers at it (runtimes.widest_exact_bits)
+        self.widest_bits = widest_bits
         self._rules = {s.layer: self._rule_for(s.layer) for s in slots}
 
     def rule_of(self, layer: str) -> LayerRule:
@@ -137,9 +142,18 @@ class BoundSpace:
         """
         specs = self.specs()
         return {
-            k: _encode(specs[k], v) if k in specs and not k.startswith("scheme.") else v
+            k: _encode(specs[k], self._uncapped(specs[k], k, v))
+            if k in specs and not k.startswith("scheme.")
+            else v
             for k, v in values.items()
         }  # schemes are categorical: Optuna stores the choice itself
+
+    def _uncapped(self, spec: Spec, key: str, value: Any) -> Any:
+        """The choice a capped bits value came from (a stored 7-bit plan was the space's 8)."""
+        if not key.startswith("bits.") or value != self.widest_bits or isinstance(spec, Range):
+            return value
+        wider = [c for c in spec if _bits_value(c) is not None and int(c) > value]
+        return value if value in spec or not wider else min(wider, key=int)
 
     @property
     def layer_names(self) -> list[str]:

@@ -233,10 +233,10 @@ def _finetune(
 
 
 def _gptq(model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task, clock: _Clock) -> None:
-    """Round the folded sub-8-bit weights onto their grid with GPTQ (``backend/_gptq.py``) where
-    no training follows: it keeps each layer's output closer than nearest rounding. Not before
-    QAT: started from GPTQ's codes, QAT trained worse than from the float weights (a tiny
-    mobilenet_v2 in the conformance suite: 62.8% against 73.7% after 40 steps)."""
+    """Round the folded weights below 7 bits onto their grid with GPTQ (``backend/_gptq.py``)
+    where no training follows: it keeps each layer's output closer than nearest rounding. Not
+    before QAT: started from GPTQ's codes, QAT trained worse than from the float weights (a
+    tiny mobilenet_v2 in the conformance suite: 62.8% against 73.7% after 40 steps)."""
     from autocompress.backend import gptq_round
 
     with clock("gptq"), busy():

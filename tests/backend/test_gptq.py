@@ -65,13 +65,14 @@ def test_rounded_weights_are_on_the_grid_they_were_rounded_with(fmt: WeightForma
     assert not torch.equal(again.q, before.q)  # GPTQ chose other codes than nearest rounding
 
 
-def test_eight_bit_and_grouped_layers_are_left_to_nearest_rounding() -> None:
+@pytest.mark.parametrize("wide", [7, 8])
+def test_seven_bit_and_wider_and_grouped_layers_are_left_to_nearest_rounding(wide: int) -> None:
     model = nn.Sequential(
         nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.Flatten(),
         nn.Linear(8 * 5 * 5, 10),
     )  # fmt: skip
     weights = {n: p.detach().clone() for n, p in model.named_parameters()}
-    done = gptq_round(model, {"0": 8, "1": 4, "3": 4}, batches((16, 4, 5, 5)), 2)
+    done = gptq_round(model, {"0": wide, "1": 4, "3": 6}, batches((16, 4, 5, 5)), 2)
     assert done == ["3"]
     assert torch.equal(model[0].weight, weights["0.weight"])
     assert torch.equal(model[1].weight, weights["1.weight"])

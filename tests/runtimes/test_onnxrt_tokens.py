@@ -30,7 +30,7 @@ from autocompress.config import DataConfig, TargetConfig
 from autocompress.data import endless_batches, load_splits
 from autocompress.deploy.unpack import rebuild_onnx
 from autocompress.errors import ConfigError, UnsupportedPlanError
-from autocompress.runtimes import get_runtime, int8_saturates, onnx_skeleton
+from autocompress.runtimes import get_runtime, onnx_skeleton, widest_exact_bits
 from autocompress.runtimes._onnxrt_weights import pack_nbits
 
 
@@ -106,8 +106,8 @@ def _trained(shared: bool | None, splits) -> nn.Module:
 
 
 # the widest weights the int8 kernels here compute exactly: 7 bits where u8 x s8 pairs saturate
-# in 16 bits (x86 without VNNI, see runtimes.int8_saturates)
-FULL = 7 if int8_saturates() else 8
+# in 16 bits (x86 without VNNI), as a search samples them (runtimes.widest_exact_bits)
+FULL = widest_exact_bits(TargetConfig())
 
 
 def _bits(shared: bool | None) -> dict[str, int]:

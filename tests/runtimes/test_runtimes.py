@@ -88,3 +88,31 @@ def test_cuda_runtime_without_a_gpu_says_so(ctx) -> None:
         get_runtime("cuda").realize(
             folded(ctx), {}, ctx.calibration, TargetConfig(runtime="cuda", device="cuda:0")
         )
+
+
+@pytest.mark.parametrize(
+    ("saturates", "target", "widest"),
+    [
+        (True, {}, 7),
+        (False, {}, 8),
+        (True, {"max_weight_bits": 8}, 8),
+        (False, {"max_weight_bits": 7}, 7),
+        (True, {"runtime": "eager"}, 8),
+        (True, {"node_resources": {"edge": 1.0}}, 8),  # timed elsewhere: its CPU is unknown here
+    ],
+)
+def test_widest_exact_bits_follow_the_cpu_unless_the_target_says(
+    monkeypatch, saturates: bool, target: dict, widest: int
+) -> None:
+    from autocompress.config import TargetConfig
+    from autocompress.runtimes import widest_exact_bits
+
+    monkeypatch.setattr("autocompress.runtimes.int8_saturates", lambda: saturates)
+    assert widest_exact_bits(TargetConfig(**target)) == widest
+
+
+def test_max_weight_bits_outside_7_and_8_is_refused() -> None:
+    from autocompress.config import load_experiment
+
+    with pytest.raises(ConfigError, match=r"target.max_weight_bits: expected a value >= 7, got 6"):
+        load_experiment("experiments/fashion_mnist.yaml", ["target.max_weight_bits=6"])

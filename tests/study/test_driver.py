@@ -116,10 +116,11 @@ def test_uniform_warm_start_runs_the_uniform_plans_first_within_a_quarter_of_the
     # tiny space: layers 1-3 allow 2/4/8 bits and 0/50% pruned; stem and head 8 or fp32, unpruned.
     # (8 bits, 25%) is int8 there (no ratio in (0, 25%]): a baseline, skipped; (4, 25%) is
     # (4, unpruned); the ladder's own (4, unpruned) repeats it, skipped; then (8, 50%).
-    body = [n for n in layers[0] if n.startswith("layer")]
+    # 8 is 7 where this CPU's int8 saturates (runtimes.widest_exact_bits)
+    body, wide = [n for n in layers[0] if n.startswith("layer")], setup.space.widest_bits
     assert {layers[0][n] for n in body} == {(4, 0.0)}
-    assert {layers[1][n] for n in body} == {(8, 0.5)}
-    assert layers[0]["stem.0"] == layers[0]["fc"] == layers[1]["fc"] == (8, 0.0)
+    assert {layers[1][n] for n in body} == {(wide, 0.5)}
+    assert layers[0]["stem.0"] == layers[0]["fc"] == layers[1]["fc"] == (wide, 0.0)
 
 
 def test_a_users_plan_file_is_measured_first_and_beside_the_uniform_ladder(tmp_path) -> None:
@@ -145,15 +146,22 @@ def test_a_users_plan_file_is_measured_first_and_beside_the_uniform_ladder(tmp_p
     assert setup.space.sample(trials[2]).layers == layers
 
 
-def test_plain_baseline_is_fine_tuned_the_plain_way_at_the_search_budget(tmp_path) -> None:
+@pytest.mark.parametrize("saturates", [False, True])
+def test_plain_baseline_is_fine_tuned_the_plain_way_at_the_search_budget(
+    tmp_path, monkeypatch, saturates: bool
+) -> None:
+    """...and on a CPU whose int8 saturates its "int8" is 7-bit, stored, trained and shipped."""
+    monkeypatch.setattr("autocompress.runtimes.int8_saturates", lambda: saturates)
     search = {"n_trials": 2, "warm_start": [], "baselines": ["fp32", "plain-prune50"]}
     config = ExperimentConfig.from_dict(tiny_experiment(tmp_path, search=search))
     setup = setup_from_experiment(config)
     study = optimize(open_study(setup), setup, LocalExecutor())
     plain = next(t for t in study.trials if t.user_attrs.get("baseline") == "plain-prune50")
     assert plain.state == TrialState.COMPLETE
-    plan = plain.user_attrs["plan"]
-    assert {p["weight_bits"] for p in plan["layers"].values()} == {8}
+    plan, bits = plain.user_attrs["plan"], 7 if saturates else 8
+    assert {p["weight_bits"] for p in plan["layers"].values()} == {bits}
+    layers = plain.user_attrs["result"]["layers"].values()
+    assert {r["bits"] for r in layers if r["bits"] is not None} == {bits}
     assert {p["prune_ratio"] for n, p in plan["layers"].items() if n.startswith("layer")} == {0.5}
     assert plan["distill"]["alpha"] == 0.0 and plan["distill"]["qat_fraction"] == 0.0
     assert plain.user_attrs["result"]["finetune_steps"] == setup.task.finetune.steps

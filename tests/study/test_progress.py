@@ -97,6 +97,15 @@ def test_a_cpu_whose_int8_saturates_is_named_in_the_opening_lines(
     _search(setup, f"vnni-{saturates}", lambda s: Progress(s, out=out))
     notes = [x for x in out.getvalue().splitlines()[:3] if "no VNNI" in x]
     assert len(notes) == int(saturates)
+    assert not notes or "train and ship 7-bit weights" in notes[0]
+
+
+def test_the_saturation_note_says_when_the_user_kept_8_bits(setup, monkeypatch) -> None:
+    from autocompress.study._progress import _saturating_int8_note
+
+    monkeypatch.setattr("autocompress.runtimes.int8_saturates", lambda: True)
+    target = dataclasses.replace(setup.task.target, max_weight_bits=8)
+    assert "target.max_weight_bits=8 keeps 8-bit weights" in str(_saturating_int8_note(target))
 
 
 def test_debug_adds_a_line_per_started_trial(setup, level) -> None:

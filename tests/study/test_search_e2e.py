@@ -43,7 +43,8 @@ def test_baselines_run_first_and_int8_is_smaller(result) -> None:
     assert set(by_baseline) == {"fp32", "int8"}
     fp32, int8 = by_baseline["fp32"], by_baseline["int8"]
     assert fp32.number == 0 and int8.number == 1
-    assert 3.0 < fp32.result.size_bytes / int8.result.size_bytes <= 4.0
+    bits = max(int8.plan.quantized_layers.values())  # 7 where this CPU's int8 saturates
+    assert bits in (7, 8) and 3.0 < fp32.result.size_bytes / int8.result.size_bytes <= 32 / bits
     assert fp32.plan.is_fp32
 
 

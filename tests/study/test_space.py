@@ -262,3 +262,26 @@ def test_hand_made_plans_distill_with_the_recipe_defaults_the_space_allows(
         distill = bound.sample(study.ask()).distill
         assert distill is not None
         assert (distill.temperature, distill.alpha) == pytest.approx(want)
+
+
+def test_int8_layers_wider_than_the_target_computes_exactly_are_capped() -> None:
+    """On a CPU whose int8 saturates (runtimes.widest_exact_bits: 7) the driver caps a plan's 8
+    at 7; narrower bits, fp32 and MatMulNBits (2, 4 or 8 bits) are kept, and a stored 7-bit
+    plan encodes back to the choice it came from (so it can warm-start again)."""
+    rules = {
+        "layers": [
+            {"match": "(layer1).*", "bits": [4, 8, "none"]},
+            {"match": "(layer2).*", "bits": [4, 8]},
+            {"match": "fc", "bits": [8], "scheme": ["nbits/16"]},
+        ]
+    }
+    bound = bind_space(SearchSpace.from_dict(rules), LAYERS, head="fc", widest_bits=7)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial(bound.encode({"bits.layer1": 8, "bits.layer2": 4}))
+    plan = bound.sample(study.ask()).capped(bound.widest_bits)
+    assert plan.layers["layer1.0.conv1"].weight_bits == 7
+    assert plan.layers["layer2.0.conv1"].weight_bits == 4
+    assert plan.layers["fc"].weight_bits == 8 and plan.layers["fc"].scheme == "nbits"
+    assert plan.capped(8) == plan and plan.capped(7) == plan
+    assert bound.encode({"bits.layer1": 7}) == bound.encode({"bits.layer1": 8})
+    assert bind_space(SearchSpace.from_dict(rules), LAYERS, head="fc").widest_bits == 8
