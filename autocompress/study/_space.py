@@ -142,13 +142,13 @@ class BoundSpace:
         """
         specs = self.specs()
         return {
-            k: _encode(specs[k], self._uncapped(specs[k], k, v))
+            k: _encode(specs[k], self.uncapped(specs[k], k, v))
             if k in specs and not k.startswith("scheme.")
             else v
             for k, v in values.items()
         }  # schemes are categorical: Optuna stores the choice itself
 
-    def _uncapped(self, spec: Spec, key: str, value: Any) -> Any:
+    def uncapped(self, spec: Spec, key: str, value: Any) -> Any:
         """The choice a capped bits value came from (a stored 7-bit plan was the space's 8)."""
         if not key.startswith("bits.") or value != self.widest_bits or isinstance(spec, Range):
             return value

@@ -104,11 +104,12 @@ def plan_params(space: BoundSpace, plan: CompressionPlan, source: str) -> dict[s
     for slot in space.slots:
         layer, rule = plan.layers[slot.layer], space.rule_of(slot.layer)
         bits = NONE_BITS if layer.weight_bits is None else layer.weight_bits
+        bits = space.uncapped(rule.bit_choices, slot.bits_param, bits)  # 7 stored for an 8
         wanted: list[tuple[str, Any, Spec]] = [(slot.bits_param, bits, rule.bit_choices)]
         if slot.prune_param is not None:
             wanted.append((slot.prune_param, float(layer.prune_ratio), rule.prune))
         elif layer.prune_ratio:
-            wanted.append(("prune", float(layer.prune_ratio), [0.0]))
+            raise ConfigError(f"{source}: layer {slot.layer!r} {_never_pruned(layer, rule)}")
         if layer.weight_bits is not None:
             choices = rule.scheme if slot.scheme_param is not None else rule.scheme[:1]
             wanted.append((slot.scheme_param or "scheme", _scheme_choice(layer), choices))
@@ -133,6 +134,20 @@ def plan_params(space: BoundSpace, plan: CompressionPlan, source: str) -> dict[s
             if f"distill.{name}" in params and allows(getattr(distill, name), value):
                 params[f"distill.{name}"] = value
     return space.encode(params)
+
+
+def _never_pruned(layer: LayerPlan, rule: Any) -> str:
+    """Why a layer without a pruning parameter cannot take the plan's ratio, and the fix."""
+    if rule.prunes:  # its rule prunes, this layer not: the head, or channels kept whole
+        return (
+            f"has prune {layer.prune_ratio!r}, but this model never prunes it (the classifier "
+            "head, or channels a residual stream or attention heads keep whole); set its "
+            "prune_ratio to 0.0 in the plan"
+        )
+    return (
+        f"has prune {layer.prune_ratio!r}, but its rule has no prune choices; set its "
+        "prune_ratio to 0.0 in the plan, or give the rule prune choices"
+    )
 
 
 def _scheme_choice(layer: LayerPlan) -> str:

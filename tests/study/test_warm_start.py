@@ -47,7 +47,8 @@ def test_plan_params_explain_a_plan_the_space_cannot_make() -> None:
         "has no layer 'stem.0'": {**layers, "stem.0": LayerPlan(8)},
         r"'layer1.0.conv1' has bits 6, .*choices \[2, 4, 8, 'none'\]": {
             **layers, "layer1.0.conv1": LayerPlan(6, 0.0)},
-        r"'fc' has prune 0.5, .*choices \[0.0\]": {**layers, "fc": LayerPlan(8, 0.5)},
+        r"'fc' has prune 0.5, but its rule has no prune choices; set its prune_ratio to 0.0": {
+            **layers, "fc": LayerPlan(8, 0.5)},
         r"'fc' has scheme 'nbits/128'": {**layers, "fc": LayerPlan(4, 0.0, "nbits", 128)},
         "sharing its parameter 'bits.layer1'": {
             **layers, "layer1.0.conv1": LayerPlan(2), "layer1.0.conv2": LayerPlan(4)},
@@ -68,3 +69,28 @@ def test_plan_files_are_read_as_plans_or_export_manifests(tmp_path) -> None:
     (tmp_path / "bits.json").write_text('{"layers": {"fc": {"weight_bits": 1}}}')
     with pytest.raises(ConfigError, match=r"bits\.json: weight_bits=1 is not supported"):
         read_plan(tmp_path / "bits.json")
+
+
+def test_a_layer_its_model_never_prunes_is_named_with_the_fix() -> None:
+    rules = {"layers": [{"match": ".*", "bits": [4, 8], "prune": [0.0, 0.5]}]}
+    bound = bind_space(SearchSpace.from_dict(rules), LAYERS, head="fc")
+    plan = bound.sample(optuna.create_study(directions=["maximize"]).ask())
+    layers = {**plan.layers, "fc": LayerPlan(8, 0.5)}
+    with pytest.raises(ConfigError, match=r"'fc' has prune 0.5, but this model never prunes it"):
+        plan_params(bound, CompressionPlan(layers, plan.distill), "mine.json")
+
+
+def test_a_plan_stored_where_int8_saturates_warm_starts_its_space_again() -> None:
+    """A member exported on a CPU whose int8 saturates holds 7 bits for the space's 8; it
+    warm-starts the same space (there or elsewhere) as the choice it was sampled from."""
+    capped = bind_space(_schemes_space(), LAYERS, head="fc", widest_bits=7)
+    study = optuna.create_study(directions=["maximize"])
+    study.enqueue_trial(capped.encode({"bits.layer1": 8, "bits.layer2": 4}))
+    plan = capped.sample(study.ask()).capped(7)
+    assert plan.layers["layer1.0.conv1"].weight_bits == 7
+    fresh = optuna.create_study(directions=["maximize"])
+    fresh.enqueue_trial(plan_params(capped, plan, "member.json"))
+    assert capped.sample(fresh.ask()).capped(7) == plan
+    # on a CPU that runs 8 bits exactly, 7 is not one of the space's choices: named, not guessed
+    with pytest.raises(ConfigError, match="has bits 7, which its rule does not allow"):
+        plan_params(bind_space(_schemes_space(), LAYERS, head="fc"), plan, "member.json")
