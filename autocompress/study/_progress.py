@@ -122,6 +122,7 @@ class Progress:
         self.started: dict[int, float] = {}
         self.tags: dict[int, str] = {}
         self.durations: list[float] = []
+        self.unsettled = 0  # trials whose timing never settled (their best sitting is kept)
         self.status = _Status()
         self.console = _terminal(self.out, console) if enabled else None
         self._live: Live | None = None
@@ -195,11 +196,15 @@ class Progress:
             r = outcome.result
             ratio = r.latency_ratio or float("nan")
             plan = "" if trial.plan is None else trial.plan.summary()
+            noisy = "" if r.latency.stable else ", timing unsettled"
             self._say(
                 f"  trial {number:3d} {tag}  acc {r.accuracy:.2%}  "
-                f"lat {fmt_ms(r.latency_ms)} ({ratio:.2f}x fp32)  "
+                f"lat {fmt_ms(r.latency_ms)} ({ratio:.2f}x fp32{noisy})  "
                 f"size {fmt_bytes(r.size_bytes)}  {seconds:5.1f} s  [{plan}]"
             )
+            if noisy and not self.unsettled:
+                self._say(_unsettled_note(number, r.latency.attempts, self.setup.task.target))
+            self.unsettled += bool(noisy)
         else:
             self._say(f"  trial {number:3d} {tag}  {outcome.kind}: {outcome.reason}")
         self._status(study)
@@ -301,6 +306,16 @@ def _saturating_int8_note(target: Any) -> str | None:
     return (
         "note: this CPU has no VNNI, so ONNX Runtime's int8 kernels add pairs of 8-bit "
         f"products in 16 bits and saturate on full-range 8-bit weights; {done}"
+    )
+
+
+def _unsettled_note(number: int, attempts: int, target: Any) -> str:
+    """Said once, at the first trial whose timing spread stayed wide in every sitting."""
+    return (
+        f"note: trial {number}'s timing did not settle in {attempts} sittings (spread above "
+        f"target.measure.max_spread={target.measure.max_spread:g}): this machine is noisy, so "
+        "each such trial keeps its best sitting and is marked 'timing unsettled'; quiet the "
+        "machine (no other heavy jobs) or raise target.measure.attempts"
     )
 
 

@@ -108,6 +108,28 @@ def test_the_saturation_note_says_when_the_user_kept_8_bits(setup, monkeypatch) 
     assert "target.max_weight_bits=8 keeps 8-bit weights" in str(_saturating_int8_note(target))
 
 
+def test_trials_whose_timing_never_settled_are_marked_and_explained_once(setup, level) -> None:
+    def unsettled(plan, task, number, objects=None):
+        rng = random.Random(json.dumps(plan, sort_keys=True) + str(number))
+        output = synthetic_output(rng)
+        latency = dataclasses.replace(output.result.latency, attempts=3, stable=number % 2 == 0)
+        result = dataclasses.replace(output.result, latency=latency)
+        return Outcome(number, "ok", output=dataclasses.replace(output, result=result))
+
+    level(logging.INFO)
+    out = io.StringIO()
+    reporter = Progress(dataclasses.replace(setup, name="noisy"), out=out)
+    study = open_study(dataclasses.replace(setup, name="noisy"))
+    optimize(study, reporter.setup, LocalExecutor(work=unsettled), on_event=reporter)
+    lines = out.getvalue().splitlines()
+    marked = [x for x in lines if x.startswith("  trial") and "x fp32, timing unsettled)" in x]
+    notes = [x for x in lines if x.startswith("note: trial ")]
+    assert len(marked) == reporter.unsettled == N_TRIALS // 2
+    assert len(notes) == 1 and "did not settle in 3 sittings" in notes[0]
+    spread = f"target.measure.max_spread={setup.task.target.measure.max_spread:g}"
+    assert spread in notes[0] and "target.measure.attempts" in notes[0]
+
+
 def test_debug_adds_a_line_per_started_trial(setup, level) -> None:
     level(logging.DEBUG)
     out = io.StringIO()
