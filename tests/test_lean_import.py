@@ -1,4 +1,5 @@
-"""``import autocompress`` must not import ray or plotly, nor initialise CUDA."""
+"""``import autocompress`` must not import ray or plotly, nor initialise CUDA; loading the
+digits set must not import sklearn (3.5 s per process)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def test_import_is_lean() -> None:
         "heavy = [m for m in names if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = _python(code)
     assert out.stdout.strip() == ""
 
 
@@ -25,5 +26,21 @@ def test_search_machinery_does_not_import_ray_or_plotly() -> None:
         "print(','.join(m for m in ('ray', 'plotly') if m in sys.modules), "
         "torch.cuda.is_initialized())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = _python(code)
     assert out.stdout.split() == ["False"]
+
+
+def test_loading_digits_does_not_import_sklearn() -> None:
+    code = (
+        "import sys; from autocompress.config import DataConfig; "
+        "from autocompress.data import load_splits; "
+        "s = load_splits(DataConfig(dataset='digits', val_size=300)); "
+        "print(len(s.train_x) + len(s.val_x), 'sklearn' in sys.modules)"
+    )
+    out = _python(code)
+    assert out.stdout.split() == ["1497", "False"]
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run in a fresh interpreter (what a CLI process or worker imports from scratch)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

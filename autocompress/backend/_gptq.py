@@ -48,6 +48,7 @@ from autocompress.backend._quant import (
 
 DAMP = 0.01  # fraction of the mean diagonal added to H (GPTQ's default): keeps H invertible
 BLOCK = 128  # columns per lazy batch update (GPTQ's default)
+GPTQ_BELOW = 7  # bits; 7 is what 8-bit choices become where ORT's int8 saturates
 
 
 @torch.no_grad()
@@ -76,9 +77,6 @@ def gptq_round(
         module.weight.copy_(_gptq_layer(module.weight, hessian, fmt.bits, fmt.block_size))
         done.append(name)
     return done
-
-
-GPTQ_BELOW = 7  # bits; 7 is what 8-bit choices become where ORT's int8 saturates
 
 
 def _covered(module: nn.Module, bits: int) -> bool:

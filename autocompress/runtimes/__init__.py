@@ -64,15 +64,15 @@ def widest_exact_bits(target: Any) -> int:
     """The widest int8-kernel weights (static and dynamic int8) the target computes exactly.
 
     ``target.max_weight_bits`` if set, else 7 where the int8 kernels saturate (see
-    ``int8_saturates``), else 8. A search caps every sampled plan's int8 layers at it
-    (``study.BoundSpace``), so "8 bits" there trains and ships 7-bit weights: what the
+    ``int8_saturates``), else 8. The driver caps every trial's plan at it (``_plan_of``:
+    ``CompressionPlan.capped``), so "8 bits" there trains and ships 7-bit weights: what the
     deployable computes is what was trained, at the fast kernel's speed. The exact
     alternative, uint8 weights (U8U8 kernels), measured on an AVX2-only AMD EPYC: refnet
     int8 93.78% val (fp32 93.80%, s8 weights 92.30%) but 1.40x the s8 latency, slower than
     fp32 (1.06 vs 1.01 ms at batch 1); 7-bit s8 weights (nearest rounding): 93.82%, 0.71 ms.
     MatMulNBits (``nbits``) layers are not capped: that kernel takes 2, 4 or 8 bits.
     """
-    if getattr(target, "max_weight_bits", None) is not None:
+    if target.max_weight_bits is not None:
         return int(target.max_weight_bits)
     return 7 if saturating_int8(target) else 8
 
