@@ -1,8 +1,9 @@
 """Fault injection: the driver SIGKILLed at 20+ named points of the trial lifecycle, resumed.
 
-One study (tiny task, journal storage) is driven by a sequence of CLI processes; each process is
-told to SIGKILL itself at one point (``autocompress/_faults.py``): while initialising the study,
-after ``ask`` (sampling), inside each trial stage (loading, pruning, BN recalibration, folding,
+One study (tiny task, journal storage) is driven by a sequence of CLI processes (forked from one
+pre-imported server, ``tests/forkcli.py``: real processes, cheaper starts); each process is told
+to SIGKILL itself at one point (``autocompress/_faults.py``): while initialising the study, after
+``ask`` (sampling), inside each trial stage (loading, pruning, BN recalibration, folding,
 fine-tuning at its start and part-way, realizing, evaluating, timing at its start and part-way),
 half-way through writing artifacts, between the artifacts and ``tell``, after ``tell``, while
 replacing budget slots and while recovering an earlier victim's trials. After every kill the study
@@ -12,8 +13,6 @@ must be readable with no finished trial lost; a final run without faults complet
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -22,6 +21,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.conftest import tiny_experiment
+from tests.forkcli import run_cli
 from tests.synthetic import synthetic_output
 
 N_TRIALS = 30  # enough that the search outlives every kill point
@@ -68,12 +68,12 @@ def test_sigkill_at_every_point_then_resume(tmp_path) -> None:
     experiment = tmp_path / "exp.yaml"
     experiment.write_text(yaml.safe_dump(data))
     journal = tmp_path / "run" / "study.journal"
-    cmd = [sys.executable, "-m", "autocompress.cli", "search", str(experiment), "--quiet"]
+    argv = ["search", str(experiment), "--quiet"]
 
     kills, finished_values, fired = 0, {}, []
     for point in KILL_POINTS:
         env = {**os.environ, "AUTOCOMPRESS_KILL_AT": point}
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        proc = run_cli(argv, env=env, timeout=300)
         assert proc.returncode in (-9, 0), f"{point}: {proc.stdout}\n{proc.stderr}"
         kills += proc.returncode == -9
         fired.append((point, proc.returncode == -9))
@@ -89,7 +89,7 @@ def test_sigkill_at_every_point_then_resume(tmp_path) -> None:
             break  # the search finished before the later points were reached
     assert kills >= 20, f"only {kills} kills took effect: {fired}"
 
-    final = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    final = run_cli(argv, timeout=600)
     assert final.returncode == 0, final.stdout + final.stderr
     trials = _trials(journal)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]

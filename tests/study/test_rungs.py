@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -17,6 +16,7 @@ from autocompress.errors import ConfigError
 from autocompress.front import plan_key
 from autocompress.record import read_study, read_trial
 from tests.conftest import tiny_experiment
+from tests.forkcli import run_cli
 
 RUNGS = [0, 4, 8]
 N_PLANS = 6
@@ -124,8 +124,7 @@ def _parent(trial) -> int | None:
 
 def _cli(experiment, kill_at: str | None) -> subprocess.CompletedProcess:
     env = {**os.environ, "AUTOCOMPRESS_KILL_AT": kill_at} if kill_at else None
-    cmd = [sys.executable, "-m", "autocompress.cli", "search", str(experiment), "--quiet"]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return run_cli(["search", str(experiment), "--quiet"], env=env, timeout=600)
 
 
 def test_sigkill_between_a_decision_and_its_trial_and_during_a_promoted_trial(tmp_path):
