@@ -23,6 +23,7 @@ Run (opt-in; minutes per 1000-step row on 2 cores):
         budgets=60,1000 seeds=0,1,2 tag=fmnist
     python benchmarks/recipe.py ... variants='qat1:qat_fraction=1;qat25:qat_fraction=0.25'
     python benchmarks/recipe.py ... variants='ours:;plain-lr4:plain_lr=0.04'
+    python benchmarks/recipe.py ... plans=4b-62.5% budgets=1000,3000   (any uniform plan)
 """
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ def study_plans(names: list[str], head: str | None, seed: int = 0) -> dict[str, 
         }
         plans[f"mixed-{i + 1}"] = CompressionPlan(layers)
     return plans
+
+
+def uniform_plan(label: str, names: list[str], head: str | None) -> CompressionPlan:
+    """``<bits>b-<percent>%`` (e.g. ``4b-62.5%``): every layer at those bits, every layer but the
+    head pruned by that share, so deeper cuts than the study's own plans can be asked for."""
+    bits, _, ratio = label.removesuffix("%").partition("b-")
+    try:
+        plan = {n: LayerPlan(int(bits), 0.0 if n == head else float(ratio) / 100) for n in names}
+    except ValueError:
+        raise SystemExit(
+            f"plans: {label!r} is neither a study plan nor <bits>b-<percent>% (e.g. 4b-62.5%)"
+        ) from None
+    return CompressionPlan(plan)
 
 
 def recipe_plan(plan: CompressionPlan, variant: str, settings: Settings) -> CompressionPlan:
@@ -195,7 +209,10 @@ def main(argv: list[str]) -> None:
     ctx = trial_context(task)
     plans = study_plans([layer.name for layer in ctx.layers], ctx.head)
     if "plans" in args:
-        plans = {k: v for k, v in plans.items() if k in args["plans"].split(",")}
+        names = [layer.name for layer in ctx.layers]
+        plans = {
+            k: plans.get(k) or uniform_plan(k, names, ctx.head) for k in args["plans"].split(",")
+        }
     rows = []
     for budget in budgets:
         for label, plan in plans.items():

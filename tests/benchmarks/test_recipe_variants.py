@@ -45,3 +45,16 @@ def test_plain_named_variants_run_the_plain_pipeline_and_others_the_recipe_defau
     ours = bench.recipe_plan(plan, "ours", {}).distill
     assert ours == DistillPlan()  # the recipe's own T and alpha
     assert bench.recipe_plan(plan, "kd", {"alpha": 0.5}).distill == DistillPlan(alpha=0.5)
+
+
+def test_uniform_plans_are_named_by_bits_and_percent_and_bad_names_stop_in_one_line() -> None:
+    import pytest
+
+    plan = bench.uniform_plan("4b-62.5%", ["conv1", "conv2", "fc"], "fc")
+    assert {n: (p.weight_bits, p.prune_ratio) for n, p in plan.layers.items()} == {
+        "conv1": (4, 0.625),
+        "conv2": (4, 0.625),
+        "fc": (4, 0.0),
+    }
+    with pytest.raises(SystemExit, match="neither a study plan nor"):
+        bench.uniform_plan("mixed-9", ["conv1"], None)
