@@ -53,11 +53,14 @@ def _check_data_root(dataset: str, root: str | None) -> None:
 def status(result: SearchResult, *, as_json: bool = False) -> int:
     """``autocompress status [--json]``: trials by state, the accuracy floor, the front."""
     from autocompress.front import format_front
+    from autocompress.study import trial_minutes
 
-    counts = Counter(t.state.name.lower() for t in result.study.get_trials(deepcopy=False))
+    trials = result.study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name.lower() for t in trials)
+    minutes = trial_minutes(trials)
     if not as_json:
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        print(f"study {result.study.study_name!r}: {states}")
+        print(f"study {result.study.study_name!r}: {states}; {minutes:.1f} trial-minutes spent")
         if result.front.rungs is not None:
             print(_rungs_line(result.front))
         print(format_front(result.front))
@@ -67,6 +70,7 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
         {
             "study": result.study.study_name,
             "trials": dict(sorted(counts.items())),
+            "trial_minutes": minutes,  # every trial's duration, summed (search.max_trial_minutes)
             "accuracy_floor": front.accuracy_floor,  # fraction; null: none stored
             "fp32_latency_ms": _fp32_ms(front),
             "hypervolume": front.hypervolume() if front.members else None,

@@ -19,8 +19,10 @@ On the Fashion-MNIST reference model and the default target (ONNX Runtime, one p
   beside the default search + refinement: CPU of each, hypervolume of what each offers a user
   (a multi-fidelity search: its fully trained members), the fastest plan *the sampler chose*
   within 0.5 pt against #21's bar, plans per rung and the rungs' Kendall tau (``mf_steps=``:
-  its ``search.max_steps``, e.g. the default's 40 x 60 + 3 x 1000 = 5400); ``random=0``
-  leaves the random-search arms out;
+  its ``search.max_steps``, e.g. the default's 40 x 60 + 3 x 1000 = 5400; ``mf_minutes=``: its
+  ``search.max_trial_minutes``, ``default`` = the trial-minutes its seed's default search and
+  refinement spent, run first: equal time by construction); ``random=0`` leaves the
+  random-search arms out;
 - then **one verification sitting**: every front member and every baseline is re-timed on the
   target and scored on the held-out test split, so all latency comparisons are side by side;
   the same artifacts are then timed at batch 32 too.
@@ -69,6 +71,7 @@ from autocompress.deploy import Candidate, candidates_of_front, verify
 from autocompress.front import Member, PickError, hypervolume
 from autocompress.front._front import normalized_hypervolume
 from autocompress.record import read_study, read_trial
+from autocompress.study import trial_minutes
 
 EXPERIMENT = "experiments/fashion_mnist.yaml"
 BASELINES = ("fp32", "int8", "int8-prune50", "plain-prune25", "plain-prune50")
@@ -96,6 +99,7 @@ class Arm:
     rungs: tuple[int, ...] | None = None  # a multi-fidelity search's ladder (search.rungs)
     eta: int = 3
     max_steps: int | None = None  # search.max_steps of a multi-fidelity search
+    max_minutes: float | None = None  # its search.max_trial_minutes (set before it runs)
 
     @property
     def multi_fidelity(self) -> bool:
@@ -141,6 +145,7 @@ def overrides(arm: Arm, sitting: Sitting, baselines: tuple[str, ...]) -> list[st
             else []
         ),
         *([f"search.max_steps={arm.max_steps}"] if arm.max_steps is not None else []),
+        *([f"search.max_trial_minutes={arm.max_minutes}"] if arm.max_minutes else []),
     ]
 
 
@@ -265,6 +270,24 @@ def verify_all(arms: list[Arm], batches: tuple[int, ...] = ()) -> float:
         for (arm, c), row in zip(jobs, rows, strict=True):
             arm.latency_at.setdefault(batch, {})[c.trial] = row.verified_latency_ms
     return reference_test
+
+
+def time_cap(
+    arm: Arm, arms: list[Arm], cap: str, sitting: Sitting, members: int, steps: int
+) -> float:
+    """The multi-fidelity arm's ``search.max_trial_minutes``: ``cap`` minutes, or for
+    ``default`` the trial-minutes its seed's default search and refinement spent (read from
+    that study's storage, as the budget counts them), so the two compare at equal time by
+    construction rather than cut afterwards. The default is refined first if it is not yet."""
+    if cap != "default":
+        return float(cap)
+    base = next(a for a in arms if a.seed == arm.seed and not a.multi_fidelity)
+    if base.result is None:
+        raise SystemExit("mf_minutes=default: the seed's default search must run first")
+    done = sum(m.parent is not None for m in base.result.front.completed)
+    if done < members:
+        refine_arm(base, sitting, None, members - done, steps, ("fp32", "int8"))
+    return round(trial_minutes(base.result.study.get_trials(deepcopy=False)), 2)
 
 
 def every_rung(arm: Arm) -> list[Member]:
@@ -934,11 +957,13 @@ def main(argv: list[str]) -> None:
     rungs = tuple(int(x) for x in args["mf"].split(",")) if args.get("mf") else None
     mf_n, eta = int(args.get("mf_n", 3 * n)), int(args.get("eta", 3))
     mf_steps = int(args["mf_steps"]) if args.get("mf_steps") else None
+    mf_minutes = args.get("mf_minutes")  # "default": its seed's default search + refinement
     arms = [Arm("baselines", "random", 0, len(BASELINES))]
     for seed in seeds:
         arms.append(Arm(f"{default}-n{n}-s{seed}", default, seed, n))
         if rungs is not None:
             cap = "" if mf_steps is None else f"-m{mf_steps}"
+            cap += "" if mf_minutes is None else f"-t{mf_minutes}"
             label = f"{default}-mf{'-'.join(map(str, rungs))}-e{eta}-n{mf_n}{cap}-s{seed}"
             arms.append(Arm(label, default, seed, mf_n, rungs=rungs, eta=eta, max_steps=mf_steps))
         if args.get("random", "1") != "0":
@@ -951,6 +976,11 @@ def main(argv: list[str]) -> None:
         arm.refine_s, arm.refine_cpu_s = earlier[2] or 0.0, earlier[3] or 0.0
     run_arm(arms[0], sitting, BASELINES)
     for arm in arms[1:]:
+        if arm.multi_fidelity and mf_minutes is not None:
+            arm.max_minutes = time_cap(arm, arms, mf_minutes, sitting, members, refine_steps)
+            for other in arms[1:]:
+                if other.result is not None and other.seed == arm.seed:
+                    _record(timings, other, previous)
         run_arm(arm, sitting, ("fp32", "int8"))
         _record(timings, arm, previous)
     if members:

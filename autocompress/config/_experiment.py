@@ -182,6 +182,9 @@ class SearchConfig:
     # promotions included, counted from the storage); a promotion that would pass it is not
     # made. n_trials bounds the plans sampled; this bounds what training them costs. None: no cap
     max_steps: int | None = field(default=None, metadata={"ge": 1})
+    # trial time the study may spend (every trial's duration, all workers and resumes, from the
+    # storage): a trial expected to pass it does not start (study/_budget.py). None: no cap
+    max_trial_minutes: float | None = field(default=None, metadata={"gt": 0})
 
     def __post_init__(self) -> None:
         for entry in self.warm_start:

@@ -13,7 +13,8 @@
         -- worker: run_trial(plan, task) -> TrialOutput (result + bytes) --
         write artifacts; record the result (record/_attrs); constraints (A.set_constraints)
         study.tell(trial, [accuracy, latency, size])  or FAIL / PRUNED with the reason
-    no slot left and nothing promotable: stop when the trials in flight are recorded
+    no slot left and nothing promotable, or nothing that fits search.max_trial_minutes
+        (_budget): stop when the trials in flight are recorded
     front = build_front(study) -> front.json   each plan at its highest rung
 
 A trial asked when no slot was left (another driver took the last one) is closed at once as FAIL
@@ -41,8 +42,9 @@ from autocompress.front import build_front
 from autocompress.plan import CompressionPlan
 from autocompress.record import DriverStamp, Rung, TrialOutput, TrialResult, read_trial
 from autocompress.record import attrs as A
+from autocompress.study._budget import time_budget
 from autocompress.study._executors import Executor, Outcome
-from autocompress.study._lifecycle import add_budget_slots, state_counts
+from autocompress.study._lifecycle import add_budget_slots
 from autocompress.study._recovery import HEARTBEAT_S, heartbeat, recover_stale_trials
 from autocompress.study._rungs import budgeted, claim_promotion, entry_rung, promote, rung_floor
 from autocompress.study._setup import SearchSetup
@@ -102,6 +104,9 @@ def optimize(
     finally:
         executor.close()
     build_front(study).write_json(setup.run_dir / "front.json")
+    spent = budget_left(study, setup) if stop is None else None
+    if spent is not None:
+        emit("budget_spent", {"reason": spent})
     if stop is not None:  # the trials in flight were finished and the front written first
         raise AutocompressError(stop)
     return study
@@ -162,14 +167,32 @@ def write_artifacts(run_dir: Path, number: int, output: TrialOutput, plan: Any) 
 
 def _next_trial(study: optuna.Study, setup: SearchSetup) -> Trial | None:
     """The trial a free worker runs: a waiting promotion (highest rung first), else one
-    decided now, else a budget slot (a new plan); None when there is none of these."""
-    trial = claim_promotion(study)
-    if trial is None and promote(study, setup):
-        trial = claim_promotion(study)
-    if trial is None and _waiting(study) > 0:
+    decided now, else a budget slot (a new plan); None when there is none of these, or none
+    whose expected duration fits in what is left of ``search.max_trial_minutes``."""
+    budget = time_budget(study.get_trials(deepcopy=False), setup.search.max_trial_minutes)
+    trial = claim_promotion(study, budget)
+    if trial is None and promote(study, setup, budget):
+        trial = claim_promotion(study, budget)
+    entry = entry_rung(setup)
+    steps = setup.task.finetune.steps if entry is None else entry.steps
+    if trial is None and _waiting_slots(study) > 0 and (budget is None or budget.fits(steps)):
         trial = study.ask()
         faults.point("driver.asked")
     return trial
+
+
+def budget_left(study: optuna.Study, setup: SearchSetup) -> str | None:
+    """Why a search ended with budget slots unsampled, or None: ``search.max_trial_minutes``
+    was spent (a later run with a larger value goes on)."""
+    budget = time_budget(study.get_trials(deepcopy=False), setup.search.max_trial_minutes)
+    slots = _waiting_slots(study)
+    if budget is None or not slots:
+        return None
+    return (
+        f"trial-time budget spent: {budget.committed_s / 60:.1f} of "
+        f"{budget.limit_s / 60:g} trial-minutes, {slots} planned trial(s) not sampled; "
+        "raise search.max_trial_minutes and run the same command again to go on"
+    )
 
 
 def _start(
@@ -269,8 +292,11 @@ def _stop_reason(study: optuna.Study, streaks: dict[str, int]) -> str | None:
     return None
 
 
-def _waiting(study: optuna.Study) -> int:
-    return state_counts(study)[TrialState.WAITING]
+def _waiting_slots(study: optuna.Study) -> int:
+    """Budget slots (and retries) not sampled yet; waiting promotions are not counted: those
+    the budget lets start are claimed by ``claim_promotion``."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return sum(not A.is_promotion(t) for t in waiting)
 
 
 def _running_elsewhere(study: optuna.Study) -> bool:

@@ -159,6 +159,9 @@ class Progress:
             )
         elif kind == "finished":
             self._finished(info)
+        elif kind == "budget_spent":
+            self.close()
+            self._say(info["reason"])
         elif kind == "duplicate":
             self._say(
                 f"  trial {info['trial']:3d} same plan as trial {info['of']}: its "

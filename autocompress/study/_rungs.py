@@ -41,6 +41,7 @@ from autocompress.front import (
 from autocompress.plan import CompressionPlan
 from autocompress.record import Promotion, Rung, read_study, read_trial
 from autocompress.record import attrs as A
+from autocompress.study._budget import TimeBudget
 from autocompress.study._setup import SearchSetup
 
 
@@ -61,10 +62,13 @@ def budgeted(plan: CompressionPlan, rung: Rung | None) -> CompressionPlan:
     return plan.with_budget(rung.steps, rung.lr)
 
 
-def promote(study: optuna.Study, setup: SearchSetup) -> list[int]:
+def promote(
+    study: optuna.Study, setup: SearchSetup, budget: TimeBudget | None = None
+) -> list[int]:
     """Decide the promotions due now, store them, enqueue them; the parents' numbers.
 
     Decisions stored earlier but not enqueued (a driver killed in between) are enqueued first.
+    A promotion is decided only within ``search.max_steps`` and the trial-time ``budget``.
     """
     steps = ladder(setup)
     if len(steps) < 2:
@@ -87,6 +91,7 @@ def promote(study: optuna.Study, setup: SearchSetup) -> list[int]:
     )
     new = [Promotion(e.number, e.level + 1, steps[e.level + 1]) for e in chosen]
     new = within_budget(new, steps_spent(trials, pending, steps[0]), setup.search.max_steps)
+    new = within_time(new, budget)
     if new:
         A.add_promotions(study, new)  # the decision first: a resumed driver never re-decides
         faults.point("driver.promotion_decided")
@@ -125,6 +130,19 @@ def within_budget(
         if spent + p.steps <= max_steps:
             kept.append(p)
             spent += p.steps
+    return kept
+
+
+def within_time(promotions: list[Promotion], budget: TimeBudget | None) -> list[Promotion]:
+    """The promotions, in order, whose expected durations fit in ``budget`` one after another;
+    one that does not fit is skipped, a shorter one after it may fit."""
+    if budget is None:
+        return promotions
+    kept = []
+    for p in promotions:
+        if budget.fits(p.steps):
+            kept.append(p)
+            budget = budget.after(p.steps)
     return kept
 
 
@@ -190,8 +208,9 @@ def enqueue_promotions(
     return queued
 
 
-def claim_promotion(study: optuna.Study) -> Trial | None:
-    """Run a waiting promotion next (highest rung first), or None when none is waiting.
+def claim_promotion(study: optuna.Study, budget: TimeBudget | None = None) -> Trial | None:
+    """Run a waiting promotion next (highest rung first) that fits in the trial-time
+    ``budget``, or None when none is waiting (or none fits).
 
     ``Study.ask`` pops the lowest-numbered waiting trial; this does what it does for a chosen
     one: set it RUNNING in the storage (atomic: False when another driver took it first).
@@ -203,6 +222,8 @@ def claim_promotion(study: optuna.Study) -> Trial | None:
     """
     trials = study.get_trials(deepcopy=False)
     waiting = [t for t in trials if t.state == TrialState.WAITING and A.is_promotion(t)]
+    if budget is not None:
+        waiting = [t for t in waiting if budget.fits(_rung(t).steps)]
     waiting.sort(key=lambda t: (-_level(read_trial(t).rung), t.number))
     storage = study._storage  # Optuna has no public pop-by-id
     for t in waiting:
@@ -329,6 +350,12 @@ def _has_trial(trials: list[FrozenTrial], p: Promotion) -> bool:
 def _same(a: Rung | None, b: Rung) -> bool:
     """The same promotion: the same parent to the same budget."""
     return a is not None and a.parent == b.parent and a.steps == b.steps
+
+
+def _rung(t: FrozenTrial) -> Rung:
+    rung = read_trial(t).rung
+    assert rung is not None  # a promotion always carries its rung
+    return rung
 
 
 def _level(rung: Rung | None) -> int:

@@ -279,3 +279,29 @@ def test_multi_fidelity_verdicts_come_from_the_figures():
         "0 fully trained: n/ax (target >= 5x with at least one fully trained: **missed**)" in text
     )
     assert "(**more** CPU)" in text
+
+
+def test_the_multi_fidelity_time_cap_is_the_default_arms_trial_minutes() -> None:
+    """mf_minutes=default: the seed's default search + refinement, as the budget counts it
+    (refined members present: nothing is refined again); a number is taken as given."""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from tests.study.test_budget import _trial
+
+    trials = [_trial(i, TrialState.COMPLETE, 30 * i, 30 * i + 24) for i in range(5)]  # 2 min
+    refined = [SimpleNamespace(parent=1)] * 3
+    result = SimpleNamespace(
+        study=SimpleNamespace(get_trials=lambda deepcopy=False: trials),
+        front=SimpleNamespace(completed=refined),
+    )
+    base = bench.Arm("tpe-n40-s0", "tpe", 0, 40, result=result)
+    other = bench.Arm("tpe-n40-s1", "tpe", 1, 40)
+    mf = bench.Arm("tpe-mf-s0", "tpe", 0, 60, rungs=(0, 60, 1000))
+    assert bench.time_cap(mf, [other, base, mf], "default", None, 3, 1000) == 2.0
+    assert bench.time_cap(mf, [base, mf], "12.5", None, 3, 1000) == 12.5
+    with pytest.raises(SystemExit, match="must run first"):
+        bench.time_cap(
+            mf, [other, bench.Arm("tpe-n40-s0", "tpe", 0, 40), mf], "default", None, 3, 1
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from autocompress.cli import main
 from autocompress.front import front_row
 
@@ -23,6 +25,13 @@ def test_status_json_has_counts_floor_and_front_rows(finished, capsys) -> None:
     assert data["front"][0]["accuracy"] == first.accuracy
     assert data["front"][0]["size_bytes"] == first.size_bytes
     assert data["fp32_latency_ms"] > 0 and data["hypervolume"] == result.front.hypervolume()
+    durations = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in result.study.get_trials(deepcopy=False)
+        if t.datetime_complete is not None and t.datetime_start is not None
+    ]
+    assert data["trial_minutes"] == pytest.approx(sum(durations) / 60)  # what the budget counts
+    assert data["trial_minutes"] > 0
 
 
 def test_pick_json_has_the_row_plan_and_an_existing_artifact(finished, capsys) -> None:

@@ -1,0 +1,116 @@
+"""The trial-time budget (``search.max_trial_minutes``): what the study has spent, what a trial
+will cost, and whether the next one fits.
+
+A user thinks of a search's cost in time, and a step cap does not bound it: on resnet18 a rung-0
+trial (no fine-tuning) took 14.0 s against 30.0 s for a 60-step one, so 60 rung-0 plans cost
+17.5 trial-minutes that ``search.max_steps`` never sees. The budget counts every trial's
+duration as the storage records it (``datetime_start`` to ``datetime_complete``: all workers,
+all drivers, every resume), so it is exact across SIGKILL and resume like the step budget.
+
+A driver starts a trial only when the study's spent time, plus the expected rest of the trials
+running (any driver's), plus this trial's expected duration stays within the budget. Expected
+durations come from the study's own history: the median seconds per fine-tuning step times the
+trial's steps, plus the median time a trial spends outside fine-tuning (pruning, BN
+recalibration, realizing, timing). Before any trial finished nothing is known: the first
+trials start while the budget is not spent. Drivers deciding at the same instant can each start
+one trial the other's did not count: the budget is passed by at most one trial per extra driver.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.record import read_trial
+from autocompress.study._recovery import HEARTBEAT_S
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """The study's trial time: the limit, what is spent or committed, and the cost model."""
+
+    limit_s: float
+    committed_s: float  # finished trials' durations + running trials' expected durations
+    overhead_s: float = 0.0  # median seconds of a trial outside fine-tuning (0: none finished)
+    per_step_s: float = 0.0  # median seconds per fine-tuning step (0: nothing fine-tuned yet)
+
+    def cost_s(self, steps: int) -> float:
+        """The expected duration of a trial fine-tuned for ``steps`` steps."""
+        return self.overhead_s + steps * self.per_step_s
+
+    def fits(self, steps: int) -> bool:
+        """A trial of ``steps`` steps can start without passing the limit."""
+        return self.committed_s < self.limit_s and (
+            self.committed_s + self.cost_s(steps) <= self.limit_s
+        )
+
+    def after(self, steps: int) -> TimeBudget:
+        """This budget once a trial of ``steps`` steps is committed."""
+        return replace(self, committed_s=self.committed_s + self.cost_s(steps))
+
+
+def time_budget(
+    trials: list[FrozenTrial], max_minutes: float | None, now: datetime | None = None
+) -> TimeBudget | None:
+    """The study's budget as its storage shows it now; None without ``max_minutes``."""
+    if max_minutes is None:
+        return None
+    now = now or datetime.now()
+    overheads, per_step = _cost_model(trials)
+    model = TimeBudget(
+        float(max_minutes) * 60.0,
+        0.0,
+        statistics.median(overheads) if overheads else 0.0,
+        statistics.median(per_step) if per_step else 0.0,
+    )
+    spent = trial_minutes(trials) * 60.0
+    running = 0.0
+    for t in trials:
+        if t.state == TrialState.RUNNING and t.datetime_start is not None:
+            elapsed = (now - t.datetime_start).total_seconds()
+            running += max(elapsed, model.cost_s(_steps(t)))
+    return replace(model, committed_s=spent + running)
+
+
+def trial_minutes(trials: list[FrozenTrial]) -> float:
+    """The trial time a study has spent (finished trials), as ``search.max_trial_minutes``
+    counts it: what ``status`` shows."""
+    return sum(trial_seconds(t) for t in trials if t.state.is_finished()) / 60.0
+
+
+def trial_seconds(t: FrozenTrial) -> float:
+    """How long ``t`` held a worker, from the storage's clock. A trial whose driver died (failed
+    by recovery later) counts until its driver's last heartbeat, not until it was recovered."""
+    if t.datetime_start is None or t.datetime_complete is None:
+        return 0.0
+    end = t.datetime_complete
+    beat = read_trial(t).heartbeat
+    if t.state == TrialState.FAIL and beat is not None:
+        end = min(end, datetime.fromtimestamp(beat) + timedelta(seconds=HEARTBEAT_S))
+    return max(0.0, (end - t.datetime_start).total_seconds())
+
+
+def _cost_model(trials: list[FrozenTrial]) -> tuple[list[float], list[float]]:
+    """Per measured trial: seconds outside fine-tuning; per fine-tuned one: seconds per step.
+    A duplicate (its figures copied from an earlier trial) trained nothing: left out."""
+    overheads, per_step = [], []
+    for t in trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        record = read_trial(t)
+        if record.result is None or record.duplicate_of is not None:
+            continue
+        tuned = record.result.finetune
+        overheads.append(max(0.0, trial_seconds(t) - (tuned.seconds if tuned else 0.0)))
+        if tuned is not None and tuned.steps:
+            per_step.append(tuned.seconds_per_step)
+    return overheads, per_step
+
+
+def _steps(t: FrozenTrial) -> int:
+    """The fine-tuning steps ``t`` was started with (0: a post-training plan)."""
+    plan = read_trial(t).plan
+    return 0 if plan is None or plan.distill is None else int(plan.distill.steps or 0)
