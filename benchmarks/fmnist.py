@@ -40,6 +40,7 @@ Run (opt-in, not part of the tests; ~25 s per trial on a 2-core machine):
     python benchmarks/fmnist.py n=40 seeds=0,1,2            # the full protocol (~2.5 h)
     python benchmarks/fmnist.py n=10 seeds=0                # a short sitting (~15 min)
 Options: steps=<fine-tuning steps> batch=<target batch size> out=<folder> (docs/benchmarks)
+<section.key>=<value> (an experiment override, e.g. model.checkpoint=<file>)
 refine=<members, default 3> refine_steps=<default 1000> refine_lr=<default: the experiment's>
 workers=<trials in flight, default 1> samplers=<other samplers at n, comma-separated>.
 Writes <out>/fmnist-b<batch>.{json,md,png}; runs live in runs/bench/. Studies already complete
@@ -281,7 +282,11 @@ def time_cap(
     construction rather than cut afterwards. The default is refined first if it is not yet."""
     if cap != "default":
         return float(cap)
-    base = next(a for a in arms if a.seed == arm.seed and not a.multi_fidelity)
+    base = next(
+        a
+        for a in arms
+        if a.seed == arm.seed and a.sampler == arm.sampler and a.label != "baselines"
+    )
     if base.result is None:
         raise SystemExit("mf_minutes=default: the seed's default search must run first")
     done = sum(m.parent is not None for m in base.result.front.completed)
@@ -944,6 +949,9 @@ def main(argv: list[str]) -> None:
     common = [f"target.batch_size={batch}", f"model.train.epochs={args.get('ref_epochs', 12)}"]
     if "steps" in args:
         common.append(f"finetune.steps={args['steps']}")
+    # experiment keys given as they are, e.g. model.checkpoint=checkpoints/refnet-fmnist-e12.pt
+    # (the shipped 12-epoch reference: no 20-minute retraining on a fresh machine)
+    common += [f"{k}={v}" for k, v in args.items() if "." in k]
     workers = int(args.get("workers", 1))
     if workers > 1:
         common += [f"search.n_workers={workers}", "search.executor=ray"]

@@ -184,14 +184,17 @@ def _next_trial(study: optuna.Study, setup: SearchSetup) -> Trial | None:
 def budget_left(study: optuna.Study, setup: SearchSetup) -> str | None:
     """Why a search ended with budget slots unsampled, or None: ``search.max_trial_minutes``
     was spent (a later run with a larger value goes on)."""
-    budget = time_budget(study.get_trials(deepcopy=False), setup.search.max_trial_minutes)
-    slots = _waiting_slots(study)
-    if budget is None or not slots:
+    trials = study.get_trials(deepcopy=False)
+    budget = time_budget(trials, setup.search.max_trial_minutes)
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    if budget is None or not waiting:
         return None
+    promotions = sum(A.is_promotion(t) for t in waiting)
     return (
         f"trial-time budget spent: {budget.committed_s / 60:.1f} of "
-        f"{budget.limit_s / 60:g} trial-minutes, {slots} planned trial(s) not sampled; "
-        "raise search.max_trial_minutes and run the same command again to go on"
+        f"{budget.limit_s / 60:g} trial-minutes; {len(waiting) - promotions} plan(s) not "
+        f"sampled and {promotions} promotion(s) not run, as they would pass it; raise "
+        "search.max_trial_minutes and run the same command again to go on"
     )
 
 

@@ -296,10 +296,16 @@ def test_the_multi_fidelity_time_cap_is_the_default_arms_trial_minutes() -> None
         study=SimpleNamespace(get_trials=lambda deepcopy=False: trials),
         front=SimpleNamespace(completed=refined),
     )
+    baselines = bench.Arm("baselines", "tpe", 0, 5, result=result)  # seed 0 too: not it
     base = bench.Arm("tpe-n40-s0", "tpe", 0, 40, result=result)
     other = bench.Arm("tpe-n40-s1", "tpe", 1, 40)
     mf = bench.Arm("tpe-mf-s0", "tpe", 0, 60, rungs=(0, 60, 1000))
-    assert bench.time_cap(mf, [other, base, mf], "default", None, 3, 1000) == 2.0
+    trials_b = [_trial(i, TrialState.COMPLETE, 0, 6) for i in range(5)]
+    baselines.result = SimpleNamespace(
+        study=SimpleNamespace(get_trials=lambda deepcopy=False: trials_b),
+        front=SimpleNamespace(completed=[]),
+    )
+    assert bench.time_cap(mf, [baselines, other, base, mf], "default", None, 3, 1000) == 2.0
     assert bench.time_cap(mf, [base, mf], "12.5", None, 3, 1000) == 12.5
     with pytest.raises(SystemExit, match="must run first"):
         bench.time_cap(
