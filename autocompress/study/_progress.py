@@ -130,7 +130,8 @@ class Progress:
             _attach(_Lines(self.out, self.console))
         self._say(
             f"autocompress: study {setup.name!r} in {storage_label(setup.storage, setup.run_dir)}"
-            f" | {setup.search.n_trials} trials, sampler {setup.search.sampler}, "
+            f" | {setup.search.n_trials} trials{_time_cap(setup.search.max_trial_minutes)}, "
+            f"sampler {setup.search.sampler}, "
             f"{setup.search.n_workers} worker(s), runtime {setup.task.target.runtime}"
         )
         ref = setup.reference
@@ -290,6 +291,10 @@ class Progress:
     def _say(self, text: str, level: int = logging.INFO) -> None:
         if self.enabled:
             LOGGER.log(level, text)
+
+
+def _time_cap(minutes: float | None) -> str:
+    return "" if minutes is None else f" within {minutes:g} trial-minutes"
 
 
 def _saturating_int8_note(target: Any) -> str | None:

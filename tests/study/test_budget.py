@@ -123,6 +123,7 @@ def test_the_budget_stops_sampling_and_a_larger_one_resumes_exactly(tmp_path, ca
     entries = [t for t in study.get_trials(deepcopy=False) if not A.is_promotion(t)]
     left = [t for t in entries if t.state == TrialState.WAITING]
     assert left, "0.6 s of trial time must stop a 6-plan ladder early"
+    assert "| 6 trials within 0.01 trial-minutes, sampler random" in out
     assert "trial-time budget spent:" in out and "raise search.max_trial_minutes" in out
     _started_within(study, 0.01 * 60)
 
