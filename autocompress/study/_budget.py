@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 
 from optuna.trial import FrozenTrial, TrialState
 
-from autocompress.record import attrs as A
 from autocompress.record import read_trial
 from autocompress.study._recovery import HEARTBEAT_S
 
@@ -88,8 +87,8 @@ def trial_seconds(t: FrozenTrial) -> float:
     if t.datetime_start is None or t.datetime_complete is None:
         return 0.0
     end = t.datetime_complete
-    beat = t.user_attrs.get(A.HEARTBEAT) if t.state == TrialState.FAIL else None
-    if beat is not None:  # read raw: status sums every trial, parsing each record is wasted
+    beat = read_trial(t).heartbeat if t.state == TrialState.FAIL else None  # only failed ones
+    if beat is not None:
         end = min(end, datetime.fromtimestamp(beat) + timedelta(seconds=HEARTBEAT_S))
     return max(0.0, (end - t.datetime_start).total_seconds())
 
