@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
     from autocompress._api import SearchResult
     from autocompress.front import Front, Member
 
@@ -58,8 +60,13 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
     trials = result.study.get_trials(deepcopy=False)
     counts = Counter(t.state.name.lower() for t in trials)
     minutes = trial_minutes(trials)
+    promotions = _waiting_promotions(trials)
     if not as_json:
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if promotions:  # plans not sampled yet and promotions queued are two different things
+            states += (
+                f" ({counts['waiting'] - promotions} plan(s) to sample, {promotions} promotion(s))"
+            )
         print(f"study {result.study.study_name!r}: {states}; {minutes:.1f} trial-minutes spent")
         if result.front.rungs is not None:
             print(_rungs_line(result.front))
@@ -71,6 +78,7 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
             "study": result.study.study_name,
             "trials": dict(sorted(counts.items())),
             "trial_minutes": minutes,  # every trial's duration, summed (search.max_trial_minutes)
+            "waiting_promotions": promotions,  # of trials["waiting"]; the rest: plans not sampled
             "accuracy_floor": front.accuracy_floor,  # fraction; null: none stored
             "fp32_latency_ms": _fp32_ms(front),
             "hypervolume": front.hypervolume() if front.members else None,
@@ -80,6 +88,16 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
         }
     )
     return 0
+
+
+def _waiting_promotions(trials: list[FrozenTrial]) -> int:
+    """Promotions queued and not started: after a time budget ends a search, those that did not
+    fit wait for a larger ``search.max_trial_minutes`` beside the plans not sampled."""
+    from optuna.trial import TrialState
+
+    from autocompress.record import attrs as A
+
+    return sum(A.is_promotion(t) for t in trials if t.state == TrialState.WAITING)
 
 
 def _rungs_line(front: Front) -> str:

@@ -45,3 +45,29 @@ def test_pick_json_has_the_row_plan_and_an_existing_artifact(finished, capsys) -
     artifact = Path(data["artifact"])
     assert artifact.is_absolute() and artifact.is_file()
     assert artifact.name in ("model.onnx", "model.pt2")
+
+
+def test_status_tells_queued_promotions_from_plans_not_sampled(finished, tmp_path, capsys) -> None:
+    """A time budget can end a search with both waiting: status counts them apart."""
+    import shutil
+
+    import optuna
+
+    from autocompress.record import Rung, attrs
+
+    result, journal = finished
+    copy = tmp_path / "study.journal"
+    shutil.copy(journal, copy)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(copy)))
+    study = optuna.load_study(study_name=result.study.study_name, storage=storage)
+    parent = next(t for t in study.trials if t.params)
+    study.enqueue_trial(
+        dict(parent.params), user_attrs=attrs.slot_attrs(rung=Rung(1, 1000, parent.number))
+    )
+    study.enqueue_trial(dict(parent.params), user_attrs=attrs.slot_attrs())  # a plan's slot
+    capsys.readouterr()
+    assert main(["status", str(copy)]) == 0
+    assert "2 waiting (1 plan(s) to sample, 1 promotion(s))" in capsys.readouterr().out
+    assert main(["status", str(copy), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["trials"]["waiting"] == 2 and data["waiting_promotions"] == 1
