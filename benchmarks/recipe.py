@@ -29,6 +29,7 @@ Run (opt-in; minutes per 1000-step row on 2 cores):
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import random
 import statistics
@@ -193,6 +194,8 @@ def _pts(x: float | None) -> str:
 
 
 def main(argv: list[str]) -> None:
+    if isinstance(sys.stdout, io.TextIOWrapper):  # redirected to a log: each row as it lands
+        sys.stdout.reconfigure(line_buffering=True)
     args = dict(
         a.split("=", 1)
         for a in argv
