@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from optuna.trial import FrozenTrial
-
     from autocompress._api import SearchResult
     from autocompress.front import Front, Member
 
@@ -55,18 +53,16 @@ def _check_data_root(dataset: str, root: str | None) -> None:
 def status(result: SearchResult, *, as_json: bool = False) -> int:
     """``autocompress status [--json]``: trials by state, the accuracy floor, the front."""
     from autocompress.front import format_front
-    from autocompress.study import trial_minutes
+    from autocompress.study import trial_minutes, waiting
 
     trials = result.study.get_trials(deepcopy=False)
     counts = Counter(t.state.name.lower() for t in trials)
     minutes = trial_minutes(trials)
-    promotions = _waiting_promotions(trials)
+    plans, promotions = waiting(trials)
     if not as_json:
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if promotions:  # plans not sampled yet and promotions queued are two different things
-            states += (
-                f" ({counts['waiting'] - promotions} plan(s) to sample, {promotions} promotion(s))"
-            )
+            states += f" ({plans} plan(s) to sample, {promotions} promotion(s))"
         print(f"study {result.study.study_name!r}: {states}; {minutes:.1f} trial-minutes spent")
         if result.front.rungs is not None:
             print(_rungs_line(result.front))
@@ -88,16 +84,6 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
         }
     )
     return 0
-
-
-def _waiting_promotions(trials: list[FrozenTrial]) -> int:
-    """Promotions queued and not started: after a time budget ends a search, those that did not
-    fit wait for a larger ``search.max_trial_minutes`` beside the plans not sampled."""
-    from optuna.trial import TrialState
-
-    from autocompress.record import attrs as A
-
-    return sum(A.is_promotion(t) for t in trials if t.state == TrialState.WAITING)
 
 
 def _rungs_line(front: Front) -> str:

@@ -1,6 +1,6 @@
 """The search: driver (owns Optuna), executors (run trials), storage, samplers, setup."""
 
-from autocompress.study._budget import trial_minutes
+from autocompress.study._budget import trial_minutes, waiting
 from autocompress.study._driver import objective_values, optimize, record, write_artifacts
 from autocompress.study._executors import Executor, LocalExecutor, Outcome, execute
 from autocompress.study._lifecycle import add_budget_slots, open_study, resolve_run_dir
@@ -40,5 +40,6 @@ __all__ = [
     "setup_from_experiment",
     "setup_from_objects",
     "trial_minutes",
+    "waiting",
     "write_artifacts",
 ]

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from optuna.trial import FrozenTrial, TrialState
 
+from autocompress.record import attrs as A
 from autocompress.record import read_trial
 from autocompress.study._recovery import HEARTBEAT_S
 
@@ -79,6 +80,13 @@ def trial_minutes(trials: list[FrozenTrial]) -> float:
     """The trial time a study has spent (finished trials), as ``search.max_trial_minutes``
     counts it: what ``status`` shows."""
     return sum(trial_seconds(t) for t in trials if t.state.is_finished()) / 60.0
+
+
+def waiting(trials: list[FrozenTrial]) -> tuple[int, int]:
+    """(plans not sampled yet: budget slots and retries, promotions queued): the two kinds of
+    WAITING trial a budget can leave, counted apart (a promotion is extra to the plan count)."""
+    queued = [A.is_promotion(t) for t in trials if t.state == TrialState.WAITING]
+    return len(queued) - sum(queued), sum(queued)
 
 
 def trial_seconds(t: FrozenTrial) -> float:

@@ -42,7 +42,7 @@ from autocompress.front import build_front
 from autocompress.plan import CompressionPlan
 from autocompress.record import DriverStamp, Rung, TrialOutput, TrialResult, read_trial
 from autocompress.record import attrs as A
-from autocompress.study._budget import time_budget
+from autocompress.study._budget import time_budget, waiting
 from autocompress.study._executors import Executor, Outcome
 from autocompress.study._lifecycle import add_budget_slots
 from autocompress.study._recovery import HEARTBEAT_S, heartbeat, recover_stale_trials
@@ -186,13 +186,12 @@ def budget_left(study: optuna.Study, setup: SearchSetup) -> str | None:
     was spent (a later run with a larger value goes on)."""
     trials = study.get_trials(deepcopy=False)
     budget = time_budget(trials, setup.search.max_trial_minutes)
-    waiting = [t for t in trials if t.state == TrialState.WAITING]
-    if budget is None or not waiting:
+    plans, promotions = waiting(trials)
+    if budget is None or not plans + promotions:
         return None
-    promotions = sum(A.is_promotion(t) for t in waiting)
     return (
         f"trial-time budget spent: {budget.committed_s / 60:.1f} of "
-        f"{budget.limit_s / 60:g} trial-minutes; {len(waiting) - promotions} plan(s) not "
+        f"{budget.limit_s / 60:g} trial-minutes; {plans} plan(s) not "
         f"sampled and {promotions} promotion(s) not run, as they would pass it; raise "
         "search.max_trial_minutes and run the same command again to go on"
     )
@@ -298,8 +297,7 @@ def _stop_reason(study: optuna.Study, streaks: dict[str, int]) -> str | None:
 def _waiting_slots(study: optuna.Study) -> int:
     """Budget slots (and retries) not sampled yet; waiting promotions are not counted: those
     the budget lets start are claimed by ``claim_promotion``."""
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    return sum(not A.is_promotion(t) for t in waiting)
+    return waiting(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))[0]
 
 
 def _running_elsewhere(study: optuna.Study) -> bool:
