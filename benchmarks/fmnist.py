@@ -25,7 +25,8 @@ On the Fashion-MNIST reference model and the default target (ONNX Runtime, one p
   random-search arms out;
 - then **one verification sitting**: every front member and every baseline is re-timed on the
   target and scored on the held-out test split, so all latency comparisons are side by side;
-  the same artifacts are then timed at batch 32 too.
+  the same artifacts are then timed at batch 32 too (``sittings=N``: N-1 more batch-1
+  sittings, each search's verified hypervolume in each, so margins show their re-timing noise).
 
 Reports per search: hypervolume of the search's own front (refinements excluded, so default(n)
 and random(2n) are compared on equal terms) in (error, latency / fp32, size / fp32) with the
@@ -42,7 +43,9 @@ Run (opt-in, not part of the tests; ~25 s per trial on a 2-core machine):
 Options: steps=<fine-tuning steps> batch=<target batch size> out=<folder> (docs/benchmarks)
 <section.key>=<value> (an experiment override, e.g. model.checkpoint=<file>)
 refine=<members, default 3> refine_steps=<default 1000> refine_lr=<default: the experiment's>
-workers=<trials in flight, default 1> samplers=<other samplers at n, comma-separated>.
+workers=<trials in flight, default 1> samplers=<other samplers at n, comma-separated>
+sittings=<verification sittings, default 1: more re-time everything again and report each
+sitting's verified hypervolume, so a margin can be judged against re-timing noise>.
 Writes <out>/fmnist-b<batch>.{json,md,png}; runs live in runs/bench/. Studies already complete
 are reused (not re-run); their wall and CPU time come from the previous JSON.
     python benchmarks/fmnist.py render docs/benchmarks/fmnist-b1.json
@@ -271,6 +274,29 @@ def verify_all(arms: list[Arm], batches: tuple[int, ...] = ()) -> float:
         for (arm, c), row in zip(jobs, rows, strict=True):
             arm.latency_at.setdefault(batch, {})[c.trial] = row.verified_latency_ms
     return reference_test
+
+
+def more_sittings(arms: list[Arm], summary: dict[str, Any], extra: int) -> None:
+    """Re-time every member ``extra`` more times and keep each sitting's verified hypervolume.
+
+    On a 2-core VM re-timing alone moves a verified hypervolume by ~0.02 between sittings, as
+    much as a margin the issues ask for. Each search gets ``hypervolume_verified_sittings`` (the
+    first sitting's first): margins between two searches are then taken sitting by sitting,
+    both re-timed side by side, and their spread shows what one sitting can claim. The rest of
+    the summary stays the first sitting's.
+    """
+    if extra <= 0:
+        return
+    first = {s["arm"]: [s["hypervolume_verified"]] for s in summary["searches"]}
+    saved = [dict(arm.verified) for arm in arms]
+    for _ in range(extra):
+        again = summarise(arms, verify_all(arms))
+        for s in again["searches"]:
+            first[s["arm"]].append(s["hypervolume_verified"])
+    for arm, verified in zip(arms, saved, strict=True):
+        arm.verified = verified
+    for s in summary["searches"]:
+        s["hypervolume_verified_sittings"] = first[s["arm"]]
 
 
 def time_cap(
@@ -773,6 +799,7 @@ def multi_fidelity(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             + (f" ({_describe(sampled)})" if sampled else " (no sampled plan in the band)")
         )
         if base is not None:
+            lines += _sitting_gains(s, base)
             gain = s["hypervolume_verified"] - base["hypervolume_verified"]
             cpu = (s["cpu_s"] or 0) + s.get("refine_cpu_s", 0.0)
             cpu_base = (base["cpu_s"] or 0) + base.get("refine_cpu_s", 0.0)
@@ -816,6 +843,21 @@ def multi_fidelity(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"least one fully trained: **{'met' if ratio >= MF_PLANS_RATIO else 'missed'}**)."
         )
     return [*lines, ""]
+
+
+def _sitting_gains(mf: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """The verified hypervolume gain in each verification sitting (``sittings=``), if several."""
+    ours = mf.get("hypervolume_verified_sittings") or []
+    theirs = base.get("hypervolume_verified_sittings") or []
+    if len(ours) < 2 or len(ours) != len(theirs):
+        return []
+    gains = [a - b for a, b in zip(ours, theirs, strict=True)]
+    return [
+        f"- {mf['arm']}: verified hypervolume gain in each of {len(gains)} verification "
+        f"sittings: {', '.join(f'{g:+.4f}' for g in gains)} (median "
+        f"{statistics.median(gains):+.4f}, spread {max(gains) - min(gains):.4f}); the lines "
+        "below are the first sitting's."
+    ]
 
 
 def targets(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
@@ -1011,6 +1053,7 @@ def main(argv: list[str]) -> None:
             arm.wall_s, arm.cpu_s = previous[arm.label][:2]
     reference_test = verify_all(arms, tuple(b for b in BATCHES_AFTER if b != batch))
     summary = summarise(arms, reference_test)
+    more_sittings(arms, summary, int(args.get("sittings", 1)) - 1)
     fingerprint = dict(arms[1].result.front.members[0].result.fingerprint)
     meta = {
         "command": " ".join(["python", *sys.argv]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -77,7 +78,6 @@ def test_targets_are_judged_from_the_figures():
 
 
 def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_path):
-    from types import SimpleNamespace
 
     study, _ = _study_with(
         [(0, 40, {}), (30, 95, {}), (100, 900, {"refine": {"of": 1, "steps": 1000}})]
@@ -95,7 +95,6 @@ def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_pa
 
 def _arm_of(completed):
     """An arm whose front holds ``completed`` (fp32: 1000 bytes, 90% val) on machine "k"."""
-    from types import SimpleNamespace
 
     front = SimpleNamespace(
         completed=completed,
@@ -107,7 +106,6 @@ def _arm_of(completed):
 
 
 def test_hypervolume_at_k_counts_the_first_k_own_trials_infeasible_included():
-    from types import SimpleNamespace
 
     def member(number, acc, ratio, feasible=True, refines=None):
         result = SimpleNamespace(accuracy=acc, latency_ratio=ratio, size_bytes=500)
@@ -128,7 +126,6 @@ def test_hypervolume_at_k_counts_the_first_k_own_trials_infeasible_included():
 
 
 def test_warm_start_hypervolume_counts_baselines_and_warm_starts_alone():
-    from types import SimpleNamespace
 
     def member(number, acc, ratio, baseline=None, warm_start=None, feasible=True, key="k"):
         result = SimpleNamespace(accuracy=acc, latency_ratio=ratio, size_bytes=500)
@@ -214,7 +211,6 @@ def _study_with(spans):
 
 def test_a_study_whose_only_new_trial_is_a_refinement_counts_as_reused():
     import datetime as dt
-    from types import SimpleNamespace
 
     study, t0 = _study_with(
         [(0, 40, {}), (30, 95, {}), (5000, 5400, {"refine": {"of": 1, "steps": 1000}})]
@@ -284,7 +280,6 @@ def test_multi_fidelity_verdicts_come_from_the_figures():
 def test_the_multi_fidelity_time_cap_is_the_default_arms_trial_minutes() -> None:
     """mf_minutes=default: the seed's default search + refinement, as the budget counts it
     (refined members present: nothing is refined again); a number is taken as given."""
-    from types import SimpleNamespace
 
     from optuna.trial import TrialState
 
@@ -311,3 +306,44 @@ def test_the_multi_fidelity_time_cap_is_the_default_arms_trial_minutes() -> None
         bench.time_cap(
             mf, [other, bench.Arm("tpe-n40-s0", "tpe", 0, 40), mf], "default", None, 3, 1
         )
+
+
+def test_more_sittings_keep_each_sittings_hypervolume_and_the_first_sittings_figures(
+    monkeypatch,
+):
+    """sittings=N: every search gets one verified hypervolume per sitting, the first first,
+    and the members' verified rows (what the rest of the summary reports) stay the first's."""
+    arms = [SimpleNamespace(verified={1: "first"}), SimpleNamespace(verified={2: "first"})]
+    hvs = iter([0.61, 0.70, 0.63, 0.69])  # (default, mf) in each extra sitting
+
+    def fake_verify(arms_, batches=()):
+        for arm in arms_:
+            arm.verified = {k: "again" for k in arm.verified}
+        return 0.93
+
+    def fake_summarise(arms_, reference_test):
+        assert all(v == "again" for a in arms_ for v in a.verified.values())
+        return {"searches": [{"arm": a, "hypervolume_verified": next(hvs)} for a in ("d", "m")]}
+
+    monkeypatch.setattr(bench, "verify_all", fake_verify)
+    monkeypatch.setattr(bench, "summarise", fake_summarise)
+    summary = {
+        "searches": [
+            {"arm": "d", "hypervolume_verified": 0.62},
+            {"arm": "m", "hypervolume_verified": 0.68},
+        ]
+    }
+    bench.more_sittings(arms, summary, 2)
+    assert [s["hypervolume_verified_sittings"] for s in summary["searches"]] == [
+        [0.62, 0.61, 0.63],
+        [0.68, 0.70, 0.69],
+    ]
+    assert [a.verified for a in arms] == [{1: "first"}, {2: "first"}]
+    default, mf = summary["searches"]
+    mf = {**mf, "arm": "tpe-mf-s0"}
+    default = {**default, "arm": "tpe-n40-s0"}
+    (line,) = bench._sitting_gains(mf, default)
+    assert "in each of 3 verification sittings: +0.0600, +0.0900, +0.0600" in line
+    assert "(median +0.0600, spread 0.0300)" in line
+    bench.more_sittings(arms, {"searches": []}, 0)  # one sitting: nothing re-timed
+    assert bench._sitting_gains({"hypervolume_verified_sittings": [0.7]}, default) == []

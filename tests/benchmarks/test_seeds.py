@@ -91,3 +91,15 @@ def test_a_seed_given_twice_or_without_its_default_search_is_refused(tmp_path):
         seeds.rows_of(lone)
     with pytest.raises(SystemExit, match="no such benchmark JSON"):
         seeds.main([str(tmp_path / "missing.json")])
+
+
+def test_a_sitting_verified_several_times_gives_the_median_of_its_own_gains(tmp_path):
+    path = _sitting(tmp_path, 0, 0.60, 0.70)
+    data = json.loads(path.read_text())
+    data["searches"][0]["hypervolume_verified_sittings"] = [0.60, 0.62, 0.61]
+    data["searches"][1]["hypervolume_verified_sittings"] = [0.70, 0.64, 0.65]
+    path.write_text(json.dumps(data))
+    (row,) = seeds.rows_of(path)
+    assert [round(g, 3) for g in row.sitting_gains] == [0.1, 0.02, 0.04]
+    assert row.gain == pytest.approx(0.04)
+    assert "| +0.040 (+0.020..+0.100 over 3 sittings) |" in seeds.markdown([row])
