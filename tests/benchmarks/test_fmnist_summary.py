@@ -347,3 +347,18 @@ def test_more_sittings_keep_each_sittings_hypervolume_and_the_first_sittings_fig
     assert "(median +0.0600, spread 0.0300)" in line
     bench.more_sittings(arms, {"searches": []}, 0)  # one sitting: nothing re-timed
     assert bench._sitting_gains({"hypervolume_verified_sittings": [0.7]}, default) == []
+
+
+def test_verified_hypervolume_uses_the_ratio_timed_beside_fp32_not_milliseconds_apart():
+    """fp32 re-timed slow in its own turn must not move every point: the interleaved ratio
+    decides; a sitting stored before ratios were kept falls back to milliseconds."""
+    fp32 = {"test_accuracy": 0.93, "latency_ms": 0.8, "size_bytes": 1000, "latency_ratio": 1.0}
+    member = {"test_accuracy": 0.92, "latency_ms": 0.2, "size_bytes": 250, "latency_ratio": 0.5}
+    by_ratio = bench.verified_hypervolume([fp32, member], fp32)
+    assert by_ratio == pytest.approx(bench.verified_hypervolume([fp32, member], {**fp32}))
+    # (1 - 0.08) x (1 - 0.5) x (1 - 0.25) plus fp32's slab, which adds nothing (latency 1)
+    assert by_ratio == pytest.approx(0.92 * 0.5 * 0.75)
+    old = [{k: v for k, v in p.items() if k != "latency_ratio"} for p in (fp32, member)]
+    assert bench.verified_hypervolume(old, old[0]) == pytest.approx(0.92 * 0.75 * 0.75)
+    no_reference = [fp32, {**member, "latency_ratio": float("nan")}]
+    assert bench.verified_hypervolume(no_reference, fp32) == pytest.approx(0.92 * 0.75 * 0.75)
