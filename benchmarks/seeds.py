@@ -135,8 +135,8 @@ def markdown(rows: list[SeedRow]) -> str:
         "Each row is one sitting of `benchmarks/fmnist.py` (its JSON named in the row); the "
         "margin is taken inside that sitting. Verified hypervolume: test error, latency as the "
         "ratio to fp32 timed beside it in the sitting (sittings stored before ratios were kept: "
-        "milliseconds over fp32's), packed bytes over fp32's; reference point (1, 1, 1). CPU: busy "
-        "minutes of search + refinement. Gain: where a sitting verified several times "
+        "milliseconds over fp32's), packed bytes over fp32's; reference point (1, 1, 1). CPU: "
+        "busy minutes of search + refinement. Gain: where a sitting verified several times "
         "(`sittings=N`), the median of the per-sitting gains, with their range. Written by "
         "`benchmarks/seeds.py` from the files alone.",
         "",
