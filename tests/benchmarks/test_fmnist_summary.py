@@ -362,3 +362,16 @@ def test_verified_hypervolume_uses_the_ratio_timed_beside_fp32_not_milliseconds_
     assert bench.verified_hypervolume(old, old[0]) == pytest.approx(0.92 * 0.75 * 0.75)
     no_reference = [fp32, {**member, "latency_ratio": float("nan")}]
     assert bench.verified_hypervolume(no_reference, fp32) == pytest.approx(0.92 * 0.75 * 0.75)
+
+
+def test_speedups_are_ratios_of_the_ratios_timed_beside_fp32():
+    int8 = {"latency_ms": 0.30, "latency_ratio": 0.40, "size_bytes": 300_000}
+    member = {"latency_ms": 0.30, "latency_ratio": 0.16, "size_bytes": 30_000}
+    assert bench.speedup_of(int8, member) == pytest.approx(2.5)  # not 1.0 from milliseconds
+    assert bench.meets_aim(int8, member, 2.5, 10.0)
+    assert bench.versus_int8(int8, member)["speedup_vs_int8"] == pytest.approx(2.5)
+    slow = {**member, "latency_ms": 0.01, "latency_ratio": 0.2}
+    assert bench.latency_key(member) < bench.latency_key(slow)
+    old = {"latency_ms": 0.12, "size_bytes": 30_000}
+    assert bench.speedup_of(int8, old) == pytest.approx(2.5)
+    assert bench.latency_key(old) == pytest.approx(0.12)
