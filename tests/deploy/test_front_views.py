@@ -17,6 +17,7 @@ from autocompress.front import (
     format_front,
     fp32_latency_ms,
     front_row,
+    latency_ms,
 )
 from autocompress.plan import CompressionPlan
 from tests.synthetic import synthetic_result
@@ -120,7 +121,9 @@ def test_report_plan_chart_in_forward_order_and_3d_axes_not_clipped(finished) ->
     assert bars == [n for n in knee.result.layers if n in knee.plan.layers]
     assert bars[-1] == "fc" and bars != sorted(bars)  # alphabetical put fc first
     scene = pareto_3d(front).layout.scene
-    slowest = max(m.result.latency_ms for m in front.completed)
+    # as plotted: the fp32 baseline sits at the one fp32 figure, which its own sitting's
+    # milliseconds may exceed on a noisy machine (CI read 0.0364 against 0.0313 x 1.1)
+    slowest = max(latency_ms(m, front) for m in front.completed)
     assert scene.xaxis.range[0] == 0 and scene.xaxis.range[1] > slowest
     assert not math.isnan(fp32_latency_ms(front))
 
