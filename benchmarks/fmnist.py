@@ -534,20 +534,32 @@ LATENCY_TIE = 0.02
 def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """a dominates b on (test accuracy max, verified latency min, size min).
 
-    Accuracy and size are exact (test images, artifact bytes); latency differences under
-    ``LATENCY_TIE`` are timing noise, so a baseline and a member with the same plan tie.
+    Accuracy and size are exact (test images, artifact bytes); latency is each one's ratio to
+    fp32 timed beside it where both have one (the figure the verified hypervolume uses, so a
+    verdict and the hypervolume never disagree about which is faster), else milliseconds;
+    differences under ``LATENCY_TIE`` are timing noise, so a baseline and a member with the same
+    plan tie.
     """
+    la, lb = _comparable_latencies(a, b)
     ge = (
         a["test_accuracy"] >= b["test_accuracy"]
-        and a["latency_ms"] <= b["latency_ms"] * (1 + LATENCY_TIE)
+        and la <= lb * (1 + LATENCY_TIE)
         and a["size_bytes"] <= b["size_bytes"]
     )
     gt = (
         a["test_accuracy"] > b["test_accuracy"]
-        or a["latency_ms"] < b["latency_ms"] * (1 - LATENCY_TIE)
+        or la < lb * (1 - LATENCY_TIE)
         or a["size_bytes"] < b["size_bytes"]
     )
     return ge and gt
+
+
+def _comparable_latencies(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float]:
+    """Both ratios to fp32 when both were timed beside it, else both milliseconds: a ratio is
+    never set against a millisecond figure."""
+    if _has_ratio(a) and _has_ratio(b):
+        return float(a["latency_ratio"]), float(b["latency_ratio"])
+    return float(a["latency_ms"]), float(b["latency_ms"])
 
 
 def batch_speedups(int8: dict[str, Any], p: dict[str, Any]) -> dict[str, float]:
@@ -566,9 +578,8 @@ def speedup_of(int8: dict[str, Any], p: dict[str, Any]) -> float:
     timed beside fp32 in interleaved rounds, so drift between the two artifacts' turns cancels
     (on a 2-core VM one artifact's milliseconds gave 0.86x and 1.70x in two sittings). Points
     without ratios (older sittings, runtimes timed alone) fall back to milliseconds."""
-    if _has_ratio(int8) and _has_ratio(p):
-        return float(int8["latency_ratio"] / p["latency_ratio"])
-    return float(int8["latency_ms"] / p["latency_ms"])
+    slow, fast = _comparable_latencies(int8, p)
+    return slow / fast
 
 
 def latency_key(p: dict[str, Any]) -> float:

@@ -186,6 +186,18 @@ def test_timing_noise_between_a_member_and_a_baseline_with_the_same_plan_is_a_ti
     assert not bench.dominates(_point(3, 0.9030, 0.09, 70_000), same_plan)  # less accurate
 
 
+def test_dominance_uses_the_ratios_timed_beside_fp32_when_both_points_have_them():
+    # milliseconds from two turns minutes apart say the baseline is 10% faster; the ratios
+    # timed beside fp32 in the same rounds say they tie: the ratios decide
+    baseline = {**_point(3, 0.9031, 0.100, 79_840), "latency_ratio": 0.300}
+    member = {**_point(41, 0.9031, 0.110, 79_840), "latency_ratio": 0.301}
+    assert not bench.dominates(baseline, member) and not bench.dominates(member, baseline)
+    member["latency_ratio"] = 0.330  # 10% slower beside fp32 too: measured, not noise
+    assert bench.dominates(baseline, member)
+    old = _point(41, 0.9031, 0.110, 79_840)  # an older sitting: no ratio, so milliseconds
+    assert bench.dominates(baseline, old)
+
+
 def _study_with(spans):
     """A study with COMPLETE trials at (start s, end s, user attrs) after 2026-01-01 12:00."""
     import datetime as dt
