@@ -281,8 +281,8 @@ def more_sittings(arms: list[Arm], summary: dict[str, Any], extra: int) -> None:
     """Re-time every member ``extra`` more times and keep each sitting's verified hypervolume.
 
     On a 2-core VM re-timing alone moved a margin by up to 0.08 between sittings when latencies
-    were milliseconds over fp32's, and by up to 0.014 with the interleaved ratios used now
-    (refnet, docs/benchmarks/multifidelity-timecap-sittings*/). Each search gets
+    were milliseconds over fp32's, and by up to 0.03 with the interleaved ratios used now
+    (refnet, three seeds, docs/benchmarks/multifidelity-timecap-sittings*/). Each search gets
     ``hypervolume_verified_sittings`` (the first sitting's first): margins between two searches
     are then taken sitting by sitting, both re-timed side by side, and their spread shows what
     one sitting can claim. The rest of the summary stays the first sitting's.

@@ -7,8 +7,8 @@ the seeds run as separate sittings (one ``out=`` folder each). This script reads
 (+ refinement) of the same seed and sitting, and writes one table with the medians against the
 issue's targets. It measures nothing: every figure is one a sitting stored, and a margin is
 always taken inside one sitting (hypervolumes of two sittings are never subtracted: re-timing
-the same studies on a 2-core VM moved a gain by up to 0.08 from milliseconds and by 0.014 from
-ratios to fp32, docs/benchmarks/multifidelity-timecap-sittings{-ms,}).
+the same studies on a 2-core VM moved a gain by up to 0.08 from milliseconds and by up to 0.03
+from ratios to fp32, docs/benchmarks/multifidelity-timecap-sittings{-ms,}).
 
 Run:
     python benchmarks/seeds.py docs/benchmarks/multifidelity-timecap{,-s1,-s2}/fmnist-b1.json \
