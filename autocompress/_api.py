@@ -83,6 +83,7 @@ class _ModelSearch:
     val_loader: Iterable[Any] | None
     space: Any
     sections: SearchSections | Mapping[str, Any] | None
+    teacher: Any = None
 
 
 @dataclasses.dataclass
@@ -156,6 +157,7 @@ def search(
     study: StudyOptions | Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
     progress: bool = True,
+    teacher: Any = None,
 ) -> SearchResult:
     """Run (or resume) a search and return its study and front.
 
@@ -168,12 +170,22 @@ def search(
         study: :class:`StudyOptions` or a mapping of its fields (name, storage, run_dir,
             n_trials, n_workers, test_loader).
         overrides: ``key.sub=value`` strings applied to an experiment file.
+        teacher: a ``torch.nn.Module`` the user model's plans distil from instead of the model
+            itself (same inputs, same classes; e.g. a larger model). An experiment names its
+            teacher in ``finetune.teacher``.
     """
     options = _study_options(study)
     if isinstance(experiment_or_model, (str, Path, ExperimentConfig)):
+        if teacher is not None:
+            raise ConfigError(
+                "teacher= is for a search of your own model; an experiment names its teacher "
+                "in finetune.teacher (e.g. overrides=['finetune.teacher.kwargs.width=32'])"
+            )
         setup = _setup_from_experiment(experiment_or_model, overrides, options)
     else:
-        request = _ModelSearch(experiment_or_model, train_loader, val_loader, space, sections)
+        request = _ModelSearch(
+            experiment_or_model, train_loader, val_loader, space, sections, teacher
+        )
         setup = _setup_from_model(request, options)
     return run(setup, progress=progress)
 
@@ -331,9 +343,14 @@ def _setup_from_model(request: _ModelSearch, study: StudyOptions) -> SearchSetup
         trial_timeout_s=search_cfg.trial_timeout_s,
     )
     study_name = study.name or "search"
+    if request.teacher is not None and not isinstance(request.teacher, torch.nn.Module):
+        raise ConfigError(
+            f"teacher= takes a torch.nn.Module, got {type(request.teacher).__name__}"
+        )
     objects = UserObjects(
-        request.model, request.train_loader, request.val_loader, study.test_loader
-    )
+        request.model, request.train_loader, request.val_loader, study.test_loader,
+        request.teacher,
+    )  # fmt: skip
     return setup_from_objects(
         objects,
         _space(request.space),

@@ -40,9 +40,9 @@ from typing import Any
 
 from autocompress.config import load_experiment
 from autocompress.measure import top1_accuracy
-from autocompress.models import load_reference
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
 from autocompress.runtimes import get_runtime, widest_exact_bits
+from autocompress.study import experiment_task
 from autocompress.worker import Task, run_trial, trial_context
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
@@ -166,6 +166,17 @@ def summarise(rows: list[dict[str, Any]], variants: list[str]) -> list[dict[str,
     return out
 
 
+def _teacher_line(config: Any, teacher: Any) -> str:
+    """Who the students distil from, when it is not the reference (``finetune.teacher``)."""
+    spec = config.finetune.teacher
+    if spec is None:
+        return ""
+    return (
+        f"; teacher {spec.name} {spec.kwargs}, {spec.train.epochs:g} epochs, val "
+        f"{teacher.val_accuracy:.2%}, test {teacher.test_accuracy:.2%}"
+    )
+
+
 def markdown(summary: list[dict[str, Any]], variants: list[str], info: dict[str, Any]) -> str:
     head = ["plan", "steps", "plain", *variants, *(f"{v} - plain" for v in variants)]
     lines = [
@@ -207,8 +218,7 @@ def main(argv: list[str]) -> None:
     seeds = [int(s) for s in args.get("seeds", "0").split(",")]
     variants = parse_variants(args.get("variants", DEFAULT_VARIANTS))
     config = load_experiment(path, overrides)
-    reference = load_reference(config.model, config.data, base_dir=config.base_dir)
-    task = Task.of_experiment(config, str(reference.checkpoint))
+    reference, teacher, task = experiment_task(config)  # teacher: finetune.teacher, if set
     ctx = trial_context(task)
     plans = study_plans([layer.name for layer in ctx.layers], ctx.head)
     if "plans" in args:
@@ -233,7 +243,8 @@ def main(argv: list[str]) -> None:
     info = {
         "tag": args.get("tag", "fmnist"),
         "reference": f"{config.model.name} {config.model.kwargs}, {config.model.train.epochs:g} "
-        f"epochs, val {reference.val_accuracy:.2%}, test {reference.test_accuracy:.2%}",
+        f"epochs, val {reference.val_accuracy:.2%}, test {reference.test_accuracy:.2%}"
+        + _teacher_line(config, teacher),
         "seeds": seeds,
         "variants": {k: v for k, v in variants.items()},
         "command": "python benchmarks/recipe.py " + " ".join(argv),

@@ -18,9 +18,8 @@ import sys
 import time
 
 from autocompress.config import load_experiment
-from autocompress.models import load_reference
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
-from autocompress.worker._task import Task
+from autocompress.study import experiment_task
 from autocompress.worker._trial import run_trial
 
 
@@ -40,8 +39,7 @@ def main(argv: list[str]) -> None:
     path = argv[0] if argv and argv[0].endswith(".yaml") else "experiments/fashion_mnist.yaml"
     overrides = [a for a in argv if "=" in a] or ["finetune.steps=200"]
     config = load_experiment(path, overrides)
-    reference = load_reference(config.model, config.data, base_dir=config.base_dir)
-    task = Task.of_experiment(config, str(reference.checkpoint))
+    reference, _, task = experiment_task(config)  # and its teacher, if it names one
     names = [
         n for n, m in reference.model.named_modules() if type(m).__name__ in ("Conv2d", "Linear")
     ]

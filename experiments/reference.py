@@ -9,6 +9,9 @@ Run:
     # then search with the same override, or point model.checkpoint at the printed path
     python experiments/reference.py experiments/vit_fashion_mnist.yaml --device=cuda
     # trains on a GPU; copy the printed checkpoint into the CPU machine's cache (same slot name)
+    python experiments/reference.py experiments/fashion_mnist.yaml --teacher \
+        finetune.teacher.kwargs.width=64 finetune.teacher.train.epochs=12
+    # the experiment's distillation teacher (finetune.teacher) instead of its reference
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ def main(argv: list[str]) -> None:
     device = next((a.split("=", 1)[1] for a in argv if a.startswith("--device=")), "cpu")
     overrides = [a for a in argv if "=" in a and not a.startswith("--")]
     config = load_experiment(path, overrides)
-    reference = load_reference(config.model, config.data, base_dir=config.base_dir, device=device)
+    model, where = config.model, "model"
+    if "--teacher" in argv:
+        if config.finetune.teacher is None:
+            sys.exit(f"{path}: --teacher needs finetune.teacher (add finetune.teacher.name=...)")
+        model, where = config.finetune.teacher, "finetune.teacher"
+    reference = load_reference(
+        model, config.data, base_dir=config.base_dir, device=device, where=where
+    )
     _, meta = read_checkpoint(reference.checkpoint)
     print(f"checkpoint: {reference.checkpoint}")
     print(

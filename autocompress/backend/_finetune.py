@@ -90,11 +90,14 @@ def effective_lr(lr: float, distill: DistillPlan | None, optimizer: str = "sgd")
 
 
 def distillation_loss(
-    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, distill: DistillPlan | None
+    student: torch.Tensor,
+    teacher: torch.Tensor | None,
+    labels: torch.Tensor,
+    distill: DistillPlan | None,
 ) -> torch.Tensor:
     """KD loss with T**2 scaling; plain cross-entropy when there is no teacher term."""
     ce = F.cross_entropy(student, labels)
-    if distill is None or distill.alpha == 0.0:
+    if distill is None or distill.alpha == 0.0 or teacher is None:
         return ce
     t = distill.temperature
     kl = F.kl_div(
@@ -104,6 +107,17 @@ def distillation_loss(
         log_target=True,
     )
     return distill.alpha * t * t * kl + (1.0 - distill.alpha) * ce
+
+
+def _logits(
+    teacher: nn.Module, x: torch.Tensor, distill: DistillPlan | None
+) -> torch.Tensor | None:
+    """The teacher's logits, only where the loss has a teacher term: a plain plan (alpha 0)
+    pays no teacher forward, which matters once the teacher is larger than the student."""
+    if distill is None or distill.alpha == 0.0:
+        return None
+    with torch.no_grad():
+        return teacher(x)
 
 
 def finetune(
@@ -138,9 +152,7 @@ def finetune(
             at = (settings.offset + step) / total
             _set_lr(opt, report.lr * 0.5 * (1 + math.cos(math.pi * at)))
             model.train()
-            with torch.no_grad():
-                target = teacher(x)
-            loss = distillation_loss(model(x), target, y, distill)
+            loss = distillation_loss(model(x), _logits(teacher, x, distill), y, distill)
             if not torch.isfinite(loss):
                 raise DivergedError(
                     f"fine-tuning loss became {float(loss.detach())} at step {step}; "

@@ -105,6 +105,11 @@ class FinetuneConfig:
     # when no QAT follows (0: round to nearest); see backend/_gptq.py
     gptq_batches: int = field(default=4, metadata={"ge": 0})
     seed: int = 0
+    # distil from this model instead of the reference (None: the reference teaches). Any model
+    # with the same inputs and classes, e.g. a wider one: a student distilled from its own
+    # reference can at best match it, so a stronger teacher is what lifts members above the
+    # plain pipeline. Trained (or reused from the cache) like the reference, or its checkpoint.
+    teacher: ModelConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -354,32 +359,47 @@ def _check_semantics(config: ExperimentConfig) -> None:
             f"target.runtime: {config.target.runtime!r} is not a runtime; use one of "
             f"{sorted(RUNTIME_NAMES)}"
         )
-    if config.model.builder is not None:
-        _check_builder(config.model.builder)
-    elif config.model.name not in MODEL_NAMES:
-        raise ConfigError(
-            f"model.name: {config.model.name!r} is not a model; use one of "
-            f"{sorted(MODEL_NAMES)} (or model.builder: 'module:callable' for your own model)"
-        )
+    _check_model(config.model, "model")
+    if config.finetune.teacher is not None:
+        _check_model(config.finetune.teacher, "finetune.teacher")
     _check_data(config.data)
 
 
 def _name_builder(data: dict[str, Any]) -> dict[str, Any]:
-    """With a builder and no name, the callable's name labels the model (files, logs)."""
-    model = data.get("model")
-    if not isinstance(model, dict) or "name" in model or not isinstance(model.get("builder"), str):
-        return data
+    """With a builder and no name, the callable's name labels the model (files, logs); the
+    same for a teacher."""
+    finetune = data.get("finetune")
+    if isinstance(finetune, dict) and isinstance(finetune.get("teacher"), dict):
+        data = {**data, "finetune": {**finetune, "teacher": _labelled(finetune["teacher"])}}
+    if isinstance(data.get("model"), dict):
+        data = {**data, "model": _labelled(data["model"])}
+    return data
+
+
+def _labelled(model: dict[str, Any]) -> dict[str, Any]:
+    if "name" in model or not isinstance(model.get("builder"), str):
+        return model
     label = model["builder"].rpartition(":")[2].rpartition(".")[2] or "builder"
-    return {**data, "model": {**model, "name": label}}
+    return {**model, "name": label}
 
 
-def _check_builder(builder: str) -> None:
+def _check_model(model: ModelConfig, where: str) -> None:
+    if model.builder is not None:
+        _check_builder(model.builder, where)
+    elif model.name not in MODEL_NAMES:
+        raise ConfigError(
+            f"{where}.name: {model.name!r} is not a model; use one of "
+            f"{sorted(MODEL_NAMES)} (or {where}.builder: 'module:callable' for your own model)"
+        )
+
+
+def _check_builder(builder: str, where: str) -> None:
     """The ``module:callable`` form only: the models layer imports it, at search time."""
     module, sep, attr = builder.partition(":")
     parts = module.split(".") + attr.split(".")
     if not sep or not all(p.isidentifier() for p in parts):
         raise ConfigError(
-            f"model.builder: {builder!r} is not an import path; use 'module:callable' "
+            f"{where}.builder: {builder!r} is not an import path; use 'module:callable' "
             "(e.g. 'mypkg.models:build')"
         )
 

@@ -83,11 +83,14 @@ def load_reference(
     base_dir: str | Path = ".",
     train: bool = True,
     device: str = "cpu",
+    where: str = "model",
 ) -> Reference:
     """Load the cached reference model, training it first if needed (and allowed).
 
     ``device`` is where a missing checkpoint trains (``cuda`` on a GPU machine); it is recorded in
     the checkpoint's metadata, not in its cache key: the slot names what is trained, not where.
+    A distillation teacher (``finetune.teacher``) loads the same way; ``where`` is the section
+    its errors name.
     """
     path = checkpoint_path(model, data, base_dir)
     splits = load_splits(data)
@@ -97,15 +100,17 @@ def load_reference(
     )
     if not path.exists():
         if model.checkpoint or not train:
-            raise DataError(f"checkpoint {path} does not exist; train it or fix model.checkpoint")
+            raise DataError(
+                f"checkpoint {path} does not exist; train it or fix {where}.checkpoint"
+            )
         train_reference(net, splits, model, path, device=device)
     state, meta = read_checkpoint(path)
     try:
         net.load_state_dict(state)
     except RuntimeError:
         raise DataError(
-            f"checkpoint {path} does not fit model {model.name!r} {model.kwargs}; "
-            f"use the matching model config or delete the file to retrain"
+            f"checkpoint {path} does not fit {where} {model.name!r} {model.kwargs}; "
+            f"use the matching {where} config or delete the file to retrain"
         ) from None
     net.eval()
     return Reference(

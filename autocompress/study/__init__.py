@@ -8,7 +8,12 @@ from autocompress.study._progress import Progress
 from autocompress.study._ray_executor import RayExecutor
 from autocompress.study._recovery import recover_stale_trials
 from autocompress.study._rungs import enqueue_promotions, ladder, promote, promote_chosen
-from autocompress.study._setup import SearchSetup, setup_from_experiment, setup_from_objects
+from autocompress.study._setup import (
+    SearchSetup,
+    experiment_task,
+    setup_from_experiment,
+    setup_from_objects,
+)
 from autocompress.study._space import BoundSpace, LayerSlot, bind_space
 from autocompress.study._storage import load_stored_study, open_storage, redact
 
@@ -25,6 +30,7 @@ __all__ = [
     "bind_space",
     "enqueue_promotions",
     "execute",
+    "experiment_task",
     "ladder",
     "load_stored_study",
     "objective_values",

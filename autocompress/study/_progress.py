@@ -139,6 +139,11 @@ class Progress:
             f"reference fp32: val accuracy {ref['val_accuracy']:.2%}, "
             f"size {fmt_bytes(ref['size_bytes'])}, {int(ref['params'])} parameters"
         )
+        if "teacher_val_accuracy" in ref:
+            self._say(
+                f"teacher (distilled from): val accuracy {ref['teacher_val_accuracy']:.2%}, "
+                f"{int(ref['teacher_params'])} parameters"
+            )
         if setup.uncovered:
             self._say(_left_out(setup.uncovered, int(ref["params"])))
         note = _saturating_int8_note(setup.task.target)

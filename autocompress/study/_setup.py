@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,6 +31,9 @@ from autocompress.measure import top1_accuracy
 from autocompress.runtimes import check_target_device, widest_exact_bits
 from autocompress.study._space import BoundSpace, bind_space
 from autocompress.worker import Task, UserObjects, loader_data, splits_data
+
+if TYPE_CHECKING:
+    from autocompress.models import Reference
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,9 @@ class _Inputs:
 
 def setup_from_experiment(config: ExperimentConfig) -> SearchSetup:
     """Train or reuse the reference, bind the space to its layers, build the task."""
-    from autocompress.models import load_reference
-
     check_target_device(config.target)  # before the reference trains: bad input costs nothing
     space = SearchSpace.from_yaml(config.space_path)
-    reference = load_reference(config.model, config.data, base_dir=config.base_dir)
-    task = Task.of_experiment(config, str(reference.checkpoint))
+    reference, teacher, task = experiment_task(config)
     inputs = _Inputs(
         name=config.name,
         space=space,
@@ -113,7 +113,23 @@ def setup_from_experiment(config: ExperimentConfig) -> SearchSetup:
         storage=config.storage,
         experiment=_redacted(config.to_dict()),
     )
-    return _finish(inputs, reference.model, splits_data(task))
+    teacher_model = None if teacher is None else teacher.model
+    return _finish(inputs, reference.model, splits_data(task), teacher_model)
+
+
+def experiment_task(config: ExperimentConfig) -> tuple[Reference, Reference | None, Task]:
+    """The reference and the distillation teacher of an experiment (each trained or reused
+    from the checkpoint cache; no teacher: the reference teaches) and the task its trials get:
+    the search, the recipe study and the backend check start here."""
+    from autocompress.models import load_reference
+
+    reference = load_reference(config.model, config.data, base_dir=config.base_dir)
+    spec = config.finetune.teacher
+    if spec is None:
+        return reference, None, Task.of_experiment(config, str(reference.checkpoint))
+    teacher = load_reference(spec, config.data, base_dir=config.base_dir, where="finetune.teacher")
+    task = Task.of_experiment(config, str(reference.checkpoint), str(teacher.checkpoint))
+    return reference, teacher, task
 
 
 def setup_from_objects(
@@ -132,6 +148,11 @@ def setup_from_objects(
     equivalent explicit-Linear attention (same outputs), so plans can name its projections.
     """
     check_target_device(task.target)
+    if task.finetune.teacher is not None:
+        raise ConfigError(
+            "finetune.teacher names a registry model, which needs an experiment's data; with "
+            "your own model pass the teacher itself: search(model, ..., teacher=my_teacher)"
+        )
     decompose_attention(objects.model)
     inputs = _Inputs(
         name=name,
@@ -142,15 +163,20 @@ def setup_from_objects(
         storage=storage,
         objects=objects,
     )
-    return _finish(inputs, objects.model, loader_data(objects))
+    return _finish(inputs, objects.model, loader_data(objects), objects.teacher)
 
 
-def _finish(inputs: _Inputs, model: torch.nn.Module, data: Any) -> SearchSetup:
-    """Bind the space to the model's layers, take the reference figures, build the setup."""
+def _finish(
+    inputs: _Inputs, model: torch.nn.Module, data: Any, teacher: torch.nn.Module | None = None
+) -> SearchSetup:
+    """Bind the space to the model's layers, take the reference (and teacher) figures, build
+    the setup."""
     space, task, search = inputs.space, inputs.task, inputs.search
     model = model.cpu().eval()
     example = model_input(next(iter(data.val()))[0][:2])
     _check_input_shape(model, task.target.input_shape)
+    if teacher is not None:
+        _check_teacher(teacher.cpu().eval(), model, example)
     layers = layer_inventory(model, example)
     head = head_name(layers)
     coupled, unprunable = _coupling(space, model, example, head)
@@ -163,6 +189,8 @@ def _finish(inputs: _Inputs, model: torch.nn.Module, data: Any) -> SearchSetup:
         widest_bits=widest_exact_bits(task.target),
     )
     reference = _reference_figures(model, data)
+    if teacher is not None:
+        reference.update(_teacher_figures(teacher, data))
     sensitivity: dict[str, float] = {}
     if "sensitivity" in search.warm_start:
         from autocompress.study._sensitivity import layer_sensitivity
@@ -225,6 +253,35 @@ def _check_input_shape(model: torch.nn.Module, shape: list[int] | None) -> None:
             f"target.input_shape {shape} does not fit the model ({first}); use the per-sample "
             "shape the model takes, e.g. [1, 28, 28]"
         ) from None
+
+
+def _check_teacher(teacher: torch.nn.Module, model: torch.nn.Module, example: Any) -> None:
+    """A teacher must take the model's inputs and score the same classes: its logits are the
+    student's targets, class by class. Checked on one batch, before anything is written."""
+    with torch.no_grad():
+        want = model(example).shape
+        try:
+            got = teacher(example).shape
+        except Exception as exc:  # shape errors come from deep inside torch in many types
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise ConfigError(
+                f"the teacher does not take the model's inputs ({first or type(exc).__name__}); "
+                "distil from a model of the same input shape"
+            ) from None
+    if got != want:
+        raise ConfigError(
+            f"the teacher outputs shape {list(got)}, the model {list(want)}; a teacher must "
+            "score the same classes as the model it teaches"
+        )
+
+
+def _teacher_figures(teacher: torch.nn.Module, data: Any) -> dict[str, float]:
+    with torch.no_grad():
+        accuracy = top1_accuracy(lambda x: teacher(model_input(x)), data.val())
+    return {
+        "teacher_val_accuracy": accuracy,
+        "teacher_params": float(sum(p.numel() for p in teacher.parameters())),
+    }
 
 
 def _reference_figures(model: torch.nn.Module, data: Any) -> dict[str, float]:

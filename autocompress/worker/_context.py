@@ -1,4 +1,5 @@
-"""What a worker process loads once and reuses across trials: data, teacher, reference deployable.
+"""What a worker process loads once and reuses across trials: data, the fp32 model, the teacher,
+the reference deployable.
 
 Loading Fashion-MNIST, the reference checkpoint and realizing the fp32 reference deployable cost
 seconds; trials cost tens of seconds; a worker runs many trials. So the context is cached per
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from autocompress.backend import LayerInfo, fold_batchnorm, head_name, layer_inventory
+from autocompress.config import ModelConfig
 from autocompress.data import batches, endless_batches, load_splits, model_input
 from autocompress.errors import DataError
 from autocompress.measure import busy
@@ -54,12 +56,14 @@ class UserObjects:
     train_loader: Iterable[Batch]
     val_loader: Iterable[Batch]
     test_loader: Iterable[Batch] | None = None
+    teacher: nn.Module | None = None  # distil from this model (None: the model itself)
 
 
 @dataclass
 class TrialContext:
     data: TrialData
-    teacher: nn.Module
+    model: nn.Module  # the fp32 reference: every plan prunes a copy of it
+    teacher: nn.Module  # whose logits the students distil: ``model`` unless finetune.teacher
     example: torch.Tensor
     layers: list[LayerInfo]
     head: str | None
@@ -71,15 +75,10 @@ class TrialContext:
 def trial_context(task: Task, objects: UserObjects | None = None) -> TrialContext:
     if objects is not None:
         return _build_context(task, objects)
-    key = json.dumps(
-        {
-            k: v
-            for k, v in task.to_dict().items()
-            if k in ("data", "model", "checkpoint", "target")
-        },
-        sort_keys=True,
-    )
-    return _cached_context(key)
+    plain = task.to_dict()
+    parts = ("data", "model", "checkpoint", "target", "teacher_checkpoint")
+    key = {k: plain[k] for k in parts} | {"finetune": {"teacher": plain["finetune"]["teacher"]}}
+    return _cached_context(json.dumps(key, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=2)
@@ -90,17 +89,19 @@ def _cached_context(key: str) -> TrialContext:
 def _build_context(task: Task, objects: UserObjects | None) -> TrialContext:
     with busy():
         data = splits_data(task) if objects is None else loader_data(objects)
-        teacher = _teacher(task, data) if objects is None else objects.model
-        teacher = teacher.cpu().eval()
+        model = _reference(task, data) if objects is None else objects.model
+        model = model.cpu().eval()
+        teacher = _distillation_teacher(task, data, objects)
+        teacher = model if teacher is None else teacher.cpu().eval()
         calibration = data.calibration(task.data.calibration_batches, task.data.batch_size)
         example = torch.from_numpy(calibration[0][:2])
-        layers = layer_inventory(teacher, example)
+        layers = layer_inventory(model, example)
         runtime = get_runtime(task.target.runtime)
-        folded = _copy(teacher)
+        folded = _copy(model)
         fold_batchnorm(folded)
         reference = runtime.realize(folded, {}, calibration, task.target)
     return TrialContext(
-        data, teacher, example, layers, head_name(layers), runtime, calibration, reference
+        data, model, teacher, example, layers, head_name(layers), runtime, calibration, reference
     )
 
 
@@ -145,25 +146,40 @@ def loader_data(objects: UserObjects) -> TrialData:
     )
 
 
-def _teacher(task: Task, data: TrialData) -> nn.Module:
-    from autocompress.models import build_model, read_checkpoint
-
+def _reference(task: Task, data: TrialData) -> nn.Module:
     if task.checkpoint is None:
         raise DataError("task has neither a checkpoint nor user objects")
+    return _load(task.model, task.checkpoint, data, "model")
+
+
+def _distillation_teacher(
+    task: Task, data: TrialData, objects: UserObjects | None
+) -> nn.Module | None:
+    """The separate teacher (``finetune.teacher``, or a user's ``teacher=``), None if the
+    reference teaches."""
+    if objects is not None:
+        return objects.teacher
+    spec = task.finetune.teacher
+    if spec is None:
+        return None
+    if task.teacher_checkpoint is None:
+        raise DataError("finetune.teacher is set but the task has no teacher checkpoint")
+    return _load(spec, task.teacher_checkpoint, data, "finetune.teacher")
+
+
+def _load(spec: ModelConfig, checkpoint: str, data: TrialData, where: str) -> nn.Module:
+    from autocompress.models import build_model, read_checkpoint
+
     model = build_model(
-        task.model.name,
-        data.input_shape,
-        data.num_classes,
-        task.model.kwargs,
-        builder=task.model.builder,
+        spec.name, data.input_shape, data.num_classes, spec.kwargs, builder=spec.builder
     )
-    state, _ = read_checkpoint(Path(task.checkpoint))
+    state, _ = read_checkpoint(Path(checkpoint))
     try:
         model.load_state_dict(state)
     except RuntimeError:
         raise DataError(
-            f"checkpoint {task.checkpoint} does not fit model {task.model.name!r}; delete it to "
-            "retrain or fix model.kwargs"
+            f"checkpoint {checkpoint} does not fit {where} {spec.name!r}; delete it to "
+            f"retrain or fix {where}.kwargs"
         ) from None
     return model
 

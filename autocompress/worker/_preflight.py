@@ -45,7 +45,7 @@ def dry_run(
 def _attempt(plan: CompressionPlan, ctx: TrialContext, task: Task) -> str | None:
     """None if the plan realizes and predicts finite logits of the right shape, else why not."""
     try:
-        model = copy.deepcopy(ctx.teacher)
+        model = copy.deepcopy(ctx.model)
         if plan.pruned_layers:
             _prune(model, plan, ctx, task)
         fold_batchnorm(model)

@@ -30,6 +30,8 @@ class Task:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
     checkpoint: str | None = None  # resolved fp32 reference checkpoint (None: user objects)
+    # resolved checkpoint of finetune.teacher (None: the reference teaches, or user objects)
+    teacher_checkpoint: str | None = None
     hopeless_floor: float | None = None  # stop a trial whose early accuracy is below this
     checkpoint_every: int = 0  # fine-tuning steps between early-stop checks (0: BN check only)
     trial_timeout_s: float | None = None
@@ -40,15 +42,19 @@ class Task:
         return to_plain(self)
 
     @classmethod
-    def of_experiment(cls, config: ExperimentConfig, checkpoint: str) -> Task:
+    def of_experiment(
+        cls, config: ExperimentConfig, checkpoint: str, teacher_checkpoint: str | None = None
+    ) -> Task:
         """What an experiment's trials receive, given the reference checkpoint it resolved
-        (the search, the recipe study and the backend check build it the same way)."""
+        and its teacher's, if it names one (the search, the recipe study and the backend
+        check build it the same way)."""
         return cls(
             data=config.data,
             model=config.model,
             finetune=config.finetune,
             target=config.target,
             checkpoint=checkpoint,
+            teacher_checkpoint=teacher_checkpoint,
             trial_timeout_s=config.search.trial_timeout_s,
             ray_address=config.search.ray_address,
         )

@@ -68,7 +68,7 @@ def run_trial(
         ctx = trial_context(task, objects)
     _check_schemes(plan, ctx.runtime.name)
     with clock("copy"), busy():  # a large model's copy is memory traffic a timer would feel
-        model = copy.deepcopy(ctx.teacher)
+        model = copy.deepcopy(ctx.model)
     before = _channels(model)
     early_accuracy = None
     if plan.pruned_layers:

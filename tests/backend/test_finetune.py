@@ -81,6 +81,28 @@ def test_loss_is_t2_scaled_kl_plus_ce() -> None:
     assert torch.allclose(distillation_loss(s, t, y, d), 0.7 * 16 * kl + 0.3 * ce, atol=1e-5)
 
 
+def test_a_plan_without_a_teacher_term_never_runs_the_teacher(setting) -> None:
+    """The plain baselines (alpha 0) pay no teacher forward: with a teacher larger than the
+    student it would be most of their step time, for a term the loss drops."""
+    splits, teacher = setting
+
+    class Refuses(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise AssertionError("the teacher ran for a plan without a teacher term")
+
+    stream = endless_batches(splits.train_x, splits.train_y, 32)
+    for distill in (None, DistillPlan(2.0, 0.0)):
+        _, report = finetune(
+            student(teacher), Refuses(), {}, distill, stream, FinetuneSettings(steps=2)
+        )
+        assert report.steps == 2
+    with pytest.raises(AssertionError, match="the teacher ran"):
+        finetune(
+            student(teacher), Refuses(), {}, DistillPlan(2.0, 0.5), stream,
+            FinetuneSettings(steps=1),
+        )  # fmt: skip
+
+
 def test_finetune_bakes_weights_on_the_kbit_grid(setting) -> None:
     splits, teacher = setting
     model = student(teacher)

@@ -41,6 +41,12 @@ def test_overrides_parse_yaml_values(tmp_path: Path, experiment_dict: dict) -> N
         ({"search": {"n_workers": 2}}, r"needs search.executor: ray"),
         ({"search": {"objectives": ["accuracy", "accuracy"]}}, r"at most once"),
         ({"finetune": {"lr": -1}}, r"finetune.lr: expected a value > 0"),
+        ({"finetune": {"teacher": {"name": "vgg"}}}, r"finetune.teacher.name: 'vgg' is not a"),
+        ({"finetune": {"teacher": {"builder": "x"}}}, r"finetune.teacher.builder: 'x' is not an"),
+        (
+            {"finetune": {"teacher": {"kwarg": {}}}},
+            r"finetune.teacher.kwarg: unknown key; did you mean .kwargs.",
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_fix(
@@ -51,6 +57,16 @@ def test_bad_values_name_key_value_and_fix(
     with pytest.raises(ConfigError, match=message) as info:
         ExperimentConfig.from_dict(experiment_dict)
     assert "\n" not in str(info.value)
+
+
+def test_a_teacher_is_a_model_section_labelled_like_the_model(experiment_dict: dict) -> None:
+    experiment_dict["finetune"] = {
+        "teacher": {"builder": "mypkg.nets:wide_net", "train": {"epochs": 12}}
+    }
+    teacher = ExperimentConfig.from_dict(experiment_dict).finetune.teacher
+    assert teacher is not None
+    assert (teacher.name, teacher.train.epochs) == ("wide_net", 12.0)
+    assert ExperimentConfig.from_dict({**experiment_dict, "finetune": {}}).finetune.teacher is None
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

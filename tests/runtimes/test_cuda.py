@@ -23,7 +23,7 @@ pytestmark = [
 @pytest.mark.parametrize("precision", ["fp16", "bf16", "fp32"])
 def test_cuda_realize_predict_and_time_with_events(tiny_task, precision: str) -> None:
     ctx = trial_context(tiny_task)
-    model = copy.deepcopy(ctx.teacher)
+    model = copy.deepcopy(ctx.model)
     fold_batchnorm(model)
     quantized = snap_weights(model, {layer.name: 4 for layer in ctx.layers})
     target = TargetConfig(runtime="cuda", device="cuda:0", precision=precision)

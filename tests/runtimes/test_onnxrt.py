@@ -21,7 +21,7 @@ def ctx(tiny_task):
 
 
 def realized(ctx, task, bits_by_layer):
-    model = copy.deepcopy(ctx.teacher)
+    model = copy.deepcopy(ctx.model)
     fold_batchnorm(model)
     quantized = snap_weights(model, bits_by_layer)
     deployable = get_runtime("onnxruntime").realize(model, quantized, ctx.calibration, task.target)

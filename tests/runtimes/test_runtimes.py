@@ -23,7 +23,7 @@ def ctx(tiny_task):
 
 
 def folded(ctx) -> torch.nn.Module:
-    model = copy.deepcopy(ctx.teacher)
+    model = copy.deepcopy(ctx.model)
     fold_batchnorm(model)
     return model
 

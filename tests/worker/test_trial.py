@@ -146,3 +146,42 @@ def test_plain_plans_fine_tune_at_the_plain_rate(tiny_task, names) -> None:
     assert rate(ours.plain()) == pytest.approx(0.01)
     assert rate(ours) == pytest.approx(0.04 / (0.9 * 2.0 + 0.1))
     assert rate(ours.plain().with_budget(2, lr=0.03)) == pytest.approx(0.03)
+
+
+def test_students_distil_from_finetune_teacher_not_from_the_reference(
+    tiny_task, names, tmp_path
+) -> None:
+    """With ``finetune.teacher`` the plan still prunes a copy of the reference, but the KD
+    targets are the teacher's: a teacher that always answers class 3 drags a fully distilled
+    student (alpha 1) down to about one class in ten, where the reference keeps it accurate."""
+    import torch
+
+    from autocompress.config import ModelConfig
+    from autocompress.models import build_model
+
+    ctx = trial_context(tiny_task)
+    spec = ModelConfig(name="refnet", kwargs={"width": 4})
+    teacher = build_model("refnet", ctx.data.input_shape, ctx.data.num_classes, spec.kwargs)
+    with torch.no_grad():
+        teacher.fc.weight.zero_()
+        teacher.fc.bias.copy_(torch.nn.functional.one_hot(torch.tensor(3), 10) * 20.0)
+    path = tmp_path / "teacher.pt"
+    torch.save({"state_dict": teacher.state_dict(), "meta": {}}, path)
+    finetune = dataclasses.replace(tiny_task.finetune, steps=40)
+    task = dataclasses.replace(tiny_task, finetune=finetune)
+    taught = dataclasses.replace(
+        task,
+        finetune=dataclasses.replace(finetune, teacher=spec),
+        teacher_checkpoint=str(path),
+    )
+    ctx = trial_context(taught)
+    assert ctx.model is not ctx.teacher and ctx.teacher.fc.in_features == 16  # width 4 x 4
+    assert [layer.name for layer in ctx.layers] == names  # the reference's layers, not its
+    plan = CompressionPlan(
+        layers={n: LayerPlan(8, 0.0) for n in names}, distill=DistillPlan(1.0, alpha=1.0)
+    )
+    own = run_trial(plan.to_dict(), task.to_dict()).result
+    forced = run_trial(plan.to_dict(), taught.to_dict()).result
+    assert own.accuracy > 0.6
+    assert forced.accuracy < 0.3, forced.accuracy
+    assert forced.size_bytes == own.size_bytes  # the same student: only its targets differ
