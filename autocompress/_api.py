@@ -63,7 +63,8 @@ class StudyOptions:
     (a journal in the run directory), a path, ``sqlite:///`` or ``postgresql://``; ``run_dir``:
     default ``runs/<name>``; ``n_trials``, ``n_workers``: shortcuts for ``search.n_trials`` /
     ``search.n_workers`` (``n_workers > 1`` selects the Ray executor); ``test_loader``: a user
-    model's held-out split.
+    model's held-out split; ``teacher``: a module its plans distil from instead of the model
+    itself (same inputs and classes; an experiment's is ``finetune.teacher``).
     """
 
     name: str | None = None
@@ -72,6 +73,7 @@ class StudyOptions:
     n_trials: int | None = None
     n_workers: int | None = None
     test_loader: Iterable[Any] | None = None
+    teacher: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +85,6 @@ class _ModelSearch:
     val_loader: Iterable[Any] | None
     space: Any
     sections: SearchSections | Mapping[str, Any] | None
-    teacher: Any = None
 
 
 @dataclasses.dataclass
@@ -157,7 +158,6 @@ def search(
     study: StudyOptions | Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
     progress: bool = True,
-    teacher: Any = None,
 ) -> SearchResult:
     """Run (or resume) a search and return its study and front.
 
@@ -168,24 +168,14 @@ def search(
         sections: a user model's ``target``, ``finetune`` and ``search`` sections as in an
             experiment file (:class:`SearchSections`, or a mapping of mappings or dataclasses).
         study: :class:`StudyOptions` or a mapping of its fields (name, storage, run_dir,
-            n_trials, n_workers, test_loader).
+            n_trials, n_workers, test_loader, teacher).
         overrides: ``key.sub=value`` strings applied to an experiment file.
-        teacher: a ``torch.nn.Module`` the user model's plans distil from instead of the model
-            itself (same inputs, same classes; e.g. a larger model). An experiment names its
-            teacher in ``finetune.teacher``.
     """
     options = _study_options(study)
     if isinstance(experiment_or_model, (str, Path, ExperimentConfig)):
-        if teacher is not None:
-            raise ConfigError(
-                "teacher= is for a search of your own model; an experiment names its teacher "
-                "in finetune.teacher (e.g. overrides=['finetune.teacher.kwargs.width=32'])"
-            )
         setup = _setup_from_experiment(experiment_or_model, overrides, options)
     else:
-        request = _ModelSearch(
-            experiment_or_model, train_loader, val_loader, space, sections, teacher
-        )
+        request = _ModelSearch(experiment_or_model, train_loader, val_loader, space, sections)
         setup = _setup_from_model(request, options)
     return run(setup, progress=progress)
 
@@ -286,6 +276,9 @@ def make_executor(setup: SearchSetup) -> Any:
 def _setup_from_experiment(
     source: str | Path | ExperimentConfig, overrides: Sequence[str], study: StudyOptions
 ) -> SearchSetup:
+    if study.teacher is not None:
+        msg = "study teacher is for your own model; an experiment's is finetune.teacher"
+        raise ConfigError(f"{msg} (e.g. overrides=['finetune.teacher.kwargs.width=64'])")
     overrides = [*overrides, *_shortcuts(study)]
     if isinstance(source, ExperimentConfig):
         data = source.to_dict()
@@ -343,14 +336,9 @@ def _setup_from_model(request: _ModelSearch, study: StudyOptions) -> SearchSetup
         trial_timeout_s=search_cfg.trial_timeout_s,
     )
     study_name = study.name or "search"
-    if request.teacher is not None and not isinstance(request.teacher, torch.nn.Module):
-        raise ConfigError(
-            f"teacher= takes a torch.nn.Module, got {type(request.teacher).__name__}"
-        )
     objects = UserObjects(
-        request.model, request.train_loader, request.val_loader, study.test_loader,
-        request.teacher,
-    )  # fmt: skip
+        request.model, request.train_loader, request.val_loader, study.test_loader, study.teacher
+    )
     return setup_from_objects(
         objects,
         _space(request.space),

@@ -151,7 +151,7 @@ def setup_from_objects(
     if task.finetune.teacher is not None:
         raise ConfigError(
             "finetune.teacher names a registry model, which needs an experiment's data; with "
-            "your own model pass the teacher itself: search(model, ..., teacher=my_teacher)"
+            "your own model pass the teacher itself: search(model, ..., study={'teacher': module})"
         )
     decompose_attention(objects.model)
     inputs = _Inputs(
@@ -176,7 +176,8 @@ def _finish(
     example = model_input(next(iter(data.val()))[0][:2])
     _check_input_shape(model, task.target.input_shape)
     if teacher is not None:
-        _check_teacher(teacher.cpu().eval(), model, example)
+        _check_teacher(teacher, model, example)
+        teacher = teacher.cpu().eval()
     layers = layer_inventory(model, example)
     head = head_name(layers)
     coupled, unprunable = _coupling(space, model, example, head)
@@ -258,6 +259,8 @@ def _check_input_shape(model: torch.nn.Module, shape: list[int] | None) -> None:
 def _check_teacher(teacher: torch.nn.Module, model: torch.nn.Module, example: Any) -> None:
     """A teacher must take the model's inputs and score the same classes: its logits are the
     student's targets, class by class. Checked on one batch, before anything is written."""
+    if not isinstance(teacher, torch.nn.Module):
+        raise ConfigError(f"the teacher must be a torch.nn.Module, got {type(teacher).__name__}")
     with torch.no_grad():
         want = model(example).shape
         try:

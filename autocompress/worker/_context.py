@@ -155,8 +155,8 @@ def _reference(task: Task, data: TrialData) -> nn.Module:
 def _distillation_teacher(
     task: Task, data: TrialData, objects: UserObjects | None
 ) -> nn.Module | None:
-    """The separate teacher (``finetune.teacher``, or a user's ``teacher=``), None if the
-    reference teaches."""
+    """The separate teacher (``finetune.teacher``, or a user's ``study={'teacher': ...}``),
+    None if the reference teaches."""
     if objects is not None:
         return objects.teacher
     spec = task.finetune.teacher

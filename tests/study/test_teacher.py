@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import torch
 import autocompress
 from autocompress.config import ExperimentConfig
 from autocompress.errors import ConfigError
-from autocompress.study import setup_from_experiment
+from autocompress.study import Progress, setup_from_experiment
 from tests.conftest import tiny_experiment
 
 
@@ -25,6 +27,13 @@ def test_an_experiments_teacher_trains_or_is_reused_like_the_reference(tmp_path:
     assert setup.reference["teacher_params"] < setup.reference["params"]  # width 4 vs 8
     again = setup_from_experiment(config)  # reused, not retrained
     assert again.task.teacher_checkpoint == task.teacher_checkpoint
+    out = io.StringIO()
+    Progress(setup, out=out)  # the search's opening lines name what the plans distil from
+    assert re.search(
+        r"^teacher \(distilled from\): val accuracy \d+\.\d\d%, \d+ parameters$",
+        out.getvalue(),
+        re.MULTILINE,
+    ), out.getvalue()
 
 
 def test_a_teacher_that_scores_other_classes_is_rejected_before_anything_is_written(
@@ -33,21 +42,27 @@ def test_a_teacher_that_scores_other_classes_is_rejected_before_anything_is_writ
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
     loader = [(x, y)]
-    study = {"run_dir": tmp_path / "run", "storage": str(tmp_path / "s.journal")}
     space = {"layers": [{"match": ".*"}]}
+
+    def search(teacher: object) -> None:
+        study = {"run_dir": tmp_path / "run", "storage": str(tmp_path / "s.journal")}
+        autocompress.search(
+            model, loader, loader, space=space, study={**study, "teacher": teacher}
+        )
+
     wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
     with pytest.raises(ConfigError, match=r"teacher outputs shape \[2, 3\], the model \[2, 10\]"):
-        autocompress.search(model, loader, loader, space=space, study=study, teacher=wrong)
-    other_input = torch.nn.Linear(5, 10)
+        search(wrong)
     with pytest.raises(ConfigError, match="the teacher does not take the model's inputs"):
-        autocompress.search(model, loader, loader, space=space, study=study, teacher=other_input)
-    with pytest.raises(ConfigError, match=r"teacher= takes a torch.nn.Module"):
-        autocompress.search(model, loader, loader, space=space, study=study, teacher="big.pt")
+        search(torch.nn.Linear(5, 10))
+    with pytest.raises(ConfigError, match=r"the teacher must be a torch.nn.Module, got str"):
+        search("big.pt")
     assert not (tmp_path / "run").exists() and not (tmp_path / "s.journal").exists()
 
 
 def test_an_experiment_takes_its_teacher_from_its_finetune_section(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"an experiment names its teacher in finetune\.teacher"):
+    with pytest.raises(ConfigError, match=r"an experiment's is finetune\.teacher"):
         autocompress.search(
-            ExperimentConfig.from_dict(tiny_experiment(tmp_path)), teacher=torch.nn.Linear(2, 2)
+            ExperimentConfig.from_dict(tiny_experiment(tmp_path)),
+            study={"teacher": torch.nn.Linear(2, 2)},
         )
