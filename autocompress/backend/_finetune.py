@@ -97,7 +97,7 @@ def distillation_loss(
 ) -> torch.Tensor:
     """KD loss with T**2 scaling; plain cross-entropy when there is no teacher term."""
     ce = F.cross_entropy(student, labels)
-    if distill is None or distill.alpha == 0.0 or teacher is None:
+    if distill is None or not _teaches(distill) or teacher is None:
         return ce
     t = distill.temperature
     kl = F.kl_div(
@@ -109,12 +109,17 @@ def distillation_loss(
     return distill.alpha * t * t * kl + (1.0 - distill.alpha) * ce
 
 
+def _teaches(distill: DistillPlan) -> bool:
+    """Whether the loss has a teacher term (alpha 0: cross-entropy alone, the plain pipeline)."""
+    return distill.alpha != 0.0
+
+
 def _logits(
     teacher: nn.Module, x: torch.Tensor, distill: DistillPlan | None
 ) -> torch.Tensor | None:
     """The teacher's logits, only where the loss has a teacher term: a plain plan (alpha 0)
     pays no teacher forward, which matters once the teacher is larger than the student."""
-    if distill is None or distill.alpha == 0.0:
+    if distill is None or not _teaches(distill):
         return None
     with torch.no_grad():
         return teacher(x)
