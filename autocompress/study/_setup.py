@@ -176,8 +176,7 @@ def _finish(
     example = model_input(next(iter(data.val()))[0][:2])
     _check_input_shape(model, task.target.input_shape)
     if teacher is not None:
-        _check_teacher(teacher, model, example)
-        teacher = teacher.cpu().eval()
+        teacher = _checked_teacher(teacher, model, example)
     layers = layer_inventory(model, example)
     head = head_name(layers)
     coupled, unprunable = _coupling(space, model, example, head)
@@ -256,11 +255,16 @@ def _check_input_shape(model: torch.nn.Module, shape: list[int] | None) -> None:
         ) from None
 
 
-def _check_teacher(teacher: torch.nn.Module, model: torch.nn.Module, example: Any) -> None:
-    """A teacher must take the model's inputs and score the same classes: its logits are the
-    student's targets, class by class. Checked on one batch, before anything is written."""
+def _checked_teacher(
+    teacher: torch.nn.Module, model: torch.nn.Module, example: Any
+) -> torch.nn.Module:
+    """The teacher on the CPU in eval mode (so the check's forward leaves its BatchNorm
+    statistics alone), once it is shown to take the model's inputs and score the same classes:
+    its logits are the student's targets, class by class. Checked on one batch, before anything
+    is written."""
     if not isinstance(teacher, torch.nn.Module):
         raise ConfigError(f"the teacher must be a torch.nn.Module, got {type(teacher).__name__}")
+    teacher = teacher.cpu().eval()
     with torch.no_grad():
         want = model(example).shape
         try:
@@ -276,6 +280,7 @@ def _check_teacher(teacher: torch.nn.Module, model: torch.nn.Module, example: An
             f"the teacher outputs shape {list(got)}, the model {list(want)}; a teacher must "
             "score the same classes as the model it teaches"
         )
+    return teacher
 
 
 def _teacher_figures(teacher: torch.nn.Module, data: Any) -> dict[str, float]:

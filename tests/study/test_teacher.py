@@ -50,9 +50,11 @@ def test_a_teacher_that_scores_other_classes_is_rejected_before_anything_is_writ
             model, loader, loader, space=space, study={**study, "teacher": teacher}
         )
 
-    wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    norm = torch.nn.BatchNorm1d(64)  # in train mode, as a user may hand it over
+    wrong = torch.nn.Sequential(torch.nn.Flatten(), norm, torch.nn.Linear(64, 3))
     with pytest.raises(ConfigError, match=r"teacher outputs shape \[2, 3\], the model \[2, 10\]"):
         search(wrong)
+    assert norm.num_batches_tracked == 0  # the check's forward left the user's statistics alone
     with pytest.raises(ConfigError, match="the teacher does not take the model's inputs"):
         search(torch.nn.Linear(5, 10))
     with pytest.raises(ConfigError, match=r"the teacher must be a torch.nn.Module, got str"):
