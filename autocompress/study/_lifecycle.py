@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autocompress import _faults as faults
+from autocompress.config import to_plain
 from autocompress.errors import ConfigError, StorageError
 from autocompress.front import DIRECTIONS
 from autocompress.record import StudyStamp, read_study, read_trial
@@ -280,9 +281,26 @@ def _check_same_search(study: optuna.Study, setup: SearchSetup) -> None:
 
 def _changed_finetuning(stored: dict[str, Any], now: Any) -> str:
     """``key: stored -> now`` for fine-tuning settings that differ (keys a study stored before
-    they existed are not compared; the seed may change)."""
-    wanted = {k: v for k, v in vars(now).items() if k != "seed"}
-    diffs = [
-        f"{k}: {stored[k]} -> {v}" for k, v in wanted.items() if k in stored and stored[k] != v
-    ]
+    they existed are not compared; the seed may change).
+
+    Compared as the plain data the study stored (a section such as the teacher is a dataclass
+    now, a mapping in the stamp), and a changed section is named by its changed keys
+    (``teacher.kwargs.width: 4 -> 6``), not printed whole.
+    """
+    wanted = {k: v for k, v in to_plain(now).items() if k != "seed"}
+    diffs = []
+    for key, value in wanted.items():
+        if key in stored and stored[key] != value:
+            diffs += _differences(key, stored[key], value)
     return ", ".join(diffs)
+
+
+def _differences(key: str, before: Any, after: Any) -> list[str]:
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return [f"{key}: {before} -> {after}"]
+    return [
+        line
+        for sub in sorted(set(before) | set(after))
+        if before.get(sub) != after.get(sub)
+        for line in _differences(f"{key}.{sub}", before.get(sub), after.get(sub))
+    ]

@@ -11,7 +11,7 @@ import torch
 
 import autocompress
 from autocompress.config import ExperimentConfig
-from autocompress.errors import ConfigError
+from autocompress.errors import ConfigError, StorageError
 from autocompress.study import Progress, setup_from_experiment
 from tests.conftest import tiny_experiment
 
@@ -34,6 +34,25 @@ def test_an_experiments_teacher_trains_or_is_reused_like_the_reference(tmp_path:
         out.getvalue(),
         re.MULTILINE,
     ), out.getvalue()
+
+
+def test_a_study_distilled_from_a_teacher_resumes_and_refuses_another_teacher(
+    tmp_path: Path,
+) -> None:
+    teacher = {"name": "refnet", "kwargs": {"width": 4}, "train": {"epochs": 2, "lr": 0.05}}
+
+    def search(width: int) -> None:
+        experiment = tiny_experiment(
+            tmp_path,
+            finetune={"teacher": {**teacher, "kwargs": {"width": width}}},
+            search={"n_trials": 2, "baselines": ["fp32", "int8"]},
+        )
+        autocompress.search(ExperimentConfig.from_dict(experiment), progress=False)
+
+    search(4)
+    search(4)  # the same teacher: resumes (the stored settings are compared as plain data)
+    with pytest.raises(StorageError, match=r"settings \(teacher\.kwargs\.width: 4 -> 6\)"):
+        search(6)
 
 
 def test_a_teacher_that_scores_other_classes_is_rejected_before_anything_is_written(
