@@ -167,13 +167,19 @@ def summarise(rows: list[dict[str, Any]], variants: list[str]) -> list[dict[str,
 
 
 def _teacher_line(config: Any, teacher: Any) -> str:
-    """Who the students distil from, when it is not the reference (``finetune.teacher``)."""
+    """Who the students distil from, when it is not the reference (``finetune.teacher``), and
+    what training it cost: the plain pipeline has no teacher, so a gain over it is only fair
+    with the teacher's extra training stated beside it."""
     spec = config.finetune.teacher
     if spec is None:
         return ""
+    meta = teacher.meta
+    cost = meta.get("train_seconds")
+    trained = "" if cost is None else f", trained in {cost:.0f} s on {meta.get('trained_on')}"
     return (
-        f"; teacher {spec.name} {spec.kwargs}, {spec.train.epochs:g} epochs, val "
-        f"{teacher.val_accuracy:.2%}, test {teacher.test_accuracy:.2%}"
+        f"; teacher {spec.name} {spec.kwargs} ({meta.get('params')} parameters), "
+        f"{spec.train.epochs:g} epochs{', augmented' if spec.train.augment else ''}{trained}, "
+        f"val {teacher.val_accuracy:.2%}, test {teacher.test_accuracy:.2%}"
     )
 
 

@@ -58,3 +58,21 @@ def test_uniform_plans_are_named_by_bits_and_percent_and_bad_names_stop_in_one_l
     }
     with pytest.raises(SystemExit, match="neither a study plan nor"):
         bench.uniform_plan("mixed-9", ["conv1"], None)
+
+
+def test_the_header_states_a_teachers_training_cost_beside_its_accuracy() -> None:
+    from types import SimpleNamespace
+
+    from autocompress.config import load_experiment
+
+    overrides = ["finetune.teacher.kwargs.width=48", "finetune.teacher.train.augment=true"]
+    config = load_experiment(ROOT / "experiments" / "fashion_mnist.yaml", overrides)
+    meta = {"params": 690970, "train_seconds": 3512.4, "trained_on": "cpu"}
+    teacher = SimpleNamespace(val_accuracy=0.9412, test_accuracy=0.9355, meta=meta)
+    line = bench._teacher_line(config, teacher)
+    assert line == (
+        "; teacher refnet {'width': 48} (690970 parameters), 2 epochs, augmented, trained in "
+        "3512 s on cpu, val 94.12%, test 93.55%"
+    )
+    no_teacher = load_experiment(ROOT / "experiments" / "fashion_mnist.yaml", [])
+    assert bench._teacher_line(no_teacher, teacher) == ""
