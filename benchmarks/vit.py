@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -135,9 +136,9 @@ def _criteria(result: Any, rows: list[Any], fp32_test: float) -> dict[str, Any]:
     # plan file), or the sampler; a promotion inherits its parent's kind
     kinds = {r.trial: _kind(every, r.trial) for r in rows}
     baselines = [r for r in rows if r.baseline in INT8]
-    best_int8 = min(baselines, key=lambda r: r.verified_latency_ms)
+    best_int8 = min(baselines, key=_latency_key)
     close = [r for r in rows if not r.baseline and r.test_accuracy >= fp32_test - 0.01]
-    member = min(close, key=lambda r: r.verified_latency_ms) if close else None
+    member = min(close, key=_latency_key) if close else None
     out: dict[str, Any] = {
         "fastest_int8": {
             "trial": best_int8.trial,
@@ -152,6 +153,7 @@ def _criteria(result: Any, rows: list[Any], fp32_test: float) -> dict[str, Any]:
         "dominated_by_plain": _dominated_by_plain(rows, sizes),
     }
     if member is not None:
+        slow, fast = _comparable(best_int8, member)
         out.update(
             member_test=member.test_accuracy,
             member_ms=member.verified_latency_ms,
@@ -159,7 +161,7 @@ def _criteria(result: Any, rows: list[Any], fp32_test: float) -> dict[str, Any]:
             member_steps=steps[member.trial],
             member_kind=kinds[member.trial],
             member_plan=every[member.trial].plan.summary(),
-            speedup=best_int8.verified_latency_ms / member.verified_latency_ms,
+            speedup=slow / fast,
             smaller=sizes[best_int8.trial] / sizes[member.trial],
         )
     return out
@@ -177,27 +179,40 @@ def _kind(every: dict[int, Any], number: int) -> str:
 
 
 def _dominated_by_plain(rows: list[Any], sizes: dict[int, int]) -> dict[int, int]:
-    """Front member -> the plain-pipeline baseline that dominates it on verified figures."""
+    """Front member -> the plain-pipeline baseline that dominates it on verified figures
+    (latency as the ratio to fp32 timed beside each, as the speedup compares it)."""
     plain = [r for r in rows if r.baseline in PLAIN]
     out = {}
     for r in rows:
         if r.baseline:
             continue
         for p in plain:
+            lp, lr = _comparable(p, r)
             no_worse = (
                 p.test_accuracy >= r.test_accuracy
-                and p.verified_latency_ms <= r.verified_latency_ms
+                and lp <= lr
                 and sizes[p.trial] <= sizes[r.trial]
             )
             better = (
-                p.test_accuracy > r.test_accuracy
-                or p.verified_latency_ms < r.verified_latency_ms
-                or sizes[p.trial] < sizes[r.trial]
+                p.test_accuracy > r.test_accuracy or lp < lr or sizes[p.trial] < sizes[r.trial]
             )
             if no_worse and better:
                 out[r.trial] = p.trial
                 break
     return out
+
+
+def _comparable(a: Any, b: Any) -> tuple[float, float]:
+    """Both rows' ratios to fp32 when both were timed beside it (drift between two
+    artifacts' turns cancels), else both milliseconds: never a ratio against milliseconds."""
+    if math.isfinite(a.verified_ratio) and math.isfinite(b.verified_ratio):
+        return float(a.verified_ratio), float(b.verified_ratio)
+    return float(a.verified_latency_ms), float(b.verified_latency_ms)
+
+
+def _latency_key(r: Any) -> float:
+    """What "fastest" sorts by: the ratio to fp32 where it was timed."""
+    return float(r.verified_ratio) if math.isfinite(r.verified_ratio) else r.verified_latency_ms
 
 
 def _schemes(result: Any, number: int | None, steps: int) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ dominates, checked on made-up fronts (the benchmark itself runs for half an hour
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -87,9 +88,13 @@ def test_longer_budgets_run_once_and_return_the_longer_trials(refined) -> None:
 
 
 def test_a_member_is_dominated_only_by_a_plain_baseline_no_worse_everywhere() -> None:
-    def row(trial, acc, ms, baseline=None):
+    def row(trial, acc, ms, baseline=None, ratio=math.nan):
         return SimpleNamespace(
-            trial=trial, baseline=baseline, test_accuracy=acc, verified_latency_ms=ms
+            trial=trial,
+            baseline=baseline,
+            test_accuracy=acc,
+            verified_latency_ms=ms,
+            verified_ratio=ratio,
         )
 
     rows = [
@@ -100,6 +105,9 @@ def test_a_member_is_dominated_only_by_a_plain_baseline_no_worse_everywhere() ->
     ]
     sizes = {1: 976_592, 2: 534_224, 3: 976_592, 4: 100}
     assert bench._dominated_by_plain(rows, sizes) == {3: 1}
+    # timed beside fp32, the ratios decide: the member's milliseconds came from a slower turn
+    timed = [row(1, 0.9123, 0.3435, "plain-prune50", 0.52), row(3, 0.9000, 0.3500, None, 0.50)]
+    assert bench._dominated_by_plain(timed, sizes) == {}
 
 
 def test_each_row_says_what_put_its_plan_in_the_study() -> None:
