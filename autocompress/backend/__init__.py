@@ -23,6 +23,7 @@ from autocompress.backend._finetune import (
     distillation_loss,
     effective_lr,
     finetune,
+    teaches,
 )
 from autocompress.backend._gptq import gptq_round
 from autocompress.backend._layers import (
@@ -102,6 +103,7 @@ __all__ = [
     "recalibrate_batchnorm",
     "resolve_layers",
     "snap_weights",
+    "teaches",
     "uncovered_parameters",
     "unpack_bits",
     "unprunable_layers",

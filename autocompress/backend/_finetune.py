@@ -14,8 +14,9 @@ gradient's scale by the same constant for every temperature, plus a cosine decay
 gradient-norm clipping as a safety net. AdamW (``optimizer="adamw"``, for transformers) keeps
 ``lr``: its update is invariant to the gradient's scale, so dividing the rate would only slow it.
 
-The loop is lean on purpose (it is the search's main cost): in-memory batches, teacher logits under
-``no_grad`` once per batch, no evaluation inside the loop except the optional ``checkpoint``
+The loop is lean on purpose (it is the search's main cost): in-memory batches, teacher logits
+looked up from a table computed once per worker (or, for a user's loaders, under ``no_grad`` once
+per batch), no evaluation inside the loop except the optional ``checkpoint``
 callback (and ``FinetuneSettings.on_step``, called after each step with ``(steps done, steps in
 this call)``: the progress display's hook, as cheap, no tensor work), and each step runs inside
 ``gate()``, the measurement lock's "busy" side, so latency is never timed while this trial trains
@@ -97,7 +98,7 @@ def distillation_loss(
 ) -> torch.Tensor:
     """KD loss with T**2 scaling; plain cross-entropy when there is no teacher term."""
     ce = F.cross_entropy(student, labels)
-    if distill is None or not _teaches(distill) or teacher is None:
+    if distill is None or not teaches(distill) or teacher is None:
         return ce
     t = distill.temperature
     kl = F.kl_div(
@@ -109,9 +110,9 @@ def distillation_loss(
     return distill.alpha * t * t * kl + (1.0 - distill.alpha) * ce
 
 
-def _teaches(distill: DistillPlan) -> bool:
+def teaches(distill: DistillPlan | None) -> bool:
     """Whether the loss has a teacher term (alpha 0: cross-entropy alone, the plain pipeline)."""
-    return distill.alpha != 0.0
+    return distill is not None and distill.alpha != 0.0
 
 
 def _logits(
@@ -119,7 +120,7 @@ def _logits(
 ) -> torch.Tensor | None:
     """The teacher's logits, only where the loss has a teacher term: a plain plan (alpha 0)
     pays no teacher forward, which matters once the teacher is larger than the student."""
-    if distill is None or not _teaches(distill):
+    if not teaches(distill):
         return None
     with torch.no_grad():
         return teacher(x)
@@ -130,7 +131,7 @@ def finetune(
     teacher: nn.Module,
     bits: Formats,
     distill: DistillPlan | None,
-    stream: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    stream: Iterator[tuple[torch.Tensor, ...]],
     settings: FinetuneSettings,
     *,
     gate: Gate | None = None,
@@ -140,7 +141,9 @@ def finetune(
 
     The model must have BatchNorm folded already when ``bits`` is not empty (the quantized
     weights are the folded ones the kernel sees). Layers absent from ``bits`` train in fp32;
-    with ``bits`` empty this is plain float fine-tuning (BatchNorm may be live).
+    with ``bits`` empty this is plain float fine-tuning (BatchNorm may be live). A batch of
+    ``stream`` is ``(x, y)``, or ``(x, y, teacher logits)`` looked up from a table computed
+    once (``TrialContext.teacher_logits``): then ``teacher`` is not run.
     """
     gate = gate or contextlib.nullcontext
     handle = attach_fake_quant(model, bits)
@@ -152,12 +155,13 @@ def finetune(
     start = time.perf_counter()
     for step in range(settings.steps):
         _check_deadline(settings.deadline, step)
-        x, y = next(stream)
+        x, y, *known = next(stream)
         with gate():
             at = (settings.offset + step) / total
             _set_lr(opt, report.lr * 0.5 * (1 + math.cos(math.pi * at)))
             model.train()
-            loss = distillation_loss(model(x), _logits(teacher, x, distill), y, distill)
+            logits = known[0] if known else _logits(teacher, x, distill)
+            loss = distillation_loss(model(x), logits, y, distill)
             if not torch.isfinite(loss):
                 raise DivergedError(
                     f"fine-tuning loss became {float(loss.detach())} at step {step}; "

@@ -22,7 +22,7 @@ import gzip
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,11 +107,23 @@ def endless_batches(
     x: torch.Tensor, y: torch.Tensor, batch_size: int, *, seed: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled full batches forever (a new permutation each epoch), for step-budgeted loops."""
+    return ((bx, by) for bx, by in endless_rows((x, y), batch_size, seed=seed))
+
+
+def endless_rows(
+    tensors: Sequence[torch.Tensor], batch_size: int, *, seed: int = 0
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """:func:`endless_batches` over any tensors that share their first dimension (images,
+    labels and a teacher's logits for those images), the same rows of each, in the order
+    ``endless_batches`` gives for the same seed."""
+    n = len(tensors[0])
     epoch = 0
     while True:
-        for bx, by in batches(x, y, batch_size, shuffle=True, seed=seed * 100003 + epoch):
-            if len(bx) == batch_size or len(x) < batch_size:
-                yield bx, by
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            if len(idx) == batch_size or n < batch_size:
+                yield tuple(t[idx] for t in tensors)
         epoch += 1
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from autocompress.backend import LayerInfo, fold_batchnorm, head_name, layer_inventory
 from autocompress.config import ModelConfig
-from autocompress.data import batches, endless_batches, load_splits, model_input
+from autocompress.data import batches, endless_batches, endless_rows, load_splits, model_input
 from autocompress.errors import DataError
 from autocompress.measure import busy
 from autocompress.runtimes import Deployable, Runtime, get_runtime
@@ -42,6 +42,9 @@ class TrialData:
     num_classes: int
     mean: float | None = None
     std: float | None = None
+    # the training split in memory (images as the model takes them, labels): what a teacher's
+    # logits can be computed over once; None for a user's loaders (they may augment)
+    train_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def calibration(self, n: int, batch_size: int) -> list[np.ndarray]:
         stream = self.train_stream(batch_size, 12345)
@@ -70,6 +73,39 @@ class TrialContext:
     runtime: Runtime
     calibration: list[np.ndarray]
     reference: Deployable  # the fp32 reference on the same runtime, timed beside each candidate
+
+    def finetune_stream(
+        self, batch_size: int, seed: int, *, distils: bool
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The training batches a fine-tuning run draws, ``(x, y)``, or ``(x, y, teacher
+        logits)`` where a distilling run can look its teacher's logits up instead of running
+        the teacher each step (the same rows in the same order either way)."""
+        table = self.teacher_logits if distils else None
+        if table is None or self.data.train_tensors is None:
+            return self.data.train_stream(batch_size, seed)
+        x, y = self.data.train_tensors
+        return endless_rows((x, y, table), batch_size, seed=seed)
+
+    @functools.cached_property
+    def teacher_logits(self) -> torch.Tensor | None:
+        """The teacher's logits for every training image, computed once per worker process.
+
+        The teacher is fixed and in eval mode, so its logits for an image never change; a
+        distilling step ran its forward anyway (one teacher forward per student step), which
+        is most of a small pruned student's step and more with a teacher larger than the
+        model. None for a user's loaders (their batches may be augmented) or a table that
+        would not fit comfortably in memory (over 1 GiB: a language model's vocabulary).
+        """
+        if self.data.train_tensors is None:
+            return None
+        x, _ = self.data.train_tensors
+        if len(x) * self.data.num_classes * 4 > TEACHER_TABLE_BYTES:
+            return None
+        with busy(), torch.no_grad():
+            return torch.cat([self.teacher(chunk) for chunk in x.split(500)])
+
+
+TEACHER_TABLE_BYTES = 1 << 30
 
 
 def trial_context(task: Task, objects: UserObjects | None = None) -> TrialContext:
@@ -119,6 +155,7 @@ def splits_data(task: Task) -> TrialData:
         num_classes=splits.num_classes,
         mean=splits.mean,
         std=splits.std,
+        train_tensors=(splits.train_x, splits.train_y),
     )
 
 

@@ -183,7 +183,7 @@ def _finetune(
     BatchNorm and train the last ``qat_fraction`` of the steps quantization-aware (the weights
     the kernel sees). Without a QAT phase (the default) the folded weights are rounded onto their
     grid (GPTQ below 8 bits) and snapped: post-training quantization of a fine-tuned model."""
-    from autocompress.backend import finetune
+    from autocompress.backend import finetune, teaches
 
     cfg = task.finetune
     steps = _steps(plan, task)
@@ -206,7 +206,7 @@ def _finetune(
         """Each phase's steps as steps of the whole budget, for the progress display."""
         return lambda done, _: steps_registry.report(offset + done, steps)
 
-    stream = ctx.data.train_stream(cfg.batch_size, cfg.seed)
+    stream = ctx.finetune_stream(cfg.batch_size, cfg.seed, distils=teaches(plan.distill))
     reports = []
     if steps - qat_steps > 0:
         with clock("finetune"):
