@@ -15,8 +15,8 @@ gradient-norm clipping as a safety net. AdamW (``optimizer="adamw"``, for transf
 ``lr``: its update is invariant to the gradient's scale, so dividing the rate would only slow it.
 
 The loop is lean on purpose (it is the search's main cost): in-memory batches, teacher logits
-looked up from a table computed once per worker (or, for a user's loaders, under ``no_grad`` once
-per batch), no evaluation inside the loop except the optional ``checkpoint``
+looked up in a per-worker table filled as rows are first drawn (for a user's loaders, under
+``no_grad`` once per batch), no evaluation inside the loop except the optional ``checkpoint``
 callback (and ``FinetuneSettings.on_step``, called after each step with ``(steps done, steps in
 this call)``: the progress display's hook, as cheap, no tensor work), and each step runs inside
 ``gate()``, the measurement lock's "busy" side, so latency is never timed while this trial trains
@@ -142,8 +142,8 @@ def finetune(
     The model must have BatchNorm folded already when ``bits`` is not empty (the quantized
     weights are the folded ones the kernel sees). Layers absent from ``bits`` train in fp32;
     with ``bits`` empty this is plain float fine-tuning (BatchNorm may be live). A batch of
-    ``stream`` is ``(x, y)``, or ``(x, y, teacher logits)`` looked up from a table computed
-    once (``TrialContext.teacher_logits``): then ``teacher`` is not run.
+    ``stream`` is ``(x, y)``, or ``(x, y, teacher logits)`` looked up in the worker's table
+    (``TrialContext.teacher_table``): then ``teacher`` is not run.
     """
     gate = gate or contextlib.nullcontext
     handle = attach_fake_quant(model, bits)
