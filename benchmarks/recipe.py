@@ -12,7 +12,9 @@ scored on the held-out test split:
   ``finetune.plain_lr`` (the afternoon's 0.01 in the CNN experiments). The user's afternoon.
 - the named variants: our recipe with ``finetune.*`` / ``distill.*`` settings (``variants=``);
   a variant named ``plain-*`` runs the plain pipeline with its settings instead (e.g.
-  ``plain-lr4:plain_lr=0.04``: the afternoon at another rate, to see what tuning it buys).
+  ``plain-lr4:plain_lr=0.04``: the afternoon at another rate, to see what tuning it buys);
+  ``teacher=reference`` distils from the reference although the experiment names a
+  ``finetune.teacher`` (``variants='ours:;ref:teacher=reference'``: both teachers, one sitting).
 
 Latency is the trial's own (timed beside fp32 in the same sitting); sizes are the deployable's
 file bytes and the packed k-bit artifact's bytes. Rows, medians over seeds and the difference to
@@ -112,11 +114,19 @@ def recipe_plan(plan: CompressionPlan, variant: str, settings: Settings) -> Comp
 
 
 def recipe_task(task: Task, budget: int, seed: int, settings: Settings) -> Task:
-    known = {f.name for f in dataclasses.fields(task.finetune)}
+    """The task of one row. ``teacher=reference`` distils from the reference although the
+    experiment names a ``finetune.teacher``: both teachers side by side in one sitting."""
+    known = {f.name for f in dataclasses.fields(task.finetune)} - {"teacher"}
     # each setting in its field's type (numbers parse as floats; counts are integers)
     overrides = {k: type(getattr(task.finetune, k))(v) for k, v in settings.items() if k in known}
     finetune = dataclasses.replace(task.finetune, steps=budget, seed=seed, **overrides)
-    return dataclasses.replace(task, finetune=finetune)
+    teacher = settings.get("teacher")
+    if teacher is None:
+        return dataclasses.replace(task, finetune=finetune)
+    if teacher != "reference":
+        sys.exit(f"variants: teacher={teacher!r}; the one choice is teacher=reference")
+    finetune = dataclasses.replace(finetune, teacher=None)
+    return dataclasses.replace(task, finetune=finetune, teacher_checkpoint=None)
 
 
 def run_row(

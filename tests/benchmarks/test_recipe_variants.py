@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from autocompress.config import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +78,19 @@ def test_the_header_states_a_teachers_training_cost_beside_its_accuracy() -> Non
     )
     no_teacher = load_experiment(ROOT / "experiments" / "fashion_mnist.yaml", [])
     assert bench._teacher_line(no_teacher, teacher) == ""
+
+
+def test_a_variant_can_distil_from_the_reference_beside_the_experiments_teacher() -> None:
+    from autocompress.config import ModelConfig
+    from autocompress.worker import Task
+
+    teacher = ModelConfig(name="refnet", kwargs={"width": 48})
+    task = Task(
+        finetune=FinetuneConfig(teacher=teacher), checkpoint="r.pt", teacher_checkpoint="t.pt"
+    )
+    ours = bench.recipe_task(task, 1000, 0, {})
+    assert (ours.finetune.teacher, ours.teacher_checkpoint) == (teacher, "t.pt")
+    ref = bench.recipe_task(task, 1000, 0, bench.parse_variants("ref:teacher=reference")["ref"])
+    assert (ref.finetune.teacher, ref.teacher_checkpoint, ref.checkpoint) == (None, None, "r.pt")
+    with pytest.raises(SystemExit, match="the one choice is teacher=reference"):
+        bench.recipe_task(task, 1000, 0, {"teacher": "big"})
