@@ -42,8 +42,8 @@ class TrialData:
     num_classes: int
     mean: float | None = None
     std: float | None = None
-    # the training split in memory (images as the model takes them, labels): what a teacher's
-    # logits can be computed over once; None for a user's loaders (they may augment)
+    # the training split in memory (images as the model takes them, labels): what the
+    # teacher-logit table is indexed by; None for a user's loaders (they may augment)
     train_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def calibration(self, n: int, batch_size: int) -> list[np.ndarray]:
