@@ -40,7 +40,7 @@ def main(argv: list[str]) -> None:
     print(f"checkpoint: {reference.checkpoint}")
     print(
         f"val {reference.val_accuracy:.4f}  test {reference.test_accuracy:.4f}  "
-        f"trained {meta.get('train_seconds', float('nan')):.0f} s"
+        f"trained {meta.get('train_seconds', float('nan')):.0f} s on {meta.get('trained_on')}"
     )
     for point in meta.get("curve") or []:
         print(json.dumps(point))

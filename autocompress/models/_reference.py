@@ -25,7 +25,7 @@ from autocompress.backend import adamw
 from autocompress.config import DataConfig, ModelConfig, TrainConfig, to_plain
 from autocompress.data import Splits, batches, endless_batches, load_splits
 from autocompress.errors import DataError
-from autocompress.measure import top1_accuracy
+from autocompress.measure import cpu_model, top1_accuracy
 from autocompress.models._zoo import build_model
 
 
@@ -228,9 +228,11 @@ def augment_images(x: torch.Tensor, generator: torch.Generator, pad: int = 2) ->
 
 
 def _device_name(device: str) -> str:
+    """The hardware a reference trained on, named as the README names machines (CPU model and
+    cores, or the GPU): its training seconds are that machine's."""
     if device.startswith("cuda"):
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return device
+    return f"{device} ({cpu_model()}, {os.cpu_count()} cores)"
 
 
 @torch.no_grad()
