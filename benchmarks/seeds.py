@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# #21's targets, as benchmarks/fmnist.py judges one sitting
-HV_GAIN, PLANS_RATIO, SPEEDUP, SMALLER = 0.03, 5.0, 2.5, 8.0
+from _fmnist_verdicts import MF_HV_GAIN as HV_GAIN  # #21's targets, as fmnist.py judges them
+from _fmnist_verdicts import MF_PLANS_RATIO as PLANS_RATIO
+from _fmnist_verdicts import MF_SMALLER as SMALLER
+from _fmnist_verdicts import MF_SPEEDUP as SPEEDUP
+from _fmnist_verdicts import sitting_gains
 
 
 @dataclass(frozen=True)
@@ -99,18 +102,10 @@ def rows_of(path: Path) -> list[SeedRow]:
                 sampled_speedup=None if sampled is None else float(sampled["speedup_vs_int8"]),
                 sampled_smaller=None if sampled is None else float(sampled["smaller_vs_int8"]),
                 dominated=len(mf["dominated_by_baseline"]) + len(base["dominated_by_baseline"]),
-                sitting_gains=_sitting_gains(mf, base),
+                sitting_gains=sitting_gains(mf, base),
             )
         )
     return rows
-
-
-def _sitting_gains(mf: dict[str, Any], base: dict[str, Any]) -> tuple[float, ...]:
-    ours = mf.get("hypervolume_verified_sittings") or []
-    theirs = base.get("hypervolume_verified_sittings") or []
-    if len(ours) < 2 or len(ours) != len(theirs):
-        return ()
-    return tuple(float(a) - float(b) for a, b in zip(ours, theirs, strict=True))
 
 
 def _cpu_min(search: dict[str, Any]) -> float:

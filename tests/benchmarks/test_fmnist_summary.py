@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("bench_fmnist", ROOT / "benchmarks" / "fmnist.py")
-bench = importlib.util.module_from_spec(spec)
-sys.modules["bench_fmnist"] = bench  # dataclasses look their module up while being made
-spec.loader.exec_module(bench)
+import _fmnist_figures as figures
+import _fmnist_report as report
+import _fmnist_verdicts as verdicts
+import fmnist as bench  # benchmarks/fmnist.py and its modules (tests/benchmarks/conftest.py)
 
 INT8 = {"latency_ms": 0.6, "size_bytes": 300_000}
 
@@ -29,7 +25,7 @@ def _point(trial, acc, ms, size, refines=None):
 
 
 def _search(sampler, seed, hv, aim=None, wall=1200.0, dominated=()):
-    close = bench.versus_int8(INT8, _point(7, 0.904, 0.5, 200_000))
+    close = verdicts.versus_int8(INT8, _point(7, 0.904, 0.5, 200_000))
     return {
         "arm": f"{sampler}-n40-s{seed}",
         "sampler": sampler,
@@ -38,7 +34,7 @@ def _search(sampler, seed, hv, aim=None, wall=1200.0, dominated=()):
         "hypervolume": hv,
         "wall_s": wall,
         "refine_s": 600.0,
-        "meets_aim": None if aim is None else bench.versus_int8(INT8, aim),
+        "meets_aim": None if aim is None else verdicts.versus_int8(INT8, aim),
         "within_0.5pt": close,
         "smallest_within_0.5pt": close,
         "dominated_by_baseline": list(dominated),
@@ -46,9 +42,9 @@ def _search(sampler, seed, hv, aim=None, wall=1200.0, dominated=()):
 
 
 def test_aim_needs_both_speed_and_size():
-    assert bench.meets_aim(INT8, _point(1, 0.9, 0.39, 100_000))
-    assert not bench.meets_aim(INT8, _point(1, 0.9, 0.41, 100_000))  # 1.46x faster
-    assert not bench.meets_aim(INT8, _point(1, 0.9, 0.3, 100_001))  # 2.99x smaller
+    assert verdicts.meets_aim(INT8, _point(1, 0.9, 0.39, 100_000))
+    assert not verdicts.meets_aim(INT8, _point(1, 0.9, 0.41, 100_000))  # 1.46x faster
+    assert not verdicts.meets_aim(INT8, _point(1, 0.9, 0.3, 100_001))  # 2.99x smaller
 
 
 def test_targets_are_judged_from_the_figures():
@@ -63,7 +59,7 @@ def test_targets_are_judged_from_the_figures():
         "median_hypervolume_at_n": {"tpe": 0.45, "random": 0.41},
         "n": 40,
     }
-    text = "\n".join(bench.targets(summary, {"default_sampler": "tpe"}))
+    text = "\n".join(report.targets(summary, {"default_sampler": "tpe"}))
     bar = ">= 1.5x faster and >= 3.0x smaller than int8 within 0.5 pt"
     met = "**met** by trial 42, refines 3 (90.50% test, 1.71x faster, 3.33x smaller)"
     assert f"tpe-n40-s0: {bar}: {met}" in text
@@ -82,7 +78,7 @@ def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_pa
     study, _ = _study_with(
         [(0, 40, {}), (30, 95, {}), (100, 900, {"refine": {"of": 1, "steps": 1000}})]
     )
-    arm = bench.Arm("baselines", "random", 0, 3, reused=True)
+    arm = figures.Arm("baselines", "random", 0, 3, reused=True)
     arm.result = SimpleNamespace(study=study)
     path = tmp_path / "timings.json"
     previous = {"baselines": [0.0, 0.0, 550.0]}  # a sitting that died before writing its cost
@@ -120,9 +116,9 @@ def test_hypervolume_at_k_counts_the_first_k_own_trials_infeasible_included():
         member(3, 0.99, 0.1, refines=2),  # refinements are not the search's trials
     ]
     arm = _arm_of(completed)
-    assert bench.hypervolume_at(arm, 2) == pytest.approx(0.9 * (1 - 0.5) * 0.5)  # size: half
-    assert bench.hypervolume_at(arm, 3) == pytest.approx(0.95 * 0.8 * 0.5)  # 2 dominates 0
-    assert bench.hypervolume_at(arm, 10) == bench.hypervolume_at(arm, 3)
+    assert figures.hypervolume_at(arm, 2) == pytest.approx(0.9 * (1 - 0.5) * 0.5)  # size: half
+    assert figures.hypervolume_at(arm, 3) == pytest.approx(0.95 * 0.8 * 0.5)  # 2 dominates 0
+    assert figures.hypervolume_at(arm, 10) == figures.hypervolume_at(arm, 3)
 
 
 def test_warm_start_hypervolume_counts_baselines_and_warm_starts_alone():
@@ -143,7 +139,7 @@ def test_warm_start_hypervolume_counts_baselines_and_warm_starts_alone():
         member(5, 0.95, 0.1),  # the sampler's own find: not counted
     ]
     arm = _arm_of(completed)
-    assert bench.warm_start_hypervolume(arm) == pytest.approx(0.9 * (1 - 0.3) * 0.5)
+    assert figures.warm_start_hypervolume(arm) == pytest.approx(0.9 * (1 - 0.3) * 0.5)
 
 
 def test_render_rewrites_the_markdown_from_the_json_alone(tmp_path, monkeypatch):
@@ -167,8 +163,8 @@ def test_render_rewrites_the_markdown_from_the_json_alone(tmp_path, monkeypatch)
     }  # fmt: skip
     path = tmp_path / "fmnist-b1.json"
     path.write_text(json.dumps(data))
-    monkeypatch.setattr(bench, "plot", lambda summary, stem: stem.with_suffix(".png"))
-    bench.render(path)
+    monkeypatch.setattr(report, "plot", lambda summary, stem: stem.with_suffix(".png"))
+    report.render(path)
     text = (tmp_path / "fmnist-b1.md").read_text()
     assert "| bits 4x9 \\| p |" in text  # a plan's '|' does not split the table's cell
     assert "| 0.5000 | 0.5000 | 0.4500 | 3 |" in text  # search, first n, warm starts alone
@@ -178,12 +174,14 @@ def test_render_rewrites_the_markdown_from_the_json_alone(tmp_path, monkeypatch)
 def test_timing_noise_between_a_member_and_a_baseline_with_the_same_plan_is_a_tie():
     baseline = _point(3, 0.9031, 0.1023, 79_840)
     same_plan = _point(41, 0.9031, 0.1026, 79_840)  # 0.3% slower: the other timing of the model
-    assert not bench.dominates(baseline, same_plan) and not bench.dominates(same_plan, baseline)
+    assert not verdicts.dominates(baseline, same_plan) and not verdicts.dominates(
+        same_plan, baseline
+    )
     slower = _point(41, 0.9031, 0.1023 * 1.05, 79_840)  # 5% slower: measured, not noise
-    assert bench.dominates(baseline, slower)
+    assert verdicts.dominates(baseline, slower)
     bigger = _point(41, 0.9031, 0.1026, 79_841)  # one byte more, latency tied
-    assert bench.dominates(baseline, bigger)
-    assert not bench.dominates(_point(3, 0.9030, 0.09, 70_000), same_plan)  # less accurate
+    assert verdicts.dominates(baseline, bigger)
+    assert not verdicts.dominates(_point(3, 0.9030, 0.09, 70_000), same_plan)  # less accurate
 
 
 def test_dominance_uses_the_ratios_timed_beside_fp32_when_both_points_have_them():
@@ -191,11 +189,11 @@ def test_dominance_uses_the_ratios_timed_beside_fp32_when_both_points_have_them(
     # timed beside fp32 in the same rounds say they tie: the ratios decide
     baseline = {**_point(3, 0.9031, 0.100, 79_840), "latency_ratio": 0.300}
     member = {**_point(41, 0.9031, 0.110, 79_840), "latency_ratio": 0.301}
-    assert not bench.dominates(baseline, member) and not bench.dominates(member, baseline)
+    assert not verdicts.dominates(baseline, member) and not verdicts.dominates(member, baseline)
     member["latency_ratio"] = 0.330  # 10% slower beside fp32 too: measured, not noise
-    assert bench.dominates(baseline, member)
+    assert verdicts.dominates(baseline, member)
     old = _point(41, 0.9031, 0.110, 79_840)  # an older sitting: no ratio, so milliseconds
-    assert bench.dominates(baseline, old)
+    assert verdicts.dominates(baseline, old)
 
 
 def _study_with(spans):
@@ -238,12 +236,12 @@ def test_the_aim_line_tells_a_warm_start_from_a_plan_the_sampler_chose():
     warm = {**_point(40, 0.904, 0.25, 41_000, refines=6), "origin": "warm start"}
     found = {**_point(42, 0.908, 0.33, 62_000, refines=28), "origin": "sampler"}
     s = _search("tpe", 2, 0.65, aim=warm)
-    s["meets_aim_sampled"] = bench.versus_int8(INT8, found)
-    line = bench._aim_line(s)
+    s["meets_aim_sampled"] = verdicts.versus_int8(INT8, found)
+    line = report._aim_line(s)
     assert "**met** by trial 40, refines 6, a warm start (90.40% test, 2.40x faster" in line
     assert "among plans the sampler chose: trial 42, refines 28 (90.80% test, 1.82x" in line
     s["meets_aim_sampled"] = None
-    assert "no plan the sampler chose meets it (only warm starts)" in bench._aim_line(s)
+    assert "no plan the sampler chose meets it (only warm starts)" in report._aim_line(s)
 
 
 def test_multi_fidelity_verdicts_come_from_the_figures():
@@ -255,7 +253,7 @@ def test_multi_fidelity_verdicts_come_from_the_figures():
         "hypervolume_refined": 0.63,
         "hypervolume_verified": 0.62,
     }
-    sampled = bench.versus_int8(INT8, _point(9, 0.91, 0.2, 30_000, refines=5))
+    sampled = verdicts.versus_int8(INT8, _point(9, 0.91, 0.2, 30_000, refines=5))
     mf = {
         **_search("tpe", 0, 0.6),
         "arm": "tpe-mf-s0",
@@ -270,7 +268,9 @@ def test_multi_fidelity_verdicts_come_from_the_figures():
         "finetune_steps": 4720,
         "steps_continuation_saves": 240,
     }
-    text = "\n".join(bench.multi_fidelity({"searches": [default, mf]}, {"default_sampler": "tpe"}))
+    text = "\n".join(
+        report.multi_fidelity({"searches": [default, mf]}, {"default_sampler": "tpe"})
+    )
     assert ">= 8x smaller than int8: **met** (trial 9, refines 5 (91.00% test, 3.00x" in text
     assert (
         "verified hypervolume +0.0400 against tpe-n40-s0 + refinement (target >= +0.03: **met**)"
@@ -281,7 +281,7 @@ def test_multi_fidelity_verdicts_come_from_the_figures():
     assert "would have saved 240 (5.1%)" in text
     none_trained = {**mf, "plans_per_rung": [50, 3, 0], "cpu_s": 2000.0}
     text = "\n".join(
-        bench.multi_fidelity({"searches": [default, none_trained]}, {"default_sampler": "tpe"})
+        report.multi_fidelity({"searches": [default, none_trained]}, {"default_sampler": "tpe"})
     )
     assert (
         "0 fully trained: n/ax (target >= 5x with at least one fully trained: **missed**)" in text
@@ -303,10 +303,10 @@ def test_the_multi_fidelity_time_cap_is_the_default_arms_trial_minutes() -> None
         study=SimpleNamespace(get_trials=lambda deepcopy=False: trials),
         front=SimpleNamespace(completed=refined),
     )
-    baselines = bench.Arm("baselines", "tpe", 0, 5, result=result)  # seed 0 too: not it
-    base = bench.Arm("tpe-n40-s0", "tpe", 0, 40, result=result)
-    other = bench.Arm("tpe-n40-s1", "tpe", 1, 40)
-    mf = bench.Arm("tpe-mf-s0", "tpe", 0, 60, rungs=(0, 60, 1000))
+    baselines = figures.Arm("baselines", "tpe", 0, 5, result=result)  # seed 0 too: not it
+    base = figures.Arm("tpe-n40-s0", "tpe", 0, 40, result=result)
+    other = figures.Arm("tpe-n40-s1", "tpe", 1, 40)
+    mf = figures.Arm("tpe-mf-s0", "tpe", 0, 60, rungs=(0, 60, 1000))
     trials_b = [_trial(i, TrialState.COMPLETE, 0, 6) for i in range(5)]
     baselines.result = SimpleNamespace(
         study=SimpleNamespace(get_trials=lambda deepcopy=False: trials_b),
@@ -316,7 +316,7 @@ def test_the_multi_fidelity_time_cap_is_the_default_arms_trial_minutes() -> None
     assert bench.time_cap(mf, [base, mf], "12.5", None, 3, 1000) == 12.5
     with pytest.raises(SystemExit, match="must run first"):
         bench.time_cap(
-            mf, [other, bench.Arm("tpe-n40-s0", "tpe", 0, 40), mf], "default", None, 3, 1
+            mf, [other, figures.Arm("tpe-n40-s0", "tpe", 0, 40), mf], "default", None, 3, 1
         )
 
 
@@ -354,11 +354,11 @@ def test_more_sittings_keep_each_sittings_hypervolume_and_the_first_sittings_fig
     default, mf = summary["searches"]
     mf = {**mf, "arm": "tpe-mf-s0"}
     default = {**default, "arm": "tpe-n40-s0"}
-    (line,) = bench._sitting_gains(mf, default)
+    (line,) = report._sitting_gains(mf, default)
     assert "in each of 3 verification sittings: +0.0600, +0.0900, +0.0600" in line
     assert "(median +0.0600, spread 0.0300)" in line
     bench.more_sittings(arms, {"searches": []}, 0)  # one sitting: nothing re-timed
-    assert bench._sitting_gains({"hypervolume_verified_sittings": [0.7]}, default) == []
+    assert report._sitting_gains({"hypervolume_verified_sittings": [0.7]}, default) == []
 
 
 def test_verified_hypervolume_uses_the_ratio_timed_beside_fp32_not_milliseconds_apart():
@@ -366,24 +366,24 @@ def test_verified_hypervolume_uses_the_ratio_timed_beside_fp32_not_milliseconds_
     decides; a sitting stored before ratios were kept falls back to milliseconds."""
     fp32 = {"test_accuracy": 0.93, "latency_ms": 0.8, "size_bytes": 1000, "latency_ratio": 1.0}
     member = {"test_accuracy": 0.92, "latency_ms": 0.2, "size_bytes": 250, "latency_ratio": 0.5}
-    by_ratio = bench.verified_hypervolume([fp32, member], fp32)
-    assert by_ratio == pytest.approx(bench.verified_hypervolume([fp32, member], {**fp32}))
+    by_ratio = verdicts.verified_hypervolume([fp32, member], fp32)
+    assert by_ratio == pytest.approx(verdicts.verified_hypervolume([fp32, member], {**fp32}))
     # (1 - 0.08) x (1 - 0.5) x (1 - 0.25) plus fp32's slab, which adds nothing (latency 1)
     assert by_ratio == pytest.approx(0.92 * 0.5 * 0.75)
     old = [{k: v for k, v in p.items() if k != "latency_ratio"} for p in (fp32, member)]
-    assert bench.verified_hypervolume(old, old[0]) == pytest.approx(0.92 * 0.75 * 0.75)
+    assert verdicts.verified_hypervolume(old, old[0]) == pytest.approx(0.92 * 0.75 * 0.75)
     no_reference = [fp32, {**member, "latency_ratio": float("nan")}]
-    assert bench.verified_hypervolume(no_reference, fp32) == pytest.approx(0.92 * 0.75 * 0.75)
+    assert verdicts.verified_hypervolume(no_reference, fp32) == pytest.approx(0.92 * 0.75 * 0.75)
 
 
 def test_speedups_are_ratios_of_the_ratios_timed_beside_fp32():
     int8 = {"latency_ms": 0.30, "latency_ratio": 0.40, "size_bytes": 300_000}
     member = {"latency_ms": 0.30, "latency_ratio": 0.16, "size_bytes": 30_000}
-    assert bench.speedup_of(int8, member) == pytest.approx(2.5)  # not 1.0 from milliseconds
-    assert bench.meets_aim(int8, member, 2.5, 10.0)
-    assert bench.versus_int8(int8, member)["speedup_vs_int8"] == pytest.approx(2.5)
+    assert verdicts.speedup_of(int8, member) == pytest.approx(2.5)  # not 1.0 from milliseconds
+    assert verdicts.meets_aim(int8, member, 2.5, 10.0)
+    assert verdicts.versus_int8(int8, member)["speedup_vs_int8"] == pytest.approx(2.5)
     slow = {**member, "latency_ms": 0.01, "latency_ratio": 0.2}
-    assert bench.latency_key(member) < bench.latency_key(slow)
+    assert verdicts.latency_key(member) < verdicts.latency_key(slow)
     old = {"latency_ms": 0.12, "size_bytes": 30_000}
-    assert bench.speedup_of(int8, old) == pytest.approx(2.5)
-    assert bench.latency_key(old) == pytest.approx(0.12)
+    assert verdicts.speedup_of(int8, old) == pytest.approx(2.5)
+    assert verdicts.latency_key(old) == pytest.approx(0.12)

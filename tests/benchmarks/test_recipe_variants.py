@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,11 +9,9 @@ import pytest
 
 from autocompress.config import FinetuneConfig
 
+import recipe as bench  # benchmarks/recipe.py (tests/benchmarks/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("bench_recipe", ROOT / "benchmarks" / "recipe.py")
-bench = importlib.util.module_from_spec(spec)
-sys.modules["bench_recipe"] = bench
-spec.loader.exec_module(bench)
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("bench_seeds", ROOT / "benchmarks" / "seeds.py")
-seeds = importlib.util.module_from_spec(spec)
-sys.modules["bench_seeds"] = seeds  # dataclasses look their module up while being made
-spec.loader.exec_module(seeds)
+import seeds  # benchmarks/seeds.py (tests/benchmarks/conftest.py)
 
 
 def _search(seed, hv, *, rungs=None, cpu=1200.0, refine_cpu=600.0, sampled=None, dominated=()):

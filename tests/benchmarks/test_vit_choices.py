@@ -3,21 +3,14 @@ dominates, checked on made-up fronts (the benchmark itself runs for half an hour
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("bench_vit", ROOT / "benchmarks" / "vit.py")
-bench = importlib.util.module_from_spec(spec)
-sys.modules["bench_vit"] = bench
-spec.loader.exec_module(bench)
+import vit as bench  # benchmarks/vit.py (tests/benchmarks/conftest.py)
 
 
 def _plan(bits: int, ratio: float, steps: int) -> CompressionPlan:
