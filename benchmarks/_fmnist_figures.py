@@ -14,8 +14,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from autocompress.front import Member, PickError
-from autocompress.front._front import normalized_hypervolume
+from autocompress.front import Member, PickError, normalized_hypervolume
 from autocompress.record import read_trial
 
 from _fmnist_verdicts import (

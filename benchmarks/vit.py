@@ -101,7 +101,7 @@ def _plain_at_top_rung(config: Any, result: Any) -> Any:
 
 def _longer(config: Any, result: Any, trials: list[int], steps: int) -> tuple[Any, list[int]]:
     """``trials``' plans fine-tuned for ``steps`` (once: a re-run finds them), their numbers."""
-    from autocompress.front._promote import plan_key
+    from autocompress.front import plan_key
 
     every = result.front.completed + result.front.lower_rungs
     plans = {m.number: plan_key(m.plan) for m in every}

@@ -2,7 +2,14 @@
 member by budget, ``_promote`` the plans a multi-fidelity search promotes to its next rung,
 ``_table`` the rows every table shows)."""
 
-from autocompress.front._front import DIRECTIONS, Front, Member, build_front, members_of
+from autocompress.front._front import (
+    DIRECTIONS,
+    Front,
+    Member,
+    build_front,
+    members_of,
+    normalized_hypervolume,
+)
 from autocompress.front._pareto import hypervolume, knee_index, non_dominated, to_minimization
 from autocompress.front._pick import Budget, PickError, accuracy_fraction, describe, pick
 from autocompress.front._promote import (
@@ -58,6 +65,7 @@ __all__ = [
     "latency_ms",
     "members_of",
     "non_dominated",
+    "normalized_hypervolume",
     "pick",
     "plan_key",
     "rank_fidelity",
