@@ -21,6 +21,7 @@ from _fmnist_verdicts import (
     MF_SMALLER,
     MF_SPEEDUP,
     batch_speedups,
+    clears_mf_bar,
     sitting_gains,
 )
 
@@ -140,10 +141,8 @@ def multi_fidelity(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     for s in mf:
         base = plain.get(s["seed"])
         sampled = s.get("mf_sampled")
-        met = (
-            sampled is not None
-            and sampled["speedup_vs_int8"] >= MF_SPEEDUP
-            and (sampled["smaller_vs_int8"] >= MF_SMALLER)
+        met = sampled is not None and clears_mf_bar(
+            sampled["speedup_vs_int8"], sampled["smaller_vs_int8"]
         )
         lines.append(
             f"- {s['arm']}: a plan the sampler chose within 0.5 pt, >= {MF_SPEEDUP}x faster and "

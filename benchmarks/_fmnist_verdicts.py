@@ -162,3 +162,13 @@ def sitting_gains(mf: dict[str, Any], base: dict[str, Any]) -> tuple[float, ...]
     if len(ours) < 2 or len(ours) != len(theirs):
         return ()
     return tuple(float(a) - float(b) for a, b in zip(ours, theirs, strict=True))
+
+
+def clears_mf_bar(speedup: float | None, smaller: float | None) -> bool:
+    """#21's bar for a sampled plan, from its ratios against int8 PTQ (None: no plan)."""
+    return (
+        speedup is not None
+        and smaller is not None
+        and speedup >= MF_SPEEDUP
+        and smaller >= MF_SMALLER
+    )

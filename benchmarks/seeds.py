@@ -28,7 +28,7 @@ from _fmnist_verdicts import MF_HV_GAIN as HV_GAIN  # #21's targets, as fmnist.p
 from _fmnist_verdicts import MF_PLANS_RATIO as PLANS_RATIO
 from _fmnist_verdicts import MF_SMALLER as SMALLER
 from _fmnist_verdicts import MF_SPEEDUP as SPEEDUP
-from _fmnist_verdicts import sitting_gains
+from _fmnist_verdicts import clears_mf_bar, sitting_gains
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,7 @@ class SeedRow:
 
     @property
     def meets_bar(self) -> bool:
-        return (
-            self.sampled_speedup is not None
-            and self.sampled_smaller is not None
-            and self.sampled_speedup >= SPEEDUP
-            and self.sampled_smaller >= SMALLER
-        )
+        return clears_mf_bar(self.sampled_speedup, self.sampled_smaller)
 
 
 def rows_of(path: Path) -> list[SeedRow]:
