@@ -26,6 +26,8 @@ Run (opt-in; minutes per 1000-step row on 2 cores):
     python benchmarks/recipe.py ... variants='qat1:qat_fraction=1;qat25:qat_fraction=0.25'
     python benchmarks/recipe.py ... variants='ours:;plain-lr4:plain_lr=0.04'
     python benchmarks/recipe.py ... plans=4b-62.5% budgets=1000,3000   (any uniform plan)
+    python benchmarks/recipe.py ... plain=0 variants=f5:feature_weight=5 \
+        with=docs/benchmarks/recipe-fmnist-xeon-3seeds.json   (a stored study's rows beside)
 """
 
 from __future__ import annotations
@@ -155,6 +157,21 @@ def run_row(
     }
 
 
+def _stored_rows(path: str | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``with=<recipe json>``: that study's rows for the plans, budgets and seeds run here and
+    variants not run here (e.g. its plain and ours rows beside a new variant run with plain=0).
+    Fair only from the same recipe code and CPU model, where rows reproduce: check one."""
+    if path is None:
+        return []
+    ran = {(r["plan"], r["budget"], r["seed"]) for r in rows}
+    mine = {r["variant"] for r in rows}
+    return [
+        r
+        for r in json.loads(Path(path).read_text())["rows"]
+        if (r["plan"], r["budget"], r["seed"]) in ran and r["variant"] not in mine
+    ]
+
+
 def summarise(rows: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
     """Median test accuracy over seeds per (plan, budget, variant), and each variant - plain."""
     out = []
@@ -199,7 +216,8 @@ def markdown(summary: list[dict[str, Any]], variants: list[str], info: dict[str,
         f"# Recipe study ({info['tag']})",
         "",
         f"Reference: {info['reference']}. Test accuracy on the held-out split, median over seeds "
-        f"{info['seeds']}; variants: {info['variants']}. Command: `{info['command']}`",
+        f"{info['seeds']}; variants: {info['variants']}. Command: `{info['command']}`"
+        + (f" Also {info['stored']} (same CPU model)." if "stored" in info else ""),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -233,6 +251,10 @@ def main(argv: list[str]) -> None:
     budgets = [int(b) for b in args.get("budgets", "60").split(",")]
     seeds = [int(s) for s in args.get("seeds", "0").split(",")]
     variants = parse_variants(args.get("variants", DEFAULT_VARIANTS))
+    # plain=0: variants only, where the plain rows of these plans, budgets and seeds are stored
+    # from the same CPU model (with=): rows reproduce there (the Xeon study's 60-step rows came
+    # back bit-identical, a 1000-step row within 0.02 pt: its logit table filled differently)
+    plain = args.get("plain", "1") != "0"
     config = load_experiment(path, overrides)
     reference, teacher, task = experiment_task(config)  # teacher: finetune.teacher, if set
     ctx = trial_context(task)
@@ -246,7 +268,7 @@ def main(argv: list[str]) -> None:
     for budget in budgets:
         for label, plan in plans.items():
             for seed in seeds:
-                for variant, settings in {"plain": {}, **variants}.items():
+                for variant, settings in (({"plain": {}} if plain else {}) | variants).items():
                     row = run_row(
                         recipe_task(task, budget, seed, settings),
                         recipe_plan(plan, variant, settings),
@@ -256,6 +278,7 @@ def main(argv: list[str]) -> None:
                     )
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+    stored = _stored_rows(args.get("with"), rows)
     info = {
         "tag": args.get("tag", "fmnist"),
         "reference": f"{config.model.name} {config.model.kwargs}, {config.model.train.epochs:g} "
@@ -265,14 +288,20 @@ def main(argv: list[str]) -> None:
         "variants": {k: v for k, v in variants.items()},
         "command": "python benchmarks/recipe.py " + " ".join(argv),
     }
-    summary = summarise(rows, list(variants))
+    if stored:
+        info["stored"] = f"{len(stored)} rows from {args['with']}"
+    names = list(
+        dict.fromkeys([*(r["variant"] for r in stored if r["variant"] != "plain"), *variants])
+    )
+    rows = stored + rows
+    summary = summarise(rows, names)
     OUT.mkdir(parents=True, exist_ok=True)
     stem = OUT / f"recipe-{info['tag']}"
     stem.with_suffix(".json").write_text(
         json.dumps({**info, "rows": rows, "summary": summary}, indent=2)
     )
-    stem.with_suffix(".md").write_text(markdown(summary, list(variants), info))
-    print(markdown(summary, list(variants), info))
+    stem.with_suffix(".md").write_text(markdown(summary, names, info))
+    print(markdown(summary, names, info))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from autocompress.backend._attention import (
     prune_heads,
 )
 from autocompress.backend._batchnorm import fold_batchnorm, recalibrate_batchnorm
+from autocompress.backend._features import FeatureMatch, kept_channels
 from autocompress.backend._finetune import (
     FinetuneReport,
     FinetuneSettings,
@@ -71,6 +72,7 @@ __all__ = [
     "ActivationFakeQuant",
     "Attention",
     "DecomposedMultiheadAttention",
+    "FeatureMatch",
     "FinetuneReport",
     "FinetuneSettings",
     "LayerInfo",
@@ -91,6 +93,7 @@ __all__ = [
     "get_importance",
     "gptq_round",
     "head_name",
+    "kept_channels",
     "layer_inventory",
     "pack_bits",
     "packed_size",

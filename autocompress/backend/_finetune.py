@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autocompress.backend._features import FeatureMatch
 from autocompress.backend._quant import Formats, QuantizedWeight, attach_fake_quant
 from autocompress.errors import DivergedError, TrialTimeoutError
 from autocompress.plan import DistillPlan
@@ -56,6 +57,12 @@ class FinetuneSettings:
     momentum: float = 0.9
     weight_decay: float = 0.0
     clip_norm: float = 5.0
+    # weight of the feature term on the channels a pruned student kept (backend/_features.py)
+    feature_weight: float = 0.0
+    # the feature term's weight fades linearly to 0 over this many steps of the schedule (0: held
+    # for the whole budget): features guide the start, logits alone the end (FitNets' hints,
+    # then distillation, in one run)
+    feature_steps: int = 0
     # where these steps sit in one cosine schedule over a budget split into phases (float with
     # BatchNorm live, then QAT): the schedule runs over ``total`` steps from ``offset``
     offset: int = 0
@@ -76,6 +83,7 @@ class FinetuneReport:
     first_loss: float = float("nan")
     last_loss: float = float("nan")
     losses: list[float] = field(default_factory=list)  # every 10th step
+    feature_layers: int = 0  # BatchNorm outputs the feature term matched (0: logits only)
 
     @property
     def seconds_per_step(self) -> float:
@@ -151,6 +159,8 @@ def finetune(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(params, settings, report.lr)
     teacher.eval()
+    match = _feature_match(model, teacher, bits, distill, settings)
+    report.feature_layers = len(match.index) if match else 0
     total = settings.total or settings.steps
     start = time.perf_counter()
     for step in range(settings.steps):
@@ -160,8 +170,9 @@ def finetune(
             at = (settings.offset + step) / total
             _set_lr(opt, report.lr * 0.5 * (1 + math.cos(math.pi * at)))
             model.train()
-            logits = known[0] if known else _logits(teacher, x, distill)
-            loss = distillation_loss(model(x), logits, y, distill)
+            weight = _feature_weight(settings, settings.offset + step)
+            term = match if weight > 0.0 else None  # faded out: logits alone, from the table
+            loss = _loss(model, teacher, (term, weight), (x, y, *known), distill)
             if not torch.isfinite(loss):
                 raise DivergedError(
                     f"fine-tuning loss became {float(loss.detach())} at step {step}; "
@@ -189,6 +200,49 @@ def finetune(
     model.eval()
     handle.set_observing(False)
     return handle.remove(), report
+
+
+def _feature_match(
+    model: nn.Module,
+    teacher: nn.Module,
+    bits: Formats,
+    distill: DistillPlan | None,
+    settings: FinetuneSettings,
+) -> FeatureMatch | None:
+    """The kept-channel feature term, where it is asked for and applies: a teacher term, float
+    weights with BatchNorm live (the QAT phase has BatchNorm folded), channels that match."""
+    if settings.feature_weight == 0.0 or bits or not teaches(distill):
+        return None
+    match = FeatureMatch(model, teacher)
+    return match if match else None
+
+
+def _feature_weight(settings: FinetuneSettings, step: int) -> float:
+    """The feature term's weight at ``step`` of the schedule (see ``feature_steps``)."""
+    if settings.feature_steps <= 0:
+        return settings.feature_weight
+    return settings.feature_weight * max(0.0, 1.0 - step / settings.feature_steps)
+
+
+def _loss(
+    model: nn.Module,
+    teacher: nn.Module,
+    features: tuple[FeatureMatch | None, float],
+    batch: tuple[torch.Tensor, ...],
+    distill: DistillPlan | None,
+) -> torch.Tensor:
+    """One step's loss. With the feature term the teacher runs live (its hidden outputs are not
+    in the logit table); otherwise its logits come from the table or a forward."""
+    x, y, *known = batch
+    match, weight = features
+    if match is None:
+        logits = known[0] if known else _logits(teacher, x, distill)
+        return distillation_loss(model(x), logits, y, distill)
+    with match.hooked():
+        with torch.no_grad():
+            logits = teacher(x)
+        out = model(x)
+    return distillation_loss(out, logits, y, distill) + weight * match.loss()
 
 
 def _optimizer(

@@ -98,6 +98,15 @@ class FinetuneConfig:
     # 0: fine-tune in float, then GPTQ-round weights below 7 bits (post-training), measured better
     # than 0.25 at 60 and 1000 steps once GPTQ rounds (docs/benchmarks/recipe-fmnist-gptq-*.md)
     qat_fraction: float = field(default=0.0, metadata={"ge": 0, "le": 1})
+    # weight of feature distillation on the channels a pruned student kept: each kept channel's
+    # BatchNorm output pulled toward the teacher's (backend/_features.py); 0: logits only. The
+    # teacher runs live while the term lasts (its hidden outputs are in no table). Measured on
+    # refnet (docs/benchmarks/recipe-fmnist-features.md): 5 fading over 200 steps doubles the
+    # 60-step gain over plain per step, gains nothing at 1000, and costs 13-68% more per trial on
+    # CPU, where spending that time on more logit-only steps does as well: so off by default
+    feature_weight: float = field(default=0.0, metadata={"ge": 0})
+    # steps over which the feature weight fades linearly to 0 (0: held for the whole budget)
+    feature_steps: int = field(default=0, metadata={"ge": 0})
     bn_batches: int = field(default=20, metadata={"ge": 0})  # BN recalibration after pruning
     # calibration batches whose inputs GPTQ uses to round weights below 7 bits onto their grid
     # when no QAT follows (0: round to nearest); see backend/_gptq.py

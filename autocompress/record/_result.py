@@ -57,6 +57,8 @@ class FinetuneRecord:
     first_loss: float
     last_loss: float
     losses: tuple[float, ...] = ()  # every 10th step
+    # BatchNorm outputs distilled channel for channel (finetune.feature_weight; 0: logits only)
+    feature_layers: int = 0
 
     @property
     def seconds_per_step(self) -> float:
@@ -76,6 +78,7 @@ class FinetuneRecord:
             first_loss=_float(data.get("first_loss")),
             last_loss=_float(data.get("last_loss")),
             losses=tuple(data.get("losses") or ()),
+            feature_layers=int(data.get("feature_layers", 0)),
         )
 
 

@@ -183,7 +183,7 @@ def _finetune(
     BatchNorm and train the last ``qat_fraction`` of the steps quantization-aware (the weights
     the kernel sees). Without a QAT phase (the default) the folded weights are rounded onto their
     grid (GPTQ below 8 bits) and snapped: post-training quantization of a fine-tuned model."""
-    from autocompress.backend import finetune, teaches
+    from autocompress.backend import finetune, kept_channels, teaches
 
     cfg = task.finetune
     steps = _steps(plan, task)
@@ -194,6 +194,8 @@ def _finetune(
         lr=_rate(plan, task),
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
+        feature_weight=cfg.feature_weight,
+        feature_steps=cfg.feature_steps,
         deadline=clock.deadline,
         checkpoint_every=task.checkpoint_every if task.hopeless_floor is not None else 0,
         total=steps,
@@ -206,7 +208,12 @@ def _finetune(
         """Each phase's steps as steps of the whole budget, for the progress display."""
         return lambda done, _: steps_registry.report(offset + done, steps)
 
-    stream = ctx.finetune_stream(cfg.batch_size, cfg.seed, distils=teaches(plan.distill))
+    # a feature term held all along runs the teacher live each step (its hidden outputs are in
+    # no table), so its logits need none; one that fades (feature_steps) leaves the rest of the
+    # budget to the table, as does a foreign teacher, whose channels match none of the student's
+    held = cfg.feature_weight and not cfg.feature_steps and kept_channels(model, ctx.teacher)
+    tabled = teaches(plan.distill) and not held
+    stream = ctx.finetune_stream(cfg.batch_size, cfg.seed, distils=tabled)
     reports = []
     if steps - qat_steps > 0:
         with clock("finetune"):
@@ -269,6 +276,7 @@ def _joined(reports: list[Any]) -> Any:
         first.seconds += later.seconds
         first.losses.extend(later.losses)
         first.last_loss = later.last_loss
+        first.feature_layers = max(first.feature_layers, later.feature_layers)
     return first
 
 
@@ -353,6 +361,7 @@ def _finetune_record(report: Any) -> FinetuneRecord:
         first_loss=report.first_loss,
         last_loss=report.last_loss,
         losses=tuple(report.losses),
+        feature_layers=report.feature_layers,
     )
 
 

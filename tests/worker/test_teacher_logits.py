@@ -85,6 +85,73 @@ def test_a_plain_trial_never_fills_the_table(tiny_task) -> None:
     assert "teacher_table" not in ctx.__dict__
 
 
+def test_the_feature_term_runs_the_reference_live_and_a_foreign_teacher_keeps_the_table(
+    tiny_task, tmp_path
+) -> None:
+    """finetune.feature_weight: with the reference teaching, every BatchNorm is matched and the
+    teacher runs each step (hidden outputs are in no table); a teacher of another width matches
+    nothing, so its logits still come from the table: no feature term, no extra forwards."""
+    from autocompress.config import ModelConfig
+    from autocompress.models import build_model
+
+    featured = dataclasses.replace(tiny_task.finetune, steps=6, feature_weight=5.0)
+    task = dataclasses.replace(tiny_task, finetune=featured)
+    ctx = trial_context(task)
+    calls: list[int] = []
+    teacher = ctx.teacher  # the reference itself: a student copied from it copies the hook too
+    hook = teacher.register_forward_hook(_counter(teacher, calls))
+    try:
+        plan = _pruned(ctx, DistillPlan(2.0, alpha=0.9)).to_dict()
+        record = run_trial(plan, task.to_dict()).result.finetune
+    finally:
+        hook.remove()
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in ctx.model.modules())
+    assert record is not None and record.feature_layers == norms > 0
+    assert len(calls) == 6  # live, once a step
+    assert record.to_dict()["feature_layers"] == norms
+
+    spec = ModelConfig(name="refnet", kwargs={"width": 4})
+    teacher = build_model("refnet", ctx.data.input_shape, ctx.data.num_classes, spec.kwargs)
+    path = tmp_path / "teacher.pt"
+    torch.save({"state_dict": teacher.state_dict(), "meta": {}}, path)
+    foreign = dataclasses.replace(featured, teacher=spec)
+    task = dataclasses.replace(tiny_task, finetune=foreign, teacher_checkpoint=str(path))
+    record = run_trial(plan, task.to_dict()).result.finetune
+    assert record is not None and record.feature_layers == 0
+
+
+def test_a_fading_feature_term_runs_the_teacher_only_while_it_lasts(tiny_task) -> None:
+    """finetune.feature_steps: the feature weight reaches 0 after that many steps; from then the
+    logits come from the table, so once its rows are known the teacher runs feature_steps times."""
+    featured = dataclasses.replace(
+        tiny_task.finetune, steps=6, feature_weight=5.0, feature_steps=3
+    )
+    task = dataclasses.replace(tiny_task, finetune=featured)
+    ctx = trial_context(task)
+    plan = _pruned(ctx, DistillPlan(2.0, alpha=0.9)).to_dict()
+    run_trial(plan, task.to_dict())  # fills the table's rows for this seed
+    calls: list[int] = []
+    teacher = ctx.teacher  # the reference itself: a student copied from it copies the hook too
+    hook = teacher.register_forward_hook(_counter(teacher, calls))
+    try:
+        record = run_trial(plan, task.to_dict()).result.finetune
+    finally:
+        hook.remove()
+    assert record is not None and record.feature_layers > 0
+    assert len(calls) == 3
+
+
+def _counter(teacher: torch.nn.Module, calls: list[int]):
+    """A forward hook counting the teacher's own forwards (not a copy's; returns None, so the
+    output stands)."""
+
+    def hook(module: torch.nn.Module, *_: object) -> None:
+        if module is teacher:
+            calls.append(1)
+
+    return hook
+
+
 def _pruned(ctx, distill: DistillPlan) -> CompressionPlan:
     """8-bit, a quarter of each layer's channels pruned (the head kept whole)."""
     return CompressionPlan(
