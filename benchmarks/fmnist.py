@@ -70,6 +70,7 @@ from optuna.trial import TrialState
 from autocompress import refine, search
 from autocompress.config import load_experiment
 from autocompress.deploy import Candidate, candidates_of_front, verify
+from autocompress.measure import cpu_line
 from autocompress.record import read_study, read_trial
 from autocompress.study import trial_minutes
 
@@ -356,7 +357,7 @@ def main(argv: list[str]) -> None:
     meta = {
         "command": " ".join(["python", *sys.argv]),
         "device": (
-            f"{fingerprint.get('cpu')}, {fingerprint.get('runtime')} "
+            f"{cpu_line(fingerprint)}, {fingerprint.get('runtime')} "
             f"{fingerprint.get('versions', {}).get('onnxruntime', '')}, "
             f"{fingerprint.get('threads')} thread(s) on core(s) {fingerprint.get('cores')}, "
             f"batch {fingerprint.get('batch_size')}, key {fingerprint.get('key')}"

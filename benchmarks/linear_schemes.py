@@ -13,9 +13,7 @@ Run (opt-in, ~1 minute; on a quiet machine; ``tokens=1`` is the memory-bound GEM
 
 from __future__ import annotations
 
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -25,6 +23,7 @@ from torch import nn
 
 from autocompress.backend import WeightFormat, snap_weights
 from autocompress.config import TargetConfig
+from autocompress.measure import this_cpu
 from autocompress.runtimes import get_runtime
 
 LAYERS = ("0.up", "0.down", "1.up", "1.down")
@@ -78,13 +77,8 @@ def main(argv: list[str]) -> int:
                 call()
                 samples.append(time.perf_counter() - start)
             per_round[name].append(statistics.median(samples))
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if "Model name" in ln), ""
-    )
     print(
-        f"CPU: {model or platform.processor()}; 1 thread; batch 1 x {tokens} tokens; "
-        f"{rounds} rounds x {runs} calls"
+        f"CPU: {this_cpu()}; 1 thread; batch 1 x {tokens} tokens; {rounds} rounds x {runs} calls"
     )
     fp32 = statistics.median(per_round["fp32"])
     print(f"{'variant':14s} {'median us':>10s} {'spread us':>10s} {'vs fp32':>8s} {'bytes':>9s}")

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from autocompress.config import load_experiment
-from autocompress.measure import top1_accuracy
+from autocompress.measure import this_cpu, top1_accuracy
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
 from autocompress.runtimes import get_runtime, widest_exact_bits
 from autocompress.study import experiment_task
@@ -215,7 +215,8 @@ def markdown(summary: list[dict[str, Any]], variants: list[str], info: dict[str,
     lines = [
         f"# Recipe study ({info['tag']})",
         "",
-        f"Reference: {info['reference']}. Test accuracy on the held-out split, median over seeds "
+        f"Reference: {info['reference']}. CPU: {info.get('cpu', 'not recorded')}. "
+        f"Test accuracy on the held-out split, median over seeds "
         f"{info['seeds']}; variants: {info['variants']}. Command: `{info['command']}`"
         + (f" Also {info['stored']} (same CPU model)." if "stored" in info else ""),
         "",
@@ -285,6 +286,7 @@ def main(argv: list[str]) -> None:
         f"epochs, val {reference.val_accuracy:.2%}, test {reference.test_accuracy:.2%}"
         + _teacher_line(config, teacher),
         "seeds": seeds,
+        "cpu": this_cpu(),
         "variants": {k: v for k, v in variants.items()},
         "command": "python benchmarks/recipe.py " + " ".join(argv),
     }

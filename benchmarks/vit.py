@@ -38,14 +38,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import autocompress
 from autocompress.config import load_experiment
+from autocompress.measure import this_cpu
 from autocompress.plan import CompressionPlan
 from autocompress.record import read_study
 from autocompress.worker import Task, run_trial
@@ -76,7 +75,7 @@ def main(argv: list[str]) -> None:
     criteria = _criteria(result, rows, fp32_test)
     schemes = _schemes(result, criteria["member"], int(args.get("scheme_steps", "60")))
     data = {
-        "cpu": _cpu(),
+        "cpu": this_cpu(),
         "command": "python benchmarks/vit.py " + " ".join(argv),
         "reference": result.front.reference,
         "fp32_test": fp32_test,
@@ -300,19 +299,6 @@ def markdown(data: dict[str, Any]) -> str:
                 f"{s['latency_ratio']:.2f} | {s['size_bytes']:,} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def _cpu() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        name = next(
-            line.split(":", 1)[1].strip()
-            for line in text.splitlines()
-            if line.startswith("Model name")
-        )
-        return f"{name}, {platform.machine()}"
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from autocompress.front import (
     int8_note,
     latency_ms,
 )
+from autocompress.measure import cpu_line
 from autocompress.record import SCHEME_LEGEND
 
 AXES = {
@@ -363,7 +364,7 @@ def _summary(front: Front, picked: Member | None) -> str:
         *(html.escape(n) for n in filter(None, [int8_note(front)])),
         "speedup = x faster than the fp32 reference's latency above; smaller = x smaller than "
         "its packed size",
-        f"measured on: {html.escape(str(fp.get('cpu', '?')))}, "
+        f"measured on: {html.escape(cpu_line(fp))}, "
         f"{html.escape(str(fp.get('device', '?')))} "
         f"({html.escape(str(fp.get('runtime', '?')))}, batch {fp.get('batch_size', '?')}, "
         f"{fp.get('threads', '?')} thread(s))",

@@ -1,7 +1,15 @@
 """Latency you can trust: the protocol (``_latency``), isolation (``_lock``), fingerprints."""
 
 from autocompress.measure._accuracy import top1_accuracy
-from autocompress.measure._fingerprint import cpu_flags, cpu_model, fingerprint, fingerprint_key
+from autocompress.measure._fingerprint import (
+    cpu_flags,
+    cpu_isa,
+    cpu_line,
+    cpu_model,
+    fingerprint,
+    fingerprint_key,
+    this_cpu,
+)
 from autocompress.measure._latency import (
     Elapsed,
     LatencyStats,
@@ -19,6 +27,8 @@ __all__ = [
     "Measurement",
     "busy",
     "cpu_flags",
+    "cpu_isa",
+    "cpu_line",
     "cpu_model",
     "default_cores",
     "exclusive",
@@ -27,6 +37,7 @@ __all__ = [
     "lock_dir",
     "measure",
     "pinned",
+    "this_cpu",
     "time_beside_reference",
     "top1_accuracy",
 ]

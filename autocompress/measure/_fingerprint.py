@@ -43,6 +43,30 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(_cpuinfo("flags").split())
 
 
+# the extensions int8 and bf16 kernels dispatch on: what sets int8's gain over fp32 on a CPU
+# (AVX2 alone saturates int8 products, VNNI accumulates in 32 bits, AMX multiplies tiles), so
+# two machines that /proc/cpuinfo names alike ("AMD EPYC") can differ by 2x there
+ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+
+
+def cpu_isa() -> list[str]:
+    """Which of ``ISA`` this CPU has, in that order (empty where ``/proc/cpuinfo`` is not)."""
+    flags = cpu_flags()
+    return [name for name in ISA if name in flags]
+
+
+def cpu_line(info: Mapping[str, Any]) -> str:
+    """A fingerprint's CPU in words: its model and, where recorded, its int8/bf16 extensions
+    (fingerprints stored before ``isa`` existed give the model alone)."""
+    isa = info.get("isa")
+    return str(info.get("cpu", "?")) + (f" [{' '.join(isa)}]" if isa else "")
+
+
+def this_cpu() -> str:
+    """This machine's CPU in words, as a fingerprint taken here would give it (``cpu_line``)."""
+    return cpu_line({"cpu": cpu_model(), "isa": cpu_isa()})
+
+
 def _cpuinfo(field: str) -> str:
     """The first ``field`` line of ``/proc/cpuinfo``, or ``""``."""
     try:
@@ -82,6 +106,7 @@ def fingerprint(
 
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "isa": cpu_isa(),  # not in the key: the host is, and a host keeps its CPU
         "gpu": gpu_name(device),
         "host": socket.gethostname(),
         "node": node or os.environ.get("AUTOCOMPRESS_NODE_NAME") or socket.gethostname(),
