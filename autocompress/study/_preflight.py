@@ -13,9 +13,11 @@ from autocompress.study._space import BoundSpace, _at_most, _highest
 def check_space(setup: SearchSetup) -> None:
     """Raise :class:`UnsupportedPlanError` if one of the space's most compressed plans (one per
     kernel scheme it offers) cannot be made into a working deployable (``worker.dry_run``:
-    seconds each, no fine-tuning, no timing)."""
-    from autocompress.worker import dry_run
+    seconds each, no fine-tuning, no timing), and :class:`ConfigError` if a feature term is asked
+    for that no layer of this model and teacher could carry (``worker.check_feature_term``)."""
+    from autocompress.worker import check_feature_term, dry_run
 
+    check_feature_term(setup.task.to_dict(), objects=setup.objects)
     for plan in extreme_plans(setup.space):
         if not plan.quantized_layers and not plan.pruned_layers:
             continue  # an fp32-only space: the reference itself is the only plan

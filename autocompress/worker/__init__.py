@@ -24,6 +24,7 @@ _LAZY = {
     "splits_data": "autocompress.worker._context",
     "check_target_node": "autocompress.worker._remote",
     "dry_run": "autocompress.worker._preflight",
+    "check_feature_term": "autocompress.worker._preflight",
 }
 
 
@@ -41,6 +42,7 @@ __all__ = [
     "TrialContext",
     "TrialData",
     "UserObjects",
+    "check_feature_term",
     "check_target_node",
     "clear_steps",
     "dry_run",

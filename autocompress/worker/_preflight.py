@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from autocompress.backend import fold_batchnorm, snap_weights
-from autocompress.errors import UnsupportedPlanError
+from autocompress.backend import fold_batchnorm, kept_channels, snap_weights
+from autocompress.errors import ConfigError, UnsupportedPlanError
 from autocompress.plan import CompressionPlan, LayerPlan
 from autocompress.worker._context import TrialContext, UserObjects, trial_context
 from autocompress.worker._task import Task
@@ -40,6 +40,22 @@ def dry_run(
     stage, culprit = _locate(plan, ctx, task)
     where = f" at layer {culprit!r}" if culprit else ""
     raise UnsupportedPlanError(f"{stage}{where} fails: {error}")
+
+
+def check_feature_term(task_data: dict[str, Any], *, objects: UserObjects | None = None) -> None:
+    """Raise :class:`ConfigError` if ``finetune.feature_weight`` is set but no BatchNorm of the
+    model matches its teacher's channel for channel (no BatchNorm, as in a transformer, or a
+    ``finetune.teacher`` that is another model): the term would silently do nothing."""
+    task = Task.from_dict(task_data)
+    if task.finetune.feature_weight == 0.0:
+        return
+    ctx = trial_context(task, objects)
+    if not kept_channels(ctx.model, ctx.teacher):
+        raise ConfigError(
+            "finetune.feature_weight: no BatchNorm of the model matches the teacher's channel for "
+            "channel (the model has none, or finetune.teacher is another model), so the feature "
+            "term would do nothing; set finetune.feature_weight: 0 or let the reference teach"
+        )
 
 
 def _attempt(plan: CompressionPlan, ctx: TrialContext, task: Task) -> str | None:

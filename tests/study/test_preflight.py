@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import autocompress
 from autocompress.config import DataConfig, SearchSpace
 from autocompress.data import load_splits
-from autocompress.errors import UnsupportedPlanError
+from autocompress.errors import ConfigError, UnsupportedPlanError
 from autocompress.study._preflight import extreme_plans
 from autocompress.study._space import bind_space
 from tests.conftest import FAST_MEASURE
@@ -111,3 +111,23 @@ def test_the_same_model_searches_once_the_layer_is_left_out(tmp_path) -> None:
         progress=False,
     )
     assert len(result.front.completed) == 3
+
+
+def test_a_feature_term_no_layer_can_carry_is_refused_before_the_study(tmp_path) -> None:
+    """finetune.feature_weight on a model without BatchNorm would do nothing: said at once."""
+    train, val = _loaders()
+    space = {"layers": [{"match": "conv1", "bits": [8, "none"], "prune": [0.0, 0.5]}]}
+    with pytest.raises(ConfigError, match=r"finetune.feature_weight: no BatchNorm"):
+        autocompress.search(
+            Rigid(),
+            train,
+            val,
+            space=space,
+            sections={
+                "target": {"measure": FAST_MEASURE},
+                "finetune": {"steps": 2, "feature_weight": 5.0},
+            },
+            study={"storage": str(tmp_path / "s.journal"), "run_dir": tmp_path / "run"},
+            progress=False,
+        )
+    assert not (tmp_path / "s.journal").exists() and not (tmp_path / "run").exists()

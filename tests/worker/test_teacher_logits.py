@@ -7,11 +7,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import pytest
 import torch
 
 from autocompress.backend import FinetuneSettings, finetune
 from autocompress.data import endless_batches, endless_rows
+from autocompress.errors import ConfigError
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
+from autocompress.worker import check_feature_term
 from autocompress.worker._context import trial_context
 from autocompress.worker._trial import run_trial
 
@@ -118,6 +121,9 @@ def test_the_feature_term_runs_the_reference_live_and_a_foreign_teacher_keeps_th
     task = dataclasses.replace(tiny_task, finetune=foreign, teacher_checkpoint=str(path))
     record = run_trial(plan, task.to_dict()).result.finetune
     assert record is not None and record.feature_layers == 0
+    with pytest.raises(ConfigError, match=r"finetune\.feature_weight: no BatchNorm"):
+        check_feature_term(task.to_dict())  # what the study's preflight says before any trial
+    check_feature_term(dataclasses.replace(tiny_task, finetune=featured).to_dict())
 
 
 def test_a_fading_feature_term_runs_the_teacher_only_while_it_lasts(tiny_task) -> None:
