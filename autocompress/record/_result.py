@@ -103,7 +103,8 @@ class TrialResult:
     runtime: str
     artifact_suffix: str  # ".onnx", ".pt2": the deployable's file name is model<suffix>
     layers: Mapping[str, LayerRecord] = field(default_factory=dict)
-    early_accuracy: float | None = None  # torch accuracy after pruning + BN recalibration
+    # torch accuracy after pruning + BN recalibration, where a hopeless floor asked for it
+    early_accuracy: float | None = None
     finetune: FinetuneRecord | None = None
     finetune_steps: int = 0  # the budget the result was measured at (0: post-training)
     stage_seconds: Mapping[str, float] = field(default_factory=dict)

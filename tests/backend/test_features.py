@@ -11,8 +11,7 @@ import torch
 from autocompress.backend import FinetuneSettings, finetune, prune_channels
 from autocompress.backend._features import FeatureMatch, kept_channels
 from autocompress.backend._finetune import _feature_weight
-from autocompress.config import DataConfig
-from autocompress.data import endless_batches, load_splits
+from autocompress.data import endless_batches
 from autocompress.models import build_model
 from autocompress.plan import DistillPlan
 
@@ -85,19 +84,8 @@ def test_the_loss_is_zero_on_the_teachers_own_channels_and_positive_after_prunin
     assert handles == 0  # hooks removed after the block
 
 
-def test_the_feature_term_pulls_a_pruned_students_features_toward_the_teacher() -> None:
-    splits = load_splits(DataConfig(dataset="digits", val_size=300))
-    torch.manual_seed(0)
-    teacher = build_model("refnet", splits.input_shape, 10, {"width": 8})
-    opt = torch.optim.SGD(teacher.parameters(), lr=0.05, momentum=0.9)
-    stream = endless_batches(splits.train_x, splits.train_y, 64)
-    for _ in range(40):
-        x, y = next(stream)
-        loss = torch.nn.functional.cross_entropy(teacher(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    teacher.eval()
+def test_the_feature_term_pulls_a_pruned_students_features_toward_the_teacher(setting) -> None:
+    splits, teacher = setting
     x = splits.val_x[:256]
 
     def feature_error(feature_weight: float) -> float:

@@ -14,27 +14,9 @@ from autocompress.backend import (
     finetune,
     fold_batchnorm,
 )
-from autocompress.config import DataConfig
-from autocompress.data import endless_batches, load_splits
+from autocompress.data import endless_batches
 from autocompress.errors import TrialTimeoutError
-from autocompress.models import build_model
 from autocompress.plan import DistillPlan
-
-
-@pytest.fixture(scope="module")
-def setting():
-    splits = load_splits(DataConfig(dataset="digits", val_size=300))
-    torch.manual_seed(0)
-    teacher = build_model("refnet", splits.input_shape, 10, {"width": 8})
-    opt = torch.optim.SGD(teacher.parameters(), lr=0.05, momentum=0.9)
-    stream = endless_batches(splits.train_x, splits.train_y, 64)
-    for _ in range(60):
-        x, y = next(stream)
-        loss = torch.nn.functional.cross_entropy(teacher(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return splits, teacher.eval()
 
 
 def student(teacher: torch.nn.Module) -> torch.nn.Module:

@@ -74,18 +74,9 @@ def test_each_scheme_a_space_offers_gets_its_own_extreme_plan() -> None:
 
 
 def test_a_model_every_pruned_plan_breaks_is_refused_before_the_study(tmp_path) -> None:
-    train, val = _loaders()
     space = {"layers": [{"match": "conv[12]", "bits": [8, "none"], "prune": [0.0, 0.5]}]}
     with pytest.raises(UnsupportedPlanError, match=r"pruning at layer 'conv2'.*leave that layer"):
-        autocompress.search(
-            Rigid(),
-            train,
-            val,
-            space=space,
-            sections={"target": {"measure": FAST_MEASURE}, "finetune": {"steps": 2}},
-            study={"storage": str(tmp_path / "s.journal"), "run_dir": tmp_path / "run"},
-            progress=False,
-        )
+        _search(tmp_path, space, {"steps": 2})
     assert not (tmp_path / "s.journal").exists() and not (tmp_path / "run").exists()
 
 
@@ -115,19 +106,21 @@ def test_the_same_model_searches_once_the_layer_is_left_out(tmp_path) -> None:
 
 def test_a_feature_term_no_layer_can_carry_is_refused_before_the_study(tmp_path) -> None:
     """finetune.feature_weight on a model without BatchNorm would do nothing: said at once."""
-    train, val = _loaders()
     space = {"layers": [{"match": "conv1", "bits": [8, "none"], "prune": [0.0, 0.5]}]}
     with pytest.raises(ConfigError, match=r"finetune.feature_weight: no BatchNorm"):
-        autocompress.search(
-            Rigid(),
-            train,
-            val,
-            space=space,
-            sections={
-                "target": {"measure": FAST_MEASURE},
-                "finetune": {"steps": 2, "feature_weight": 5.0},
-            },
-            study={"storage": str(tmp_path / "s.journal"), "run_dir": tmp_path / "run"},
-            progress=False,
-        )
+        _search(tmp_path, space, {"steps": 2, "feature_weight": 5.0})
     assert not (tmp_path / "s.journal").exists() and not (tmp_path / "run").exists()
+
+
+def _search(tmp_path, space: dict, finetune: dict) -> None:
+    """A search of ``Rigid`` on digits that preflight should refuse (no trial runs)."""
+    train, val = _loaders()
+    autocompress.search(
+        Rigid(),
+        train,
+        val,
+        space=space,
+        sections={"target": {"measure": FAST_MEASURE}, "finetune": finetune},
+        study={"storage": str(tmp_path / "s.journal"), "run_dir": tmp_path / "run"},
+        progress=False,
+    )
