@@ -16,7 +16,7 @@ from autocompress.backend._attention import (
     prune_heads,
 )
 from autocompress.backend._batchnorm import fold_batchnorm, recalibrate_batchnorm
-from autocompress.backend._features import FeatureMatch, kept_channels
+from autocompress.backend._features import kept_channels
 from autocompress.backend._finetune import (
     FinetuneReport,
     FinetuneSettings,
@@ -72,7 +72,6 @@ __all__ = [
     "ActivationFakeQuant",
     "Attention",
     "DecomposedMultiheadAttention",
-    "FeatureMatch",
     "FinetuneReport",
     "FinetuneSettings",
     "LayerInfo",

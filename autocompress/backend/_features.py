@@ -17,7 +17,7 @@ and narrow layers, large and small activations weigh alike), averaged over the l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -93,7 +93,9 @@ class FeatureMatch:
         return torch.stack(terms).mean()
 
 
-def _store(seen: dict[str, torch.Tensor], name: str):  # type: ignore[no-untyped-def]
+def _store(seen: dict[str, torch.Tensor], name: str) -> Callable[..., None]:
+    """A forward hook keeping ``name``'s output (with its graph: the student's loss needs it)."""
+
     def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
         seen[name] = output
 

@@ -101,9 +101,9 @@ class FinetuneConfig:
     # weight of feature distillation on the channels a pruned student kept: each kept channel's
     # BatchNorm output pulled toward the teacher's (backend/_features.py); 0: logits only. The
     # teacher runs live while the term lasts (its hidden outputs are in no table). Measured on
-    # refnet (docs/benchmarks/recipe-fmnist-features.md): 5 fading over 200 steps doubles the
-    # 60-step gain over plain per step, gains nothing at 1000, and costs 13-68% more per trial on
-    # CPU, where spending that time on more logit-only steps does as well: so off by default
+    # refnet (docs/benchmarks/recipe-fmnist-features.md): 5 fading over 200 steps more than
+    # doubles the 60-step gain over plain per step, gains nothing at 1000, and costs 13-68%
+    # more per trial on CPU, where more logit-only steps in that time do as well: so off by default
     feature_weight: float = field(default=0.0, metadata={"ge": 0})
     # steps over which the feature weight fades linearly to 0 (0: held for the whole budget)
     feature_steps: int = field(default=0, metadata={"ge": 0})

@@ -45,7 +45,7 @@ def cpu_flags() -> frozenset[str]:
 
 # the extensions int8 and bf16 kernels dispatch on: what sets int8's gain over fp32 on a CPU
 # (AVX2 alone saturates int8 products, VNNI accumulates in 32 bits, AMX multiplies tiles), so
-# two machines that /proc/cpuinfo names alike ("AMD EPYC") can differ by 2x there
+# two machines that /proc/cpuinfo names alike ("AMD EPYC") can gain differently from int8
 ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 
 
