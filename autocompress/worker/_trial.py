@@ -1,10 +1,14 @@
 """One trial: a plan in, a measured deployable out. A pure function of plain data.
 
     model    = copy of the fp32 reference              (cached per worker process)
-    model    = prune(model, plan)                       channels physically removed
+    model    = prune(model, plan)                       channels physically removed: all at
+                                                        once, or the first of the cuts of
+                                                        gradual pruning (worker/_gradual.py)
     model    = recalibrate BN, early accuracy check     hopeless trials stop here (only with
                                                         search.hopeless_margin: its one use)
-    model    = finetune(model, teacher, plan)           KD in float, BatchNorm live
+    model    = finetune(model, teacher, plan)           KD in float, BatchNorm live; the other
+                                                        cuts early in it, BN recalibrated after
+                                                        the last
     model    = fold BN into convolutions
     weights  = GPTQ + snap onto the k-bit grid (PTQ)    or QAT for the last ``qat_fraction``
     deploy   = runtime.realize(model, weights, calib)   real kernels (ORT QDQ int8, ...)
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -28,11 +33,11 @@ import numpy as np
 
 from autocompress import _faults as faults
 from autocompress.backend import (
-    COMPRESSIBLE,
     FinetuneSettings,
     fold_batchnorm,
     packed_size,
     parameter_count,
+    prune_channels,
     recalibrate_batchnorm,
     snap_weights,
     weight_formats,
@@ -41,15 +46,12 @@ from autocompress.backend import (
 from autocompress.errors import HopelessTrialError, TrialTimeoutError, UnsupportedPlanError
 from autocompress.measure import Measurement, busy, time_beside_reference, top1_accuracy
 from autocompress.plan import CompressionPlan
-from autocompress.record import (
-    FinetuneRecord,
-    LayerRecord,
-    TrialOutput,
-    TrialResult,
-)
+from autocompress.record import TrialOutput, TrialResult
 from autocompress.runtimes import Deployable, compute_precision
 from autocompress.worker import _steps as steps_registry
 from autocompress.worker._context import TrialContext, UserObjects, trial_context
+from autocompress.worker._gradual import GradualPruning, gradual_pruning, widths
+from autocompress.worker._records import finetune_record, layer_records
 from autocompress.worker._task import Task
 
 EARLY_EVAL_IMAGES = 1000
@@ -70,20 +72,26 @@ def run_trial(
     _check_schemes(plan, ctx.runtime.name)
     with clock("copy"), busy():  # a large model's copy is memory traffic a timer would feel
         model = copy.deepcopy(ctx.model)
-    before = _channels(model)
+    before = widths(model)
     early_accuracy = None
+    gradual = None
     if plan.pruned_layers:
         with clock("prune"), busy():
-            _prune(model, plan, ctx, task)
-        with clock("bn_recalibration"), busy():
-            recalibrate_batchnorm(model, _inputs(ctx, task), task.finetune.bn_batches)
+            gradual = _gradual_pruning(model, plan, ctx, task)
+            if gradual is None:  # one shot
+                _prune(model, plan, ctx, task)
+            else:  # the first of its cuts; the rest come during the float phase
+                gradual.cut(model, 0, ctx.example, ctx.head, task.target.round_to)
+        if gradual is None or task.hopeless_floor is not None:  # else after the last cut
+            with clock("bn_recalibration"), busy():
+                recalibrate_batchnorm(model, _inputs(ctx, task), task.finetune.bn_batches)
         if task.hopeless_floor is not None:  # nothing else reads it: 12% of a rung-0 trial
             with clock("early_evaluate"):
                 early_accuracy = _torch_accuracy(model, ctx, EARLY_EVAL_IMAGES)
             _check_hopeless(early_accuracy, task, "after pruning and BN recalibration")
     finetune_report, steps = None, _steps(plan, task)
     if plan.distill is not None and steps > 0 and not plan.is_fp32:
-        quantized, finetune_report = _finetune(model, plan, ctx, task, clock)
+        quantized, finetune_report = _finetune(model, plan, ctx, task, clock, gradual)
     else:
         steps = 0
         with clock("fold"), busy():
@@ -111,9 +119,9 @@ def run_trial(
         fingerprint=where,
         runtime=deployable.runtime,
         artifact_suffix=deployable.suffix,
-        layers=_layer_record(plan, before, _channels(model), deployable.runtime),
+        layers=layer_records(plan, before, widths(model), deployable.runtime),
         early_accuracy=early_accuracy,
-        finetune=None if finetune_report is None else _finetune_record(finetune_report),
+        finetune=None if finetune_report is None else finetune_record(finetune_report),
         finetune_steps=steps,
         stage_seconds=clock.seconds,
     )
@@ -171,15 +179,32 @@ def timing_batch(ctx: TrialContext, target: Any) -> np.ndarray:
 
 
 def _prune(model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task) -> None:
-    from autocompress.backend import prune_channels
-
     prune_channels(
         model, plan.pruned_layers, ctx.example, head=ctx.head, round_to=task.target.round_to
     )
 
 
+def _gradual_pruning(
+    model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task
+) -> GradualPruning | None:
+    """The plan's cuts during the float phase (``worker/_gradual.py``), or None: one shot."""
+    cfg, steps = task.finetune, _steps(plan, task)
+    if plan.distill is None or steps <= 0 or plan.is_fp32:
+        return None
+    float_steps = steps - round(steps * _qat_fraction(plan, task))
+    settings = (cfg.prune_stages, cfg.prune_span)
+    return gradual_pruning(
+        model, plan, ctx.example, ctx.head, settings, float_steps, task.target.round_to
+    )
+
+
 def _finetune(
-    model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task, clock: _Clock
+    model: Any,
+    plan: CompressionPlan,
+    ctx: TrialContext,
+    task: Task,
+    clock: _Clock,
+    gradual: GradualPruning | None,
 ) -> tuple[dict[str, Any], Any]:
     """Fine-tune in two phases of one cosine schedule: float with BatchNorm live, then fold
     BatchNorm and train the last ``qat_fraction`` of the steps quantization-aware (the weights
@@ -217,9 +242,19 @@ def _finetune(
     tabled = teaches(plan.distill) and not held
     stream = ctx.finetune_stream(cfg.batch_size, cfg.seed, distils=tabled)
     reports = []
-    if steps - qat_steps > 0:
+    cuts = (0,) if gradual is None else gradual.steps  # the float phase, split at each cut
+    bounds = [*cuts, steps - qat_steps]
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+        if i > 0 and gradual is not None:  # the next cut; a new optimizer for the new shapes
+            with clock("prune"), busy():
+                gradual.cut(model, i, ctx.example, ctx.head, task.target.round_to)
+            if i == len(cuts) - 1:  # training in between normalises with batch statistics
+                with clock("bn_recalibration"), busy():
+                    recalibrate_batchnorm(model, _inputs(ctx, task), cfg.bn_batches)
+        if b - a <= 0:
+            continue
         with clock("finetune"):
-            float_phase = replace(base, steps=steps - qat_steps, on_step=on_step(0))
+            float_phase = replace(base, steps=b - a, offset=a, on_step=on_step(a))
             _, report = finetune(
                 model, ctx.teacher, {}, plan.distill, stream, float_phase,
                 gate=busy, checkpoint=checkpoint,
@@ -309,42 +344,6 @@ def _check_hopeless(accuracy: float, task: Task, when: str) -> None:
         )
 
 
-def _channels(model: Any) -> dict[str, int]:
-    from torch import nn
-
-    return {
-        n: int(m.out_channels if isinstance(m, nn.Conv2d) else m.out_features)
-        for n, m in model.named_modules()
-        if isinstance(m, COMPRESSIBLE)
-    }
-
-
-def _layer_record(
-    plan: CompressionPlan, before: dict[str, int], after: dict[str, int], runtime: str
-) -> dict[str, LayerRecord]:
-    out = {}
-    for name, n0 in before.items():
-        layer = plan.layers.get(name)
-        out[name] = LayerRecord(
-            bits=None if layer is None else layer.weight_bits,
-            prune_ratio=0.0 if layer is None else layer.prune_ratio,
-            channels_before=n0,
-            channels=after.get(name, n0),
-            realized_ratio=1.0 - after.get(name, n0) / n0,
-            scheme=None if layer is None else _scheme(layer, runtime),
-        )
-    return out
-
-
-def _scheme(layer: Any, runtime: str) -> str | None:
-    """The ONNX Runtime kernel a quantized layer got, and what it buys (``SCHEME_LEGEND``)."""
-    if layer.weight_bits is None or runtime != "onnxruntime":
-        return None
-    if layer.scheme == "nbits":
-        return f"nbits{layer.weight_bits}/b{layer.block_size}"
-    return "int8-dynamic" if layer.scheme == "dynamic" else "int8-static"
-
-
 def _check_schemes(plan: CompressionPlan, runtime: str) -> None:
     """Linear schemes are ONNX Runtime kernels; another runtime would ignore them silently."""
     if plan.layer_schemes and runtime != "onnxruntime":
@@ -353,18 +352,6 @@ def _check_schemes(plan: CompressionPlan, runtime: str) -> None:
             f"layer {layer!r} asks for scheme {plan.layer_schemes[layer][0]!r}, which only "
             f"runtime onnxruntime runs, not {runtime}; drop the scheme or use onnxruntime"
         )
-
-
-def _finetune_record(report: Any) -> FinetuneRecord:
-    return FinetuneRecord(
-        steps=report.steps,
-        seconds=report.seconds,
-        lr=report.lr,
-        first_loss=report.first_loss,
-        last_loss=report.last_loss,
-        losses=tuple(report.losses),
-        feature_layers=report.feature_layers,
-    )
 
 
 class _Clock:

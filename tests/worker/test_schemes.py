@@ -7,7 +7,8 @@ import pytest
 from autocompress.errors import UnsupportedPlanError
 from autocompress.plan import CompressionPlan, LayerPlan
 from autocompress.record import SCHEME_LEGEND
-from autocompress.worker._trial import _check_schemes, _layer_record
+from autocompress.worker._records import layer_records
+from autocompress.worker._trial import _check_schemes
 
 PLAN = CompressionPlan(
     layers={
@@ -21,7 +22,7 @@ PLAN = CompressionPlan(
 
 def test_layer_records_name_the_kernel_each_scheme_got() -> None:
     before = {"conv": 8, "fc1": 16, "fc2": 16, "head": 10, "other": 4}
-    records = _layer_record(PLAN, before, {**before, "conv": 6}, "onnxruntime")
+    records = layer_records(PLAN, before, {**before, "conv": 6}, "onnxruntime")
     got = {name: r.scheme for name, r in records.items()}
     assert got == {
         "conv": "int8-static",
@@ -31,7 +32,7 @@ def test_layer_records_name_the_kernel_each_scheme_got() -> None:
         "other": None,
     }
     assert {"int8-static", "int8-dynamic", "nbits"} == set(SCHEME_LEGEND)
-    assert _layer_record(PLAN, before, before, "inductor")["conv"].scheme is None
+    assert layer_records(PLAN, before, before, "inductor")["conv"].scheme is None
 
 
 def test_a_scheme_on_another_runtime_is_refused() -> None:
