@@ -73,11 +73,12 @@ def run_trial(
     with clock("copy"), busy():  # a large model's copy is memory traffic a timer would feel
         model = copy.deepcopy(ctx.model)
     before = widths(model)
-    early_accuracy = None
-    gradual = None
+    early_accuracy, gradual = None, None
+    steps = _steps(plan, task)
+    trains = plan.distill is not None and steps > 0 and not plan.is_fp32
     if plan.pruned_layers:
         with clock("prune"), busy():
-            gradual = _gradual_pruning(model, plan, ctx, task)
+            gradual = _gradual_pruning(model, plan, ctx, task) if trains else None
             if gradual is None:  # one shot
                 _prune(model, plan, ctx, task)
             else:  # the first of its cuts; the rest come during the float phase
@@ -89,8 +90,8 @@ def run_trial(
             with clock("early_evaluate"):
                 early_accuracy = _torch_accuracy(model, ctx, EARLY_EVAL_IMAGES)
             _check_hopeless(early_accuracy, task, "after pruning and BN recalibration")
-    finetune_report, steps = None, _steps(plan, task)
-    if plan.distill is not None and steps > 0 and not plan.is_fp32:
+    finetune_report = None
+    if trains:
         quantized, finetune_report = _finetune(model, plan, ctx, task, clock, gradual)
     else:
         steps = 0
@@ -187,10 +188,9 @@ def _prune(model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task) -> 
 def _gradual_pruning(
     model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task
 ) -> GradualPruning | None:
-    """The plan's cuts during the float phase (``worker/_gradual.py``), or None: one shot."""
+    """The cuts of a plan that trains, during its float phase (``worker/_gradual.py``), or
+    None: one shot."""
     cfg, steps = task.finetune, _steps(plan, task)
-    if plan.distill is None or steps <= 0 or plan.is_fp32:
-        return None
     float_steps = steps - round(steps * _qat_fraction(plan, task))
     settings = (cfg.prune_stages, cfg.prune_span)
     return gradual_pruning(
