@@ -266,7 +266,7 @@ class Progress:
             refresh_per_second=REFRESH_PER_S,
             transient=True,
         )
-        self._live.start()
+        self._live.start(refresh=True)  # drawn now, not a refresh period later (0.5 s)
         weakref.finalize(self, self._live.stop)  # a search that raised: the cursor comes back
 
     def _render(self) -> RenderableType:

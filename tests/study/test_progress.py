@@ -138,9 +138,16 @@ def test_debug_adds_a_line_per_started_trial(setup, level) -> None:
     assert [x.split()[1] for x in started] == [str(n) for n in range(N_TRIALS)]
 
 
-def test_a_terminal_gets_the_live_panel(setup, level) -> None:
+def test_a_terminal_gets_the_live_panel(setup, level, monkeypatch) -> None:
     from rich.console import Console
 
+    from autocompress.study import _progress
+
+    def slow_read(trial, read=_progress.read_trial):
+        time.sleep(0.6 if trial.number == 0 else 0)  # a panel tick between end and line
+        return read(trial)
+
+    monkeypatch.setattr(_progress, "read_trial", slow_read)
     level(logging.INFO)
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=140)
