@@ -132,6 +132,28 @@ def _changed_finetuning(folder: Path) -> list[str]:
     return ["search", str(again), "--quiet"]
 
 
+def _stored_before_gradual_pruning(folder: Path, **changes) -> list[str]:
+    """A finished study whose stamp predates ``finetune.prune_stages`` (it pruned in one shot),
+    then the same experiment resumed."""
+    import optuna
+
+    from autocompress.study._storage import open_storage
+
+    first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
+    assert main(["search", str(first), "--quiet"]) == 0
+    study = optuna.load_study(study_name="tiny", storage=open_storage(None, folder / "run"))
+    task = dict(study.user_attrs["task"])
+    task["finetune"] = {k: v for k, v in task["finetune"].items() if k != "prune_stages"}
+    study.set_user_attr("task", task)
+    again = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"], **changes)
+    return ["search", str(again), "--quiet"]
+
+
+def test_a_study_from_before_gradual_pruning_resumes_when_told_one_shot(tmp_path: Path) -> None:
+    argv = _stored_before_gradual_pruning(tmp_path, finetune__prune_stages=1)
+    assert main(argv) == 0  # the refusal's fix works
+
+
 def _refine_unknown_trial(folder: Path) -> list[str]:
     first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
     assert main(["search", str(first), "--quiet"]) == 0
@@ -238,6 +260,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "status of a missing journal": (lambda f: ["status", str(f / "typo.journal")], "typo.journal"),
     "changed search space": (_changed_space, "different search space"),
     "changed fine-tuning budget": (_changed_finetuning, "other fine-tuning settings"),
+    "study from before gradual pruning": (_stored_before_gradual_pruning, "prune_stages: 1 -> 4"),
     "ray resource no node has": (
         search_with(target__node_resources={"jetson_orin": 1}),
         "jetson_orin",

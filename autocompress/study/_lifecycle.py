@@ -279,15 +279,28 @@ def _check_same_search(study: optuna.Study, setup: SearchSetup) -> None:
         )
 
 
+# fine-tuning settings whose default, when they were added, changed what a trial does: a study
+# stored before them ran the value here, so a missing key reads as it (a missing key of any other
+# setting reads as the default, which is what the code did before the setting existed)
+BEFORE_THEY_EXISTED: dict[str, Any] = {
+    "prune_stages": 1,  # one-shot pruning until gradual pruning became the default (ee99a06)
+    "gptq_batches": 0,  # round to nearest until GPTQ rounding became the default (95fd5e3)
+}
+
+
 def _changed_finetuning(stored: dict[str, Any], now: Any) -> str:
-    """``key: stored -> now`` for fine-tuning settings that differ (keys a study stored before
-    they existed are not compared; the seed may change).
+    """``key: stored -> now`` for fine-tuning settings that differ (the seed may change).
+
+    A key the study stored before it existed is compared only where its arrival changed what
+    trials do (``BEFORE_THEY_EXISTED``): otherwise an old one-shot study resumed today would
+    quietly gain gradually pruned trials beside its own.
 
     Compared as the plain data the study stored (a section such as the teacher is a dataclass
     now, a mapping in the stamp), and a changed section is named by its changed keys
     (``teacher.kwargs.width: 4 -> 6``), not printed whole.
     """
     wanted = {k: v for k, v in to_plain(now).items() if k != "seed"}
+    stored = {**BEFORE_THEY_EXISTED, **stored} if stored else {}  # none stored: none compared
     diffs = []
     for key, value in wanted.items():
         if key in stored and stored[key] != value:
