@@ -20,7 +20,7 @@ import time
 from autocompress.config import load_experiment
 from autocompress.plan import CompressionPlan, DistillPlan, LayerPlan
 from autocompress.study import experiment_task
-from autocompress.worker._trial import run_trial
+from autocompress.worker import run_trial
 
 
 def target_plan(layers: list[str], temperature: float) -> CompressionPlan:

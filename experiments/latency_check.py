@@ -35,8 +35,7 @@ EXPERIMENT = "experiments/fashion_mnist.yaml"
 
 
 def deployables(config):  # the fp32 and uniform-int8 deployables of the reference model
-    from autocompress.worker._context import splits_data
-    from autocompress.worker._task import Task
+    from autocompress.worker import Task, splits_data
 
     ref = load_reference(config.model, config.data)
     data = splits_data(Task(data=config.data))
@@ -160,6 +159,8 @@ def part_c(config) -> dict:
     neighbour.start()
     started.wait(60)  # the neighbour has finished a training step: it is really training
     cfg = config.target.measure
+    # the private one-sitting timer, on purpose: the public path takes the measurement lock,
+    # and this part shows what timing beside an unlocked neighbour would read
     from autocompress.measure._latency import _sitting, pinned
 
     with pinned(config.target.cores or [1]):  # same pinning, no lock: the neighbour trains on
