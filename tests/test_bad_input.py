@@ -111,10 +111,17 @@ def _unwritable_export(folder: Path) -> list[str]:
     return ["export", str(journal), str(folder / "a-file" / "out")]
 
 
+def _finished(folder: Path, **changes) -> Path:
+    """A two-trial search run to its end; returns its experiment file (``changes`` as in
+    ``_experiment``, on top of the two-trial settings)."""
+    path = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"], **changes)
+    assert main(["search", str(path), "--quiet"]) == 0
+    return path
+
+
 def _changed_space(folder: Path) -> list[str]:
     # a finished study made with the tiny space, then the same experiment with another space
-    first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
-    assert main(["search", str(first), "--quiet"]) == 0
+    _finished(folder)
     return [
         "search",
         str(_experiment(folder, space=_space("bits: [4, 8]"), search__n_trials=2)),
@@ -124,8 +131,7 @@ def _changed_space(folder: Path) -> list[str]:
 
 def _changed_finetuning(folder: Path) -> list[str]:
     # a finished study, then the same experiment with another fine-tuning budget
-    first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
-    assert main(["search", str(first), "--quiet"]) == 0
+    _finished(folder)
     again = _experiment(
         folder, search__n_trials=2, search__baselines=["fp32", "int8"], finetune__steps=9
     )
@@ -137,14 +143,14 @@ def _stored_before_gradual_pruning(folder: Path, **changes) -> list[str]:
     then the same experiment resumed."""
     import optuna
 
+    from autocompress.record import attrs as A
     from autocompress.study._storage import open_storage
 
-    first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
-    assert main(["search", str(first), "--quiet"]) == 0
+    _finished(folder)
     study = optuna.load_study(study_name="tiny", storage=open_storage(None, folder / "run"))
-    task = dict(study.user_attrs["task"])
+    task = dict(study.user_attrs[A.TASK])
     task["finetune"] = {k: v for k, v in task["finetune"].items() if k != "prune_stages"}
-    study.set_user_attr("task", task)
+    study.set_user_attr(A.TASK, task)
     again = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"], **changes)
     return ["search", str(again), "--quiet"]
 
@@ -155,8 +161,7 @@ def test_a_study_from_before_gradual_pruning_resumes_when_told_one_shot(tmp_path
 
 
 def _refine_unknown_trial(folder: Path) -> list[str]:
-    first = _experiment(folder, search__n_trials=2, search__baselines=["fp32", "int8"])
-    assert main(["search", str(first), "--quiet"]) == 0
+    first = _finished(folder)
     return ["refine", str(first), "--trials", "99", "--steps", "50", "--quiet"]
 
 
