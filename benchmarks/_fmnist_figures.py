@@ -120,17 +120,39 @@ def equal_cpu(arm: Arm, arms: list[Arm]) -> dict[str, Any]:
     return {"at_default_cpu": at_cpu(arm, base.cpu_s + base.refine_cpu_s, int8)}
 
 
+Span = tuple[datetime.datetime, datetime.datetime]
+
+
+def busy_cutoff(spans: list[Span], share: float) -> datetime.datetime:
+    """The moment ``share`` of the study's busy time (when any trial ran) had passed.
+
+    Busy time, not the wall clock from the first trial: a study resumed in a later sitting
+    (a larger time cap) has an idle gap of hours between its sittings, which a wall-clock cut
+    would count as search time."""
+    merged: list[list[datetime.datetime]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    left = share * sum((end - start).total_seconds() for start, end in merged)
+    for start, end in merged:
+        if left <= (end - start).total_seconds():
+            return start + datetime.timedelta(seconds=left)
+        left -= (end - start).total_seconds()
+    return merged[-1][1]
+
+
 def at_cpu(arm: Arm, budget_s: float, int8: Member) -> dict[str, Any]:
     """The multi-fidelity search as it stood when it had spent ``budget_s`` CPU seconds (the
-    machine ran nothing else, so its CPU grew with wall time): its fully trained members then,
+    machine ran nothing else, so its CPU grew with its busy time): its fully trained members then,
     their hypervolume (validation figures, reference point (1, 1, 1)) and the fastest plan the
     sampler chose within 0.5 pt of fp32 validation accuracy, against int8 PTQ's search figures.
     An anytime view: the same search, stopped at the default search's cost."""
     front = arm.result.front
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    start = min(t.datetime_start for t in trials)
     share = min(1.0, budget_s / arm.cpu_s) if arm.cpu_s else 1.0
-    cutoff = start + datetime.timedelta(seconds=arm.wall_s * share)
+    cutoff = busy_cutoff([(t.datetime_start, t.datetime_complete) for t in trials], share)
     done = {t.number for t in trials if t.datetime_complete <= cutoff}
     # fully trained by then: at the top rung (its plan's highest) or post-training
     final = [m for m in every_rung(arm) if m.number in done and m.feasible and m.final]

@@ -42,7 +42,8 @@ Run (opt-in, not part of the tests; ~25 s per trial on a 2-core machine):
     python benchmarks/fmnist.py n=10 seeds=0                # a short sitting (~15 min)
 Options: steps=<fine-tuning steps> batch=<target batch size> out=<folder> (docs/benchmarks)
 <section.key>=<value> (an experiment override, e.g. model.checkpoint=<file>)
-refine=<members, default 3> refine_steps=<default 1000> refine_lr=<default: the experiment's>
+refine=<members, default 3> refine_steps=<default 1000> refine_lr=<default: the experiment's;
+refused with mf=, whose rungs train at the experiment's rate: the comparison would be unfair>
 workers=<trials in flight, default 1> samplers=<other samplers at n, comma-separated>
 sittings=<verification sittings, default 1: more re-time everything again and report each
 sitting's verified hypervolume, so a margin can be judged against re-timing noise>.
@@ -142,12 +143,16 @@ def _cpu_s() -> float:
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_arm(arm: Arm, sitting: Sitting, baselines: tuple[str, ...]) -> None:
+def run_arm(
+    arm: Arm, sitting: Sitting, baselines: tuple[str, ...], earlier: tuple[float, float]
+) -> None:
     """Run (or reuse) the arm's study and time it.
 
     A study whose own trials all finished in an earlier sitting is *reused*: its cost is that
     sitting's. Whatever ran now on such a study (a refinement trial left running by a stopped
-    sitting, which the driver re-queues) is refinement time, not the search's.
+    sitting, which the driver re-queues) is refinement time, not the search's. A study that
+    had finished trials before and ran more now (resumed, e.g. under a larger time cap) costs
+    ``earlier`` (the wall and CPU seconds recorded for it) plus this sitting's.
     """
     started = datetime.datetime.now()
     start_wall, start_cpu = time.monotonic(), _cpu_s()
@@ -156,7 +161,9 @@ def run_arm(arm: Arm, sitting: Sitting, baselines: tuple[str, ...]) -> None:
     wall, cpu = time.monotonic() - start_wall, _cpu_s() - start_cpu
     arm.reused = not ran_trials_since(arm, started)
     if not arm.reused:
-        arm.wall_s, arm.cpu_s = wall, cpu
+        resumed = ran_trials_before(arm, started)
+        arm.wall_s = wall + (earlier[0] if resumed else 0.0)
+        arm.cpu_s = cpu + (earlier[1] if resumed else 0.0)
     elif ran_trials_since(arm, started, refinements=True):
         arm.refine_s += wall
 
@@ -195,6 +202,15 @@ def refine_arm(
     )
     arm.refine_s += time.monotonic() - start
     arm.refine_cpu_s += _cpu_s() - cpu
+
+
+def ran_trials_before(arm: Arm, started: datetime.datetime) -> bool:
+    """Whether any of the search's own trials had finished before ``started`` (a resumed
+    study: its earlier sittings' cost is part of it)."""
+    trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return any(
+        not is_refinement(arm, read_trial(t)) and t.datetime_complete < started for t in trials
+    )
 
 
 def study_span_s(arm: Arm) -> float:
@@ -300,6 +316,14 @@ def main(argv: list[str]) -> None:
     config = load_experiment(experiment)
     tag = "" if experiment == EXPERIMENT else f"{config.name}-"
     refine_lr = float(args["refine_lr"]) if "refine_lr" in args else None
+    if refine_lr is not None and args.get("mf"):
+        # until Dec 7 the published multi-fidelity sittings passed refine_lr=0.01 while the rungs
+        # trained at finetune.lr (0.04): the default's refinement was handicapped
+        raise SystemExit(
+            "refine_lr with mf=: the multi-fidelity rungs train at the experiment's finetune.lr, "
+            "so a different refinement rate handicaps one arm; drop refine_lr (or set "
+            "finetune.lr=<rate> for both arms)"
+        )
     sitting = Sitting(experiment, batch, tuple(common), tag, refine_lr)
     default = config.search.sampler  # what `autocompress search` uses
     others = [x for x in args.get("samplers", "").split(",") if x and x != default]
@@ -320,17 +344,19 @@ def main(argv: list[str]) -> None:
         arms += [Arm(f"{x}-n{n}-s{seed}", x, seed, n) for x in others]
     timings = Path(f"runs/bench/timings-{tag}b{batch}.json")
     previous = {**_previous(out / f"{sitting.stem}.json"), **_timings(timings)}
+    cost: dict[str, tuple[float, float]] = {}  # wall and CPU of earlier sittings, per arm
     for arm in arms:  # refinement time of earlier sittings (refine_arm adds this one's)
         earlier = [*(previous.get(arm.label) or []), 0.0, 0.0, 0.0, 0.0]
+        cost[arm.label] = (earlier[0] or 0.0, earlier[1] or 0.0)
         arm.refine_s, arm.refine_cpu_s = earlier[2] or 0.0, earlier[3] or 0.0
-    run_arm(arms[0], sitting, BASELINES)
+    run_arm(arms[0], sitting, BASELINES, cost["baselines"])
     for arm in arms[1:]:
         if arm.multi_fidelity and mf_minutes is not None:
             arm.max_minutes = time_cap(arm, arms, mf_minutes, sitting, members, refine_steps)
             for other in arms[1:]:
                 if other.result is not None and other.seed == arm.seed:
                     _record(timings, other, previous)
-        run_arm(arm, sitting, ("fp32", "int8"))
+        run_arm(arm, sitting, ("fp32", "int8"), cost[arm.label])
         _record(timings, arm, previous)
     if members:
         fine_tuned = [

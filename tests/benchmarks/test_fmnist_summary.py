@@ -232,6 +232,56 @@ def test_a_study_whose_only_new_trial_is_a_refinement_counts_as_reused():
     assert bench.ran_trials_since(arm, t0 + dt.timedelta(seconds=50))  # trial 1 ran then
 
 
+def test_a_resumed_study_costs_its_earlier_sittings_plus_this_one(monkeypatch):
+    """A capped multi-fidelity study resumed under a larger cap ran 2 trials now: its cost is
+    the earlier sitting's plus these (it read 0.9 CPU min, this sitting's alone, on Dec 7)."""
+    import datetime as dt
+
+    from optuna.distributions import IntDistribution
+    from optuna.trial import FrozenTrial, TrialState
+
+    def search_adding_one(study):
+        def run(*_a, **_k):
+            now = dt.datetime.now()
+            study.add_trial(
+                FrozenTrial(
+                    number=9, trial_id=9, state=TrialState.COMPLETE, value=1.0, values=None,
+                    datetime_start=now, datetime_complete=now, params={"x": 1},
+                    distributions={"x": IntDistribution(0, 2)}, user_attrs={},
+                    system_attrs={}, intermediate_values={},
+                )
+            )  # fmt: skip
+            return SimpleNamespace(study=study)
+
+        return run
+
+    sitting = bench.Sitting("x.yaml", 1, ())
+    for before, cost in (([(0, 40, {}), (30, 95, {})], (1687.0, 3233.0)), ([], (0.0, 0.0))):
+        study, _ = _study_with(before)
+        monkeypatch.setattr(bench, "_cpu_s", iter([100.0, 154.0]).__next__)
+        monkeypatch.setattr(bench, "search", search_adding_one(study))
+        arm = figures.Arm("tpe-mf-s0", "tpe", 0, 80, rungs=(0, 60, 1000))
+        bench.run_arm(arm, sitting, ("fp32",), (1687.0, 3233.0))
+        assert not arm.reused
+        assert arm.cpu_s == cost[1] + 54.0  # a fresh study ignores what an old file says
+        assert cost[0] <= arm.wall_s < cost[0] + 5.0
+
+
+def test_the_anytime_cut_counts_busy_time_not_the_gap_between_sittings():
+    import datetime as dt
+
+    t0 = dt.datetime(2026, 1, 1, 12, 0, 0)
+
+    def at(s):
+        return t0 + dt.timedelta(seconds=s)
+
+    # sitting 1: two overlapping trials, busy 0-150 s; sitting 2, hours later: 50 s more
+    spans = [(at(0), at(100)), (at(50), at(150)), (at(10_000), at(10_050))]
+    assert figures.busy_cutoff(spans, 0.5) == at(100)  # half of 200 busy seconds
+    assert figures.busy_cutoff(spans, 0.9) == at(10_030)  # 150 s, then 30 s into sitting 2
+    assert figures.busy_cutoff(spans, 1.0) == at(10_050)
+
+
 def test_the_aim_line_tells_a_warm_start_from_a_plan_the_sampler_chose():
     warm = {**_point(40, 0.904, 0.25, 41_000, refines=6), "origin": "warm start"}
     found = {**_point(42, 0.908, 0.33, 62_000, refines=28), "origin": "sampler"}
@@ -318,6 +368,16 @@ def test_the_multi_fidelity_time_cap_is_the_default_arms_trial_minutes() -> None
         bench.time_cap(
             mf, [other, figures.Arm("tpe-n40-s0", "tpe", 0, 40), mf], "default", None, 3, 1
         )
+
+
+def test_a_refinement_rate_beside_a_multi_fidelity_arm_is_refused_before_anything_runs(
+    monkeypatch,
+) -> None:
+    """The rungs train at the experiment's finetune.lr; refining the default search at another
+    rate handicapped one arm of every multi-fidelity sitting published before Dec 7."""
+    monkeypatch.setattr(bench, "run_arm", lambda *a, **k: pytest.fail("a study ran"))
+    with pytest.raises(SystemExit, match="refine_lr with mf="):
+        bench.main(["n=2", "seeds=0", "refine_lr=0.01", "mf=0,60", "random=0"])
 
 
 def test_more_sittings_keep_each_sittings_hypervolume_and_the_first_sittings_figures(
