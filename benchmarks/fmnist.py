@@ -171,11 +171,15 @@ def run_arm(
 def ran_trials_since(arm: Arm, started: datetime.datetime, *, refinements: bool = False) -> bool:
     """Whether any of the search's own trials (or, with ``refinements``, any refinement trial)
     finished after ``started``."""
+    return any(end >= started for end in _finished(arm, refinements))
+
+
+def _finished(arm: Arm, refinements: bool) -> list[datetime.datetime]:
+    """When each of the search's own trials (or its refinement trials) finished."""
     trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return any(
-        is_refinement(arm, read_trial(t)) == refinements and t.datetime_complete >= started
-        for t in trials
-    )
+    return [
+        t.datetime_complete for t in trials if is_refinement(arm, read_trial(t)) == refinements
+    ]
 
 
 def refine_arm(
@@ -207,10 +211,7 @@ def refine_arm(
 def ran_trials_before(arm: Arm, started: datetime.datetime) -> bool:
     """Whether any of the search's own trials had finished before ``started`` (a resumed
     study: its earlier sittings' cost is part of it)."""
-    trials = arm.result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return any(
-        not is_refinement(arm, read_trial(t)) and t.datetime_complete < started for t in trials
-    )
+    return any(end < started for end in _finished(arm, refinements=False))
 
 
 def study_span_s(arm: Arm) -> float:
