@@ -67,6 +67,10 @@ class FinetuneSettings:
     # BatchNorm live, then QAT): the schedule runs over ``total`` steps from ``offset``
     offset: int = 0
     total: int | None = None
+    # average the weights (and BatchNorm statistics) over about this many steps and end on the
+    # average (an exponential moving average, decay 1 - 1/ema_steps; 0: end on the last step's
+    # weights). Applies to float steps only; see ``WeightAverage``
+    ema_steps: int = 0
     checkpoint_every: int = 0  # call ``checkpoint`` every N steps (0: never)
     deadline: float | None = None  # time.monotonic() after which the trial is abandoned
     # called after each optimizer step with (steps done, ``steps``): the progress display's hook
@@ -162,6 +166,7 @@ def finetune(
     match = _feature_match(model, teacher, bits, distill, settings)
     report.feature_layers = len(match.index) if match else 0
     total = settings.total or settings.steps
+    average = WeightAverage(model, settings.ema_steps) if settings.ema_steps and not bits else None
     start = time.perf_counter()
     for step in range(settings.steps):
         _check_deadline(settings.deadline, step)
@@ -182,6 +187,8 @@ def finetune(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, settings.clip_norm)
             opt.step()
+            if average is not None:
+                average.update()
         if step % 10 == 0 or step == settings.steps - 1:
             report.losses.append(float(loss.detach()))
         if (
@@ -194,12 +201,49 @@ def finetune(
         report.steps = step + 1
         if settings.on_step is not None:
             settings.on_step(step + 1, settings.steps)
+    if average is not None:
+        average.copy_to_model()
     report.seconds = time.perf_counter() - start
     if report.losses:
         report.first_loss, report.last_loss = report.losses[0], report.losses[-1]
     model.eval()
     handle.set_observing(False)
     return handle.remove(), report
+
+
+class WeightAverage:
+    """An exponential moving average of a model's float parameters and buffers (BatchNorm's
+    running statistics averaged with the weights they normalise, as timm's ``ModelEmaV2`` does).
+
+    Why: with a short budget the last step's weights carry the noise of the last batches; their
+    average over the last few hundred steps sits nearer the middle of the basin (Polyak
+    averaging; SWA). The decay ramps up from 0 as ``(1 + t) / (10 + t)`` until it reaches
+    ``1 - 1/steps``, so the start of the run does not dominate a short one. Shapes must stay put
+    while averaging: gradual pruning's cuts end the float segment it averages over.
+    """
+
+    def __init__(self, model: nn.Module, steps: int) -> None:
+        self.decay = 1.0 - 1.0 / max(1, steps)
+        self.updates = 0
+        self.live = [t for t in _state(model) if t.is_floating_point()]
+        self.shadow = [t.detach().clone() for t in self.live]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Fold the model's current weights into the average (after each optimizer step)."""
+        self.updates += 1
+        decay = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        torch._foreach_lerp_(self.shadow, [t.detach() for t in self.live], 1.0 - decay)
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        """End on the average: the model's tensors take the averaged values in place."""
+        for live, avg in zip(self.live, self.shadow, strict=True):
+            live.copy_(avg)
+
+
+def _state(model: nn.Module) -> list[torch.Tensor]:
+    return [*model.parameters(), *model.buffers()]
 
 
 def _feature_match(

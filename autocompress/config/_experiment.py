@@ -115,6 +115,10 @@ class FinetuneConfig:
     prune_stages: int = field(default=4, metadata={"ge": 1})
     prune_span: float = field(default=0.25, metadata={"gt": 0, "le": 1})
     bn_batches: int = field(default=20, metadata={"ge": 0})  # BN recalibration after pruning
+    # end the float phase on the weights averaged over about this many steps (an exponential
+    # moving average from the last pruning cut on, BatchNorm statistics included;
+    # backend/_finetune.py WeightAverage); 0: on the last step's weights
+    ema_steps: int = field(default=0, metadata={"ge": 0})
     # calibration batches whose inputs GPTQ uses to round weights below 7 bits onto their grid
     # when no QAT follows (0: round to nearest); see backend/_gptq.py
     gptq_batches: int = field(default=4, metadata={"ge": 0})

@@ -254,7 +254,10 @@ def _finetune(
         if b - a <= 0:
             continue
         with clock("finetune"):
-            float_phase = replace(base, steps=b - a, offset=a, on_step=on_step(a))
+            last = i == len(cuts) - 1  # the widths are final: its weights can be averaged
+            float_phase = replace(
+                base, steps=b - a, offset=a, on_step=on_step(a), ema_steps=cfg.ema_steps * last
+            )
             _, report = finetune(
                 model, ctx.teacher, {}, plan.distill, stream, float_phase,
                 gate=busy, checkpoint=checkpoint,

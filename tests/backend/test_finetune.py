@@ -146,3 +146,45 @@ def test_adamw_decays_matrices_only(setting) -> None:
     assert decay == {id(p) for p in params if p.dim() >= 2}
     sgd = _optimizer(params, FinetuneSettings(steps=1), 1e-2)
     assert isinstance(sgd, torch.optim.SGD)
+
+
+def _weights_after_each_step(setting, ema_steps: int, steps: int = 6):
+    """A live-BatchNorm student fine-tuned ``steps`` steps: its tensors at the start, after each
+    step (as the optimizer left them) and at the end."""
+    splits, teacher = setting
+    model = copy.deepcopy(teacher)  # BatchNorm live: its running statistics are averaged too
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.5)
+    start = [t.detach().clone() for t in model.state_dict().values()]
+    seen: list[list[torch.Tensor]] = []
+
+    def snapshot(done: int, total: int) -> None:
+        seen.append([t.detach().clone() for t in model.state_dict().values()])
+
+    settings = FinetuneSettings(steps=steps, lr=0.05, ema_steps=ema_steps, on_step=snapshot)
+    stream = endless_batches(splits.train_x, splits.train_y, 32, seed=5)
+    finetune(model, teacher, {}, DistillPlan(2.0, 0.9), stream, settings)
+    return start, seen, list(model.state_dict().values())
+
+
+def test_ema_ends_on_the_moving_average_of_the_steps(setting) -> None:
+    """finetune.ema_steps: the model ends on the exponential average of its weights and
+    BatchNorm statistics from the start on, the decay ramping up as (1 + t) / (10 + t) to
+    1 - 1/ema_steps; integer buffers (BatchNorm's batch count) are the last step's."""
+    start, seen, final = _weights_after_each_step(setting, ema_steps=4)
+    floats = [i for i, t in enumerate(start) if t.is_floating_point()]
+    ints = [i for i, t in enumerate(start) if not t.is_floating_point()]
+    assert ints and all(torch.equal(final[i], seen[-1][i]) for i in ints)
+    assert any(not torch.allclose(final[i], seen[-1][i]) for i in floats)  # not the last step
+    for i in floats:
+        average = start[i].clone()
+        for t, weights in enumerate(seen, start=1):
+            decay = min(1 - 1 / 4, (1 + t) / (10 + t))
+            average = decay * average + (1 - decay) * weights[i]
+        assert torch.allclose(final[i], average, atol=1e-6), i
+
+
+def test_without_ema_the_model_ends_on_its_last_step(setting) -> None:
+    _, seen, final = _weights_after_each_step(setting, ema_steps=0)
+    assert all(torch.equal(a, b) for a, b in zip(final, seen[-1], strict=True))

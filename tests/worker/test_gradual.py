@@ -93,3 +93,26 @@ def test_cuts_reach_whole_heads_and_mlp_units_of_a_transformer() -> None:
     assert seen[0] in (2, 3) and seen[-1] == 1  # part of the way first, the plan's one head last
     assert widths(model) == widths(target)
     assert model(x).shape == (2, 10)
+
+
+def test_weights_are_averaged_after_the_last_cut_only(tiny_task, monkeypatch) -> None:
+    """finetune.ema_steps with gradual pruning: one average, over the segment after the last cut
+    (the widths change at each cut, so earlier weights have no place in it), at final widths."""
+    import autocompress.backend._finetune as finetune_module
+
+    made: list[dict[str, int]] = []
+    real = finetune_module.WeightAverage
+
+    class Spy(real):  # type: ignore[misc, valid-type]
+        def __init__(self, model, steps):
+            made.append(widths(model))
+            super().__init__(model, steps)
+
+    monkeypatch.setattr(finetune_module, "WeightAverage", Spy)
+    names = [layer.name for layer in trial_context(tiny_task).layers]
+    plan = CompressionPlan({n: LayerPlan(8, 0.0 if n == "fc" else 0.5) for n in names})
+    plan = dataclasses.replace(plan, distill=DistillPlan())
+    task = _task(tiny_task, 3)
+    task = dataclasses.replace(task, finetune=dataclasses.replace(task.finetune, ema_steps=5))
+    result = run_trial(plan.to_dict(), task.to_dict()).result
+    assert made == [{n: r.channels for n, r in result.layers.items()}]
