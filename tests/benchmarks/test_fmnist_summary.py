@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import _fmnist_arms as arm_runs
 import _fmnist_figures as figures
 import _fmnist_report as report
 import _fmnist_verdicts as verdicts
@@ -82,10 +83,10 @@ def test_a_reused_study_without_recorded_cost_reports_its_span_and_no_cpu(tmp_pa
     arm.result = SimpleNamespace(study=study)
     path = tmp_path / "timings.json"
     previous = {"baselines": [0.0, 0.0, 550.0]}  # a sitting that died before writing its cost
-    bench._record(path, arm, previous)
+    arm_runs.record_cost(path, arm, previous)
     assert previous["baselines"] == [95.0, None, 0.0, 0.0]  # refinements: not the search's wall
     previous = {"baselines": [70.0, 130.0, 0.0]}
-    bench._record(path, arm, previous)
+    arm_runs.record_cost(path, arm, previous)
     assert previous["baselines"][:2] == [70.0, 130.0]  # a recorded cost is kept
 
 
@@ -227,9 +228,9 @@ def test_a_study_whose_only_new_trial_is_a_refinement_counts_as_reused():
     )
     arm = SimpleNamespace(result=SimpleNamespace(study=study), multi_fidelity=False)
     resumed = t0 + dt.timedelta(seconds=4990)  # a later sitting re-ran the refinement alone
-    assert not bench.ran_trials_since(arm, resumed)
-    assert bench.ran_trials_since(arm, resumed, refinements=True)  # its time is refinement's
-    assert bench.ran_trials_since(arm, t0 + dt.timedelta(seconds=50))  # trial 1 ran then
+    assert not arm_runs.ran_trials_since(arm, resumed)
+    assert arm_runs.ran_trials_since(arm, resumed, refinements=True)  # its time is refinement's
+    assert arm_runs.ran_trials_since(arm, t0 + dt.timedelta(seconds=50))  # trial 1 ran then
 
 
 def test_a_resumed_study_costs_its_earlier_sittings_plus_this_one(monkeypatch):
@@ -255,13 +256,13 @@ def test_a_resumed_study_costs_its_earlier_sittings_plus_this_one(monkeypatch):
 
         return run
 
-    sitting = bench.Sitting("x.yaml", 1, ())
+    sitting = arm_runs.Sitting("x.yaml", 1, ())
     for before, cost in (([(0, 40, {}), (30, 95, {})], (1687.0, 3233.0)), ([], (0.0, 0.0))):
         study, _ = _study_with(before)
-        monkeypatch.setattr(bench, "_cpu_s", iter([100.0, 154.0]).__next__)
-        monkeypatch.setattr(bench, "search", search_adding_one(study))
+        monkeypatch.setattr(arm_runs, "_cpu_s", iter([100.0, 154.0]).__next__)
+        monkeypatch.setattr(arm_runs, "search", search_adding_one(study))
         arm = figures.Arm("tpe-mf-s0", "tpe", 0, 80, rungs=(0, 60, 1000))
-        bench.run_arm(arm, sitting, ("fp32",), (1687.0, 3233.0))
+        arm_runs.run_arm(arm, sitting, ("fp32",), (1687.0, 3233.0))
         assert not arm.reused
         assert arm.cpu_s == cost[1] + 54.0  # a fresh study ignores what an old file says
         assert cost[0] <= arm.wall_s < cost[0] + 5.0
@@ -362,10 +363,10 @@ def test_the_multi_fidelity_time_cap_is_the_default_arms_trial_minutes() -> None
         study=SimpleNamespace(get_trials=lambda deepcopy=False: trials_b),
         front=SimpleNamespace(completed=[]),
     )
-    assert bench.time_cap(mf, [baselines, other, base, mf], "default", None, 3, 1000) == 2.0
-    assert bench.time_cap(mf, [base, mf], "12.5", None, 3, 1000) == 12.5
+    assert arm_runs.time_cap(mf, [baselines, other, base, mf], "default", None, 3, 1000) == 2.0
+    assert arm_runs.time_cap(mf, [base, mf], "12.5", None, 3, 1000) == 12.5
     with pytest.raises(SystemExit, match="must run first"):
-        bench.time_cap(
+        arm_runs.time_cap(
             mf, [other, figures.Arm("tpe-n40-s0", "tpe", 0, 40), mf], "default", None, 3, 1
         )
 
