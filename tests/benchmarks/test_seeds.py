@@ -52,7 +52,7 @@ def test_gain_is_taken_inside_each_sitting_and_the_median_is_over_seeds(tmp_path
     text = seeds.markdown(rows)
     assert "verified hypervolume gain **+0.040** (target >= +0.03: **met**)" in text
     assert "rung-0 plans per fully trained 10.00 (target >= 5: **met**)" in text
-    assert "at most 1% more on 3 of 3 seeds" in text
+    assert "no more, within 1%, on 3 of 3 seeds, and less on 3" in text
     assert "on 0 of 3 seeds (**missed** on every seed)" in text
     assert "the median of 3" not in text
 
