@@ -14,7 +14,7 @@ demo: $(VENV)/.installed data
 	$(BIN)/autocompress search experiments/fashion_mnist.yaml
 
 test: $(VENV)/.installed-test test-deps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # what CI's tests use beyond Python, so a newcomer's `make test` skips nothing CI runs:
 # Fashion-MNIST, PostgreSQL (tests/study/test_postgres.py), Chromium (the report in a browser).
