@@ -53,6 +53,45 @@ class TimeBudget:
         return replace(self, committed_s=self.committed_s + self.cost_s(steps))
 
 
+# Fewer fully trained plans than this and a ladder's front is thin: on the Dec 6-7 benchmarks
+# the multi-fidelity search lost to one-rung search + refine where it fully trained 2-3 plans
+# (resnet18) and won where it trained 4-5 (refnet, +0.04 to +0.11 hypervolume).
+FEW_FULLY_TRAINED = 3
+
+
+def per_fully_trained_s(budget: TimeBudget, ladder: list[int], eta: int) -> float:
+    """Expected trial seconds one fully trained plan costs with its share of the lower rungs:
+    promoting the top 1/eta of each rung, eta^k plans enter k rungs below the top for each one
+    that reaches it. On the Dec 7 benchmarks this predicted what the searches did: resnet18,
+    ``[0, 60, 1000]``, eta 4, 32.24 trial-minutes -> 2.2 (2 fully trained); refnet's three seeds
+    (55.6, 66.3, 63.9 trial-minutes) -> 4.7, 5.0, 7.0 (5 each)."""
+    top = len(ladder) - 1
+    return sum(eta ** (top - i) * budget.cost_s(steps) for i, steps in enumerate(ladder))
+
+
+def top_rung_note(budget: TimeBudget, ladder: list[int], eta: int) -> str | None:
+    """Why a multi-fidelity front came out thin, when the budget explains it: at the study's
+    measured costs the budget fully trains fewer than three plans. A ladder's front counts fully
+    trained plans only, so on a model whose top rung is dear (resnet18 on two cores: 413 s a
+    1000-step trial, 2 plans fully trained where a one-rung search + refine kept 23 members;
+    README) a lower top rung or a larger budget serves the user better, and only the study's
+    own clocks can tell them so. None until a fine-tuned trial has finished."""
+    if budget.per_step_s <= 0 or len(ladder) < 2:
+        return None
+    each = per_fully_trained_s(budget, ladder, eta)
+    about = budget.limit_s / each
+    if about >= FEW_FULLY_TRAINED:
+        return None
+    return (
+        f"at this study's measured costs a fully trained plan takes {each / 60:.1f} "
+        f"trial-minutes with its share of the lower rungs (a {ladder[-1]}-step trial alone "
+        f"{budget.cost_s(ladder[-1]) / 60:.1f}), so search.max_trial_minutes="
+        f"{budget.limit_s / 60:g} fully trains about {about:.1f} plans, and a multi-fidelity "
+        "front counts fully trained plans only: lower the top rung of search.rungs or raise "
+        "search.max_trial_minutes"
+    )
+
+
 def time_budget(
     trials: list[FrozenTrial], max_minutes: float | None, now: datetime | None = None
 ) -> TimeBudget | None:

@@ -42,11 +42,18 @@ from autocompress.front import build_front
 from autocompress.plan import CompressionPlan
 from autocompress.record import DriverStamp, Rung, TrialOutput, TrialResult, read_trial
 from autocompress.record import attrs as A
-from autocompress.study._budget import time_budget, waiting
+from autocompress.study._budget import time_budget, top_rung_note, waiting
 from autocompress.study._executors import Executor, Outcome
 from autocompress.study._lifecycle import add_budget_slots
 from autocompress.study._recovery import HEARTBEAT_S, heartbeat, recover_stale_trials
-from autocompress.study._rungs import budgeted, claim_promotion, entry_rung, promote, rung_floor
+from autocompress.study._rungs import (
+    budgeted,
+    claim_promotion,
+    entry_rung,
+    ladder,
+    promote,
+    rung_floor,
+)
 from autocompress.study._setup import SearchSetup
 
 MAX_FAILURE_STREAK = 8  # failed trials in a row: something is broken, stop and say why
@@ -189,12 +196,15 @@ def budget_left(study: optuna.Study, setup: SearchSetup) -> str | None:
     plans, promotions = waiting(trials)
     if budget is None or not plans + promotions:
         return None
-    return (
+    spent = (
         f"trial-time budget spent: {budget.committed_s / 60:.1f} of "
         f"{budget.limit_s / 60:g} trial-minutes; {plans} plan(s) not "
         f"sampled and {promotions} promotion(s) not run, as they would pass it; raise "
         "search.max_trial_minutes and run the same command again to go on"
     )
+    rungs = ladder(setup) if setup.search.rungs is not None else []
+    thin = top_rung_note(budget, rungs, setup.search.eta)
+    return spent if thin is None else f"{spent}. Note: {thin}"
 
 
 def _start(

@@ -4,6 +4,7 @@ a later run with a larger budget goes on without losing or repeating a plan."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -154,3 +155,47 @@ def test_promotions_are_decided_while_their_expected_durations_fit() -> None:
     assert within_time(asked, None) == asked
     assert [p.parent for p in within_time(asked, budget)] == [2, 3]
     assert within_time(asked, budget.after(60).after(60)) == []  # 4 s left
+
+
+def test_a_budget_that_affords_few_fully_trained_plans_says_so() -> None:
+    from autocompress.study._budget import per_fully_trained_s, top_rung_note
+
+    budget = TimeBudget(1800.0, 0.0, 10.0, 0.4)  # rung costs: 10 s, 34 s, 410 s
+    ladder = [0, 60, 1000]
+    assert per_fully_trained_s(budget, ladder, 4) == pytest.approx(16 * 10 + 4 * 34 + 410)
+    note = top_rung_note(budget, ladder, 4)  # 1800 s / 706 s: about 2.5 plans
+    assert note is not None and "\n" not in note
+    assert "a fully trained plan takes 11.8 trial-minutes" in note
+    assert "(a 1000-step trial alone 6.8)" in note and "fully trains about 2.5 plans" in note
+    assert "lower the top rung of search.rungs" in note
+    assert top_rung_note(replace(budget, limit_s=3 * 706.0), ladder, 4) is None  # three fit
+    assert top_rung_note(replace(budget, per_step_s=0.0), ladder, 4) is None  # none measured
+    assert top_rung_note(budget, [60], 4) is None  # one rung: every trial is fully trained
+
+
+def test_the_budget_spent_line_adds_the_note_for_a_ladder_only() -> None:
+    from types import SimpleNamespace
+
+    from autocompress.study._driver import budget_left
+
+    trials = [
+        _trial(0, TrialState.COMPLETE, 0, 30, _tuned(60, 24.0)),  # 6 s outside, 0.4 s/step
+        _trial(1, TrialState.COMPLETE, 30, 36, _tuned(0, 0.0)),  # a rung-0 trial: 6 s
+        _trial(2, TrialState.WAITING, 0, None),  # a plan the budget left unsampled
+    ]
+    study = SimpleNamespace(get_trials=lambda deepcopy=False: trials)
+
+    def setup(rungs: list[int] | None) -> SimpleNamespace:
+        search = SimpleNamespace(
+            max_trial_minutes=1.0, rungs=rungs, eta=4, ladder=lambda steps: rungs or [steps]
+        )
+        return SimpleNamespace(
+            search=search, task=SimpleNamespace(finetune=SimpleNamespace(steps=60))
+        )
+
+    with_ladder = budget_left(study, setup([0, 60, 1000]))
+    assert with_ladder is not None and "1 plan(s) not sampled" in with_ladder
+    assert "Note: at this study's measured costs a fully trained plan" in with_ladder
+    assert "fully trains about 0.1 plans" in with_ladder
+    one_rung = budget_left(study, setup(None))
+    assert one_rung is not None and "Note:" not in one_rung
