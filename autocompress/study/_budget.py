@@ -71,11 +71,12 @@ def per_fully_trained_s(budget: TimeBudget, ladder: list[int], eta: int) -> floa
 
 def top_rung_note(budget: TimeBudget, ladder: list[int], eta: int) -> str | None:
     """Why a multi-fidelity front came out thin, when the budget explains it: at the study's
-    measured costs the budget fully trains fewer than three plans. A ladder's front counts fully
-    trained plans only, so on a model whose top rung is dear (resnet18 on two cores: 413 s a
-    1000-step trial, 2 plans fully trained where a one-rung search + refine kept 23 members;
-    README) a lower top rung or a larger budget serves the user better, and only the study's
-    own clocks can tell them so. None until a fine-tuned trial has finished."""
+    measured costs the budget fully trains fewer than three plans. What a ladder offers a user
+    (``pick``, ``export``, the benchmark's hypervolume) is its fully trained plans, so on a model
+    whose top rung is dear (resnet18 on two cores: 413 s a 1000-step trial, 2 plans fully
+    trained where a one-rung search + refine kept 23 members; README) a lower top rung or a
+    larger budget serves the user better, and only the study's own clocks can tell them so.
+    None until a fine-tuned trial has finished."""
     if budget.per_step_s <= 0 or len(ladder) < 2:
         return None
     each = per_fully_trained_s(budget, ladder, eta)
@@ -86,9 +87,9 @@ def top_rung_note(budget: TimeBudget, ladder: list[int], eta: int) -> str | None
         f"at this study's measured costs a fully trained plan takes {each / 60:.1f} "
         f"trial-minutes with its share of the lower rungs (a {ladder[-1]}-step trial alone "
         f"{budget.cost_s(ladder[-1]) / 60:.1f}), so search.max_trial_minutes="
-        f"{budget.limit_s / 60:g} fully trains about {about:.1f} plans, and a multi-fidelity "
-        "front counts fully trained plans only: lower the top rung of search.rungs or raise "
-        "search.max_trial_minutes"
+        f"{budget.limit_s / 60:g} fully trains about {about:.1f} plans, and pick and export take "
+        "fully trained plans only (unless --any-rung): lower the top rung of search.rungs or "
+        "raise search.max_trial_minutes"
     )
 
 
