@@ -101,49 +101,13 @@ def select_promotions(
         top = rank_order([e.values for e in rung], directions)[: len(rung) // eta]
         for i in top:
             e = rung[i]
-            if _eligible(e, final_min, best_case, directions):
-                chosen.append(e)
-    return chosen
-
-
-def held_back_order(
-    evaluations: Sequence[Evaluation],
-    *,
-    levels: int,
-    directions: Sequence[str],
-    final: Sequence[Sequence[float]] = (),
-    best_case: tuple[int, float] | None = None,
-) -> list[Evaluation]:
-    """The plans a budget's end promotes beyond the top-1/eta quota, best first: not promoted
-    from their rung yet, promotable, not hopeless; the highest rung first (the fewest steps
-    from the top), by :func:`rank_order` among all of that rung's evaluations within it.
-
-    Used when what is left of a trial-time budget must go to fully training plans rather than
-    to sampling new ones (``study._rungs.hold_back``); the arguments are as for
-    :func:`select_promotions`."""
-    final_min = to_minimization(final, directions) if len(final) else None
-    order: list[Evaluation] = []
-    for level in range(levels - 2, -1, -1):
-        rung = [e for e in evaluations if e.level == level]
-        for i in rank_order([e.values for e in rung], directions):
-            e = rung[i]
             if (
                 e.promotable
                 and not e.promoted
                 and not _hopeless(e, final_min, best_case, directions)
             ):
-                order.append(e)
-    return order
-
-
-def _eligible(
-    e: Evaluation,
-    final_min: np.ndarray | None,
-    best_case: tuple[int, float] | None,
-    directions: Sequence[str],
-) -> bool:
-    """Promotable, not promoted from its rung yet, and not hopeless."""
-    return e.promotable and not e.promoted and not _hopeless(e, final_min, best_case, directions)
+                chosen.append(e)
+    return chosen
 
 
 def _hopeless(

@@ -9,13 +9,11 @@ all drivers, every resume), so it is exact across SIGKILL and resume like the st
 
 A driver starts a trial only when the study's spent time, plus the expected rest of the trials
 running (any driver's), plus this trial's expected duration stays within the budget. Expected
-durations come from the study's own history: the median duration of the trials run at the same
-fine-tuning budget (a rung's own clock), else the nearest shorter budget's plus the median
-seconds per step for the steps between, else the median time a trial spends outside
-fine-tuning (pruning, BN recalibration, realizing, timing) plus the steps. Before any trial
-finished nothing is known: the first trials start while the budget is not spent. Drivers
-deciding at the same instant can each start one trial the other's did not count: the budget is
-passed by at most one trial per extra driver.
+durations come from the study's own history: the median seconds per fine-tuning step times the
+trial's steps, plus the median time a trial spends outside fine-tuning (pruning, BN
+recalibration, realizing, timing). Before any trial finished nothing is known: the first
+trials start while the budget is not spent. Drivers deciding at the same instant can each start
+one trial the other's did not count: the budget is passed by at most one trial per extra driver.
 """
 
 from __future__ import annotations
@@ -39,22 +37,9 @@ class TimeBudget:
     committed_s: float  # finished trials' durations + running trials' expected durations
     overhead_s: float = 0.0  # median seconds of a trial outside fine-tuning (0: none finished)
     per_step_s: float = 0.0  # median seconds per fine-tuning step (0: nothing fine-tuned yet)
-    measured: tuple[tuple[int, float], ...] = ()  # (steps, median duration of trials at it)
 
     def cost_s(self, steps: int) -> float:
-        """The expected duration of a trial fine-tuned for ``steps`` steps: the median of the
-        trials run at that budget; else the longest shorter fine-tuned budget's, plus the
-        steps between; else the median overhead plus the steps. A fine-tuned trial's overhead
-        is not a rung-0 trial's (tiny models: 1.1 s against 0.6; resnet18: a 60-step trial
-        35.5 s where 18.8 s at rung 0 + 60 steps at the median rate predicted 42.8), so a
-        rung's own clock is the best figure, and the nearest one below the next best."""
-        known = dict(self.measured)
-        if steps in known:
-            return known[steps]
-        below = [s for s in known if 0 < s < steps]
-        if below:
-            nearest = max(below)
-            return known[nearest] + (steps - nearest) * self.per_step_s
+        """The expected duration of a trial fine-tuned for ``steps`` steps."""
         return self.overhead_s + steps * self.per_step_s
 
     def fits(self, steps: int) -> bool:
@@ -84,42 +69,33 @@ def per_fully_trained_s(budget: TimeBudget, ladder: list[int], eta: int) -> floa
     return sum(eta ** (top - i) * budget.cost_s(steps) for i, steps in enumerate(ladder))
 
 
-def climb_s(budget: TimeBudget, ladder: list[int], levels: list[int]) -> float:
-    """Expected trial seconds for plans now at rungs ``levels`` (-1: a plan not sampled yet,
-    which pays rung 0 too) to reach the top rung, one rung at a time."""
-    return sum(budget.cost_s(steps) for level in levels for steps in ladder[level + 1 :])
-
-
 def top_rung_note(
     budget: TimeBudget, ladder: list[int], eta: int, fully_trained: int | None = None
 ) -> str | None:
     """Why a multi-fidelity front came out thin, when the budget explains it: at the study's
-    measured costs the budget fully trains fewer than three plans at the ladder's 1/eta
-    shares. What a ladder offers a user (``pick``, ``export``, the benchmark's hypervolume) is
-    its fully trained plans, so on a model whose top rung is dear (resnet18 on two cores: 413 s
-    a 1000-step trial, 2 plans fully trained where a one-rung search + refine kept 23 members;
-    README) a lower top rung or a larger budget serves the user better, and only the study's
-    own clocks can tell them so. ``fully_trained``: how many the search did train (the
-    budget's end is held for the top rung, at the price of sampling fewer plans). None until
-    a fine-tuned trial has finished."""
+    measured costs the budget fully trains fewer than three plans. What a ladder offers a user
+    (``pick``, ``export``, the benchmark's hypervolume) is its fully trained plans, so on a model
+    whose top rung is dear (resnet18 on two cores: 413 s a 1000-step trial, 2 plans fully
+    trained where a one-rung search + refine kept 23 members; README) a lower top rung or a
+    larger budget serves the user better, and only the study's own clocks can tell them so.
+    Holding the budget's end for the top rung instead (three plans fully trained whatever the
+    exploration left) lost by more on resnet18 (README), so the search only says so.
+    ``fully_trained``: how many plans the search did train fully. None until a fine-tuned
+    trial has finished."""
     if budget.per_step_s <= 0 or len(ladder) < 2:
         return None
     each = per_fully_trained_s(budget, ladder, eta)
     about = budget.limit_s / each
     if about >= FEW_FULLY_TRAINED:
         return None
-    did = (
-        ""
-        if fully_trained is None
-        else f" (this search fully trained {fully_trained}, sampling fewer plans for them)"
-    )
+    did = "" if fully_trained is None else f" (this search: {fully_trained})"
     return (
         f"at this study's measured costs a fully trained plan takes {each / 60:.1f} "
         f"trial-minutes with its share of the lower rungs (a {ladder[-1]}-step trial alone "
         f"{budget.cost_s(ladder[-1]) / 60:.1f}), so search.max_trial_minutes="
-        f"{budget.limit_s / 60:g} fully trains about {about:.1f} plans at 1/eta shares{did}, "
-        "and pick and export take fully trained plans only (unless --any-rung): lower the top "
-        "rung of search.rungs or raise search.max_trial_minutes"
+        f"{budget.limit_s / 60:g} fully trains about {about:.1f} plans{did}, and pick and "
+        "export take fully trained plans only (unless --any-rung): lower the top rung of "
+        "search.rungs or raise search.max_trial_minutes"
     )
 
 
@@ -130,13 +106,12 @@ def time_budget(
     if max_minutes is None:
         return None
     now = now or datetime.now()
-    overheads, per_step, durations = _cost_model(trials)
+    overheads, per_step = _cost_model(trials)
     model = TimeBudget(
         float(max_minutes) * 60.0,
         0.0,
         statistics.median(overheads) if overheads else 0.0,
         statistics.median(per_step) if per_step else 0.0,
-        tuple((steps, statistics.median(d)) for steps, d in sorted(durations.items())),
     )
     spent = trial_minutes(trials) * 60.0
     running = 0.0
@@ -172,14 +147,10 @@ def trial_seconds(t: FrozenTrial) -> float:
     return max(0.0, (end - t.datetime_start).total_seconds())
 
 
-def _cost_model(
-    trials: list[FrozenTrial],
-) -> tuple[list[float], list[float], dict[int, list[float]]]:
-    """Per measured trial: seconds outside fine-tuning; per fine-tuned one: seconds per step;
-    per fine-tuning budget: the durations of the trials run at it. A duplicate (its figures
-    copied from an earlier trial) trained nothing: left out."""
+def _cost_model(trials: list[FrozenTrial]) -> tuple[list[float], list[float]]:
+    """Per measured trial: seconds outside fine-tuning; per fine-tuned one: seconds per step.
+    A duplicate (its figures copied from an earlier trial) trained nothing: left out."""
     overheads, per_step = [], []
-    durations: dict[int, list[float]] = {}
     for t in trials:
         if t.state != TrialState.COMPLETE:
             continue
@@ -188,10 +159,9 @@ def _cost_model(
             continue
         tuned = record.result.finetune
         overheads.append(max(0.0, trial_seconds(t) - (tuned.seconds if tuned else 0.0)))
-        durations.setdefault(tuned.steps if tuned else 0, []).append(trial_seconds(t))
         if tuned is not None and tuned.steps:
             per_step.append(tuned.seconds_per_step)
-    return overheads, per_step, durations
+    return overheads, per_step
 
 
 def _steps(t: FrozenTrial) -> int:

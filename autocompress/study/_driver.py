@@ -6,7 +6,6 @@
     loop, up to executor.capacity trials in flight; for each free worker:
         trial = a waiting promotion    highest rung first (_rungs.claim_promotion)
              or a new promotion        top 1/eta of a rung by non-dominated sorting (_rungs)
-             or a held-back promotion  the budget's end: fully train 3 plans, not sample more
              or study.ask()            pops a budget slot (baselines are the first slots)
         plan  = space.sample(trial)    a CompressionPlan keyed by module name, with the budget
                                        of its rung (search.rungs; entries at the lowest)
@@ -52,7 +51,6 @@ from autocompress.study._rungs import (
     claim_promotion,
     entry_rung,
     fully_trained,
-    hold_back,
     ladder,
     promote,
     rung_floor,
@@ -177,15 +175,12 @@ def write_artifacts(run_dir: Path, number: int, output: TrialOutput, plan: Any) 
 
 def _next_trial(study: optuna.Study, setup: SearchSetup) -> Trial | None:
     """The trial a free worker runs: a waiting promotion (highest rung first), else one
-    decided now, else, when what is left of ``search.max_trial_minutes`` is held for fully
-    training plans (``hold_back``), the promotion that decided; else a budget slot (a new
-    plan). None when there is none of these, or none whose expected duration fits."""
+    decided now, else a budget slot (a new plan); None when there is none of these, or none
+    whose expected duration fits in what is left of ``search.max_trial_minutes``."""
     budget = time_budget(study.get_trials(deepcopy=False), setup.search.max_trial_minutes)
     trial = claim_promotion(study, budget)
     if trial is None and promote(study, setup, budget):
         trial = claim_promotion(study, budget)
-    if trial is None and hold_back(study, setup, budget):
-        return claim_promotion(study, budget)  # None: wait for the trials running
     entry = entry_rung(setup)
     steps = setup.task.finetune.steps if entry is None else entry.steps
     if trial is None and _waiting_slots(study) > 0 and (budget is None or budget.fits(steps)):

@@ -14,11 +14,6 @@ was made, so a promotion queued behind them would wait for the whole sampling bu
 driver therefore claims waiting promotions itself (:func:`claim_promotion`: the same two storage
 calls ``Study.ask`` makes, for a chosen trial), highest rung first, before asking for a slot.
 
-Under a trial-time budget, the budget's end is held for the top rung (:func:`hold_back`): once
-sampling another plan would leave too little time to fully train three plans, the best plans
-not promoted yet go up instead, beyond the 1/eta quota. Promoting chosen plans by hand
-(``autocompress refine``) is :mod:`_refine`, through the same stored decisions and trials.
-
 What the sampler learns from: each trial is told its own values, rung-0 entries and promoted
 trials alike. A promoted trial repeats its parent's parameters with better (longer-budget)
 figures, so TPE's "good" split leans to the plans the ladder already judged best: more weight
@@ -27,23 +22,26 @@ where a longer budget confirmed a plan, at the price of mixing fidelities in one
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from autocompress import _faults as faults
+from autocompress.errors import ConfigError
 from autocompress.front import (
     DIRECTIONS,
     Evaluation,
-    held_back_order,
+    build_front,
     plan_key,
+    rank_order,
     select_promotions,
 )
 from autocompress.plan import CompressionPlan
-from autocompress.record import Promotion, Rung, StudyRecord, read_study, read_trial
+from autocompress.record import Promotion, Rung, read_study, read_trial
 from autocompress.record import attrs as A
-from autocompress.study._budget import FEW_FULLY_TRAINED, TimeBudget, climb_s
+from autocompress.study._budget import TimeBudget
 from autocompress.study._setup import SearchSetup
 
 
@@ -79,14 +77,17 @@ def promote(
     info = read_study(study)
     pending = [p for p in info.promotions if not _has_trial(trials, p)]
     evaluations, final = _evaluations(trials, info.promotions, len(steps) - 1)
-    directions, best_case = _rule(info)
+    objectives = list(info.objectives)
+    fp32 = info.reference.get("val_accuracy")
     chosen = select_promotions(
         evaluations,
         levels=len(steps),
         eta=setup.search.eta,
-        directions=directions,
+        directions=[DIRECTIONS[o] for o in objectives],
         final=final,
-        best_case=best_case,
+        best_case=None
+        if fp32 is None or "accuracy" not in objectives
+        else (objectives.index("accuracy"), float(fp32)),
     )
     new = [Promotion(e.number, e.level + 1, steps[e.level + 1]) for e in chosen]
     new = within_budget(new, steps_spent(trials, pending, steps[0]), setup.search.max_steps)
@@ -96,79 +97,16 @@ def promote(
         faults.point("driver.promotion_decided")
     by_number = {t.number: t for t in trials}
     for p in [*pending, *new]:
-        enqueue_rung(study, by_number[p.parent], Rung(p.level, p.steps, p.parent))
+        _enqueue(study, by_number[p.parent], Rung(p.level, p.steps, p.parent))
     return [p.parent for p in [*pending, *new]]
 
 
-def hold_back(study: optuna.Study, setup: SearchSetup, budget: TimeBudget | None) -> bool:
-    """True when no new plan may be sampled now: what is left of ``search.max_trial_minutes``
-    is held for fully training plans, and the best plan to go up (beyond the top-1/eta quota)
-    may have been queued; the driver claims it, or waits for the trials running.
-
-    ASHA promotes the top 1/eta of each rung and keeps sampling while a budget lasts; under a
-    trial-time budget that leaves the top rung to chance: resnet18 (413 s a 1000-step trial,
-    32 trial-minutes) fully trained 2 plans and lost to one-rung search + refine, refnet (5
-    each) won (README). So once sampling one more plan would leave too little time to bring
-    ``FEW_FULLY_TRAINED`` plans to the top (the best not promoted yet, highest rung first, at
-    the study's measured rung costs), the budget goes to promoting them one rung at a time,
-    the way successive halving's last round does. With three or more plans at the top (any
-    state but failed, decisions included), or no time budget, nothing changes."""
-    steps = ladder(setup)
-    if budget is None or len(steps) < 2 or budget.per_step_s <= 0:
-        return False
-    trials = study.get_trials(deepcopy=False)
-    info = read_study(study)
-    top = len(steps) - 1
-    pending = [p for p in info.promotions if not _has_trial(trials, p)]
-    short = FEW_FULLY_TRAINED - _plans_at(trials, pending, top)
-    if short <= 0:
-        return False
-    evaluations, final = _evaluations(trials, info.promotions, top)
-    directions, best_case = _rule(info)
-    order = held_back_order(
-        evaluations, levels=len(steps), directions=directions, final=final, best_case=best_case
-    )
-    levels = [e.level for e in order[:short]] + [-1] * max(0, short - len(order))
-    if budget.after(steps[0]).committed_s + climb_s(budget, steps, levels) <= budget.limit_s:
-        return False  # a new plan still leaves the time to fully train the plans short
-    asked = [  # only a plan that can still reach the top in time is worth a rung
-        Promotion(e.number, e.level + 1, steps[e.level + 1])
-        for e in order
-        if budget.committed_s + climb_s(budget, steps, [e.level]) <= budget.limit_s
-    ]
-    spent = steps_spent(trials, pending, steps[0])
-    chosen = within_time(within_budget(asked, spent, setup.search.max_steps), budget)[:1]
-    if chosen:
-        A.add_promotions(study, chosen)  # the decision first, as promote() stores its own
-        faults.point("driver.promotion_decided")
-        p = chosen[0]
-        parent = next(t for t in trials if t.number == p.parent)
-        enqueue_rung(study, parent, Rung(p.level, p.steps, p.parent))
-        return True
-    return any(t.state == TrialState.RUNNING for t in trials)  # wait for what they bring
-
-
-def _rule(info: StudyRecord) -> tuple[list[str], tuple[int, float] | None]:
-    """The promotion rule's inputs from the study: each objective's direction, and the best
-    case a plan could reach (fp32's validation accuracy; None when unknown)."""
-    objectives = list(info.objectives)
-    fp32 = info.reference.get("val_accuracy")
-    if fp32 is None or "accuracy" not in objectives:
-        return [DIRECTIONS[o] for o in objectives], None
-    return [DIRECTIONS[o] for o in objectives], (objectives.index("accuracy"), float(fp32))
-
-
 def fully_trained(trials: list[FrozenTrial], top: int) -> int:
-    """Plans with a completed trial at rung ``top``."""
-    return _plans_at([t for t in trials if t.state == TrialState.COMPLETE], (), top)
-
-
-def _plans_at(trials: list[FrozenTrial], pending: Sequence[Promotion], level: int) -> int:
-    """Plans with a trial at rung ``level`` that has not failed, or a decision to go there."""
-    parents = {p.parent for p in pending if p.level == level}
+    """Plans with a completed trial at rung ``top`` (each promotion's parent is one plan)."""
+    parents = set()
     for t in trials:
         rung = read_trial(t).rung
-        if t.state != TrialState.FAIL and rung is not None and rung.level == level:
+        if t.state == TrialState.COMPLETE and rung is not None and rung.level == top:
             parents.add(rung.parent if rung.parent is not None else t.number)
     return len(parents)
 
@@ -218,6 +156,68 @@ def within_time(promotions: list[Promotion], budget: TimeBudget | None) -> list[
     return kept
 
 
+def promote_chosen(
+    study: optuna.Study,
+    setup: SearchSetup,
+    trials: list[int] | None,
+    members: int | None,
+    steps: int | None,
+    lr: float | None,
+) -> tuple[int, list[int]]:
+    """The manual verb's choice: ``trials``, or the ``members`` best plans of the front (by
+    the promotion rank) not yet at ``steps`` (default: the top rung). (budget, queued)."""
+    steps_ = ladder(setup)
+    if steps is None and len(steps_) < 2:
+        raise ConfigError(
+            "this search has one rung (search.rungs unset): give the budget, e.g. --steps 1000"
+        )
+    budget = int(steps if steps is not None else steps_[-1])
+    if trials is None:
+        trials = _best_plans(study, members or 3, budget)
+    return budget, enqueue_promotions(study, list(trials), budget, lr, setup)
+
+
+def enqueue_promotions(
+    study: optuna.Study, numbers: list[int], steps: int, lr: float | None, setup: SearchSetup
+) -> list[int]:
+    """Promote the plans of completed trials ``numbers`` to ``steps`` of fine-tuning, once each.
+
+    The manual verb (``autocompress refine``): the rung is the ladder's rung of ``steps``, or
+    for a budget off the ladder the rung above the highest budget under it. Returns the
+    numbers newly queued; a promotion already queued, running or done with the same budget is
+    skipped (one that failed is queued again), so calling this again after a crash is safe.
+    """
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    for n in numbers:
+        t = by_number.get(n)
+        if t is None or t.state != TrialState.COMPLETE:
+            raise ConfigError(
+                f"trial {n} is not a completed trial of study {study.study_name!r}; "
+                "choose one from `autocompress status` or the front"
+            )
+        record = read_trial(t)
+        if record.plan is None or record.plan.distill is None:
+            raise ConfigError(
+                f"trial {n} is a post-training model (fp32 or int8 PTQ) with no fine-tuning to "
+                "lengthen; promote a fine-tuned plan"
+            )
+        if record.result is not None and record.result.finetune_steps >= steps:
+            raise ConfigError(
+                f"trial {n} was fine-tuned for {record.result.finetune_steps} steps already; "
+                f"promote it to more than that (--steps)"
+            )
+    queued = []
+    for n in numbers:
+        rung = Rung(bisect.bisect_left(ladder(setup), steps), int(steps), n, lr)
+        if any(_same(read_trial(t).rung, rung) and t.state != TrialState.FAIL for t in trials):
+            continue
+        A.add_promotions(study, [Promotion(n, rung.level, rung.steps)])
+        _enqueue(study, by_number[n], rung)
+        queued.append(n)
+    return queued
+
+
 def claim_promotion(study: optuna.Study, budget: TimeBudget | None = None) -> Trial | None:
     """Run a waiting promotion next (highest rung first) that fits in the trial-time
     ``budget``, or None when none is waiting (or none fits).
@@ -260,7 +260,7 @@ def _earlier_twin(trials: list[FrozenTrial], t: FrozenTrial) -> int | None:
     for other in trials:
         if other.number >= t.number:
             break
-        if other.state != TrialState.FAIL and same_promotion(read_trial(other).rung, rung):
+        if other.state != TrialState.FAIL and _same(read_trial(other).rung, rung):
             return other.number
     return None
 
@@ -299,6 +299,17 @@ def lowered_floor(floor: float, gains: list[float]) -> float:
     return max(0.0, floor - max(0.0, *gains)) if gains else 0.0
 
 
+def _best_plans(study: optuna.Study, k: int, budget: int) -> list[int]:
+    """The ``k`` best front members (non-dominated sort, hypervolume contribution) that a
+    fine-tuning budget of ``budget`` steps would lengthen."""
+    front = build_front(study)
+    pool = [m for m in front.members if m.plan.distill is not None and m.steps < budget]
+    order = rank_order(
+        [[m.objectives[o] for o in front.objectives] for m in pool], front.directions
+    )
+    return [pool[i].number for i in order[:k]]
+
+
 def _evaluations(
     trials: list[FrozenTrial], decided: tuple[Promotion, ...], top: int
 ) -> tuple[list[Evaluation], list[list[float]]]:
@@ -333,7 +344,7 @@ def _evaluations(
     return sorted(evaluations, key=lambda e: e.number), final
 
 
-def enqueue_rung(study: optuna.Study, parent: FrozenTrial, rung: Rung) -> None:
+def _enqueue(study: optuna.Study, parent: FrozenTrial, rung: Rung) -> None:
     """The parent's parameters again, with the rung (and its baseline kind: the plain
     baselines' plan is made from the sampled one by their kind)."""
     params = parent.system_attrs.get("fixed_params") or parent.params
@@ -343,12 +354,10 @@ def enqueue_rung(study: optuna.Study, parent: FrozenTrial, rung: Rung) -> None:
 
 
 def _has_trial(trials: list[FrozenTrial], p: Promotion) -> bool:
-    return any(
-        same_promotion(read_trial(t).rung, Rung(p.level, p.steps, p.parent)) for t in trials
-    )
+    return any(_same(read_trial(t).rung, Rung(p.level, p.steps, p.parent)) for t in trials)
 
 
-def same_promotion(a: Rung | None, b: Rung) -> bool:
+def _same(a: Rung | None, b: Rung) -> bool:
     """The same promotion: the same parent to the same budget."""
     return a is not None and a.parent == b.parent and a.steps == b.steps
 

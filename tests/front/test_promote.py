@@ -8,7 +8,6 @@ from scipy.stats import kendalltau
 from autocompress.front import (
     Evaluation,
     contributions,
-    held_back_order,
     kendall_tau,
     plan_key,
     rank_fidelity,
@@ -118,30 +117,3 @@ def test_rank_fidelity_pairs_each_plan_across_consecutive_rungs():
     assert second.steps == (60, 250) and second.plans == 1 and second.tau is None
     assert first.describe() == "0->60 steps: tau +0.33 over 3 plans"
     assert rank_fidelity(points[:4]) == []
-
-
-def test_a_budgets_end_takes_every_eligible_plan_highest_rung_first_best_first():
-    """Beyond the 1/eta quota: all plans not promoted yet, the rung nearest the top first."""
-    rung0 = _rung(0, [(0.5 + 0.01 * i, 1.0 - 0.05 * i, 100.0) for i in range(4)])  # 3 best
-    rung1 = [
-        Evaluation(10, 1, (0.9, 0.2, 50.0), promoted=True),  # went up already
-        Evaluation(11, 1, (0.7, 0.4, 70.0)),
-        Evaluation(12, 1, (0.8, 0.3, 60.0)),  # dominates 11
-        Evaluation(13, 1, (0.95, 0.1, 10.0), promotable=False),  # post-training
-    ]
-    top = _rung(2, [(0.99, 0.05, 5.0)], start=20)  # nothing goes up from the top rung
-    order = held_back_order(rung0 + rung1 + top, levels=3, directions=DIRECTIONS)
-    assert [(e.number, e.level) for e in order] == [
-        (12, 1),
-        (11, 1),
-        (3, 0),
-        (2, 0),
-        (1, 0),
-        (0, 0),
-    ]
-    # a plan that could not extend the final front even at fp32 accuracy is left out
-    final = [(0.96, 0.35, 40.0)]  # dominates 11's best case (0.96, 0.4, 70), not 12's (0.3)
-    kept = held_back_order(
-        rung1, levels=3, directions=DIRECTIONS, final=final, best_case=(0, 0.96)
-    )
-    assert [e.number for e in kept] == [12]

@@ -55,7 +55,7 @@ def _tuned(steps: int, seconds: float) -> TrialResult:
     return TrialResult.from_dict({**result.to_dict(), "finetune": record.to_dict()})
 
 
-def test_the_cost_model_is_each_budgets_median_duration_or_extrapolated_by_the_step_time() -> None:
+def test_the_cost_model_is_the_median_step_time_plus_the_median_overhead() -> None:
     trials = [
         _trial(0, TrialState.COMPLETE, 0, 10, _tuned(60, 6.0)),  # 4 s outside, 0.1 s/step
         _trial(1, TrialState.COMPLETE, 10, 22, _tuned(60, 6.0)),  # 6 s outside
@@ -67,10 +67,7 @@ def test_the_cost_model_is_each_budgets_median_duration_or_extrapolated_by_the_s
     assert budget is not None
     assert budget.overhead_s == pytest.approx(5.0) and budget.per_step_s == pytest.approx(0.1)
     assert budget.committed_s == pytest.approx(10 + 12 + 5 + 0.5 + 2)  # every finished trial
-    assert budget.measured == ((0, 5.0), (60, 11.0))  # each budget's median duration
-    assert budget.cost_s(60) == pytest.approx(11.0) and budget.cost_s(0) == pytest.approx(5.0)
-    assert budget.cost_s(1000) == pytest.approx(11.0 + 940 * 0.1)  # from the nearest below
-    assert budget.cost_s(30) == pytest.approx(5.0 + 30 * 0.1)  # none below: overhead + steps
+    assert budget.cost_s(1000) == pytest.approx(105.0)
     assert budget.fits(60) and not budget.fits(1000)  # 29.5 + 11 <= 60 < 29.5 + 105
     assert time_budget(trials, None) is None
 
@@ -169,9 +166,10 @@ def test_a_budget_that_affords_few_fully_trained_plans_says_so() -> None:
     note = top_rung_note(budget, ladder, 4)  # 1800 s / 706 s: about 2.5 plans
     assert note is not None and "\n" not in note
     assert "a fully trained plan takes 11.8 trial-minutes" in note
-    assert "(a 1000-step trial alone 6.8)" in note and "fully trains about 2.5 plans" in note
-    assert "this search fully trained" not in note  # unless the count is given
-    assert "(this search fully trained 3," in (top_rung_note(budget, ladder, 4, 3) or "")
+    assert "(a 1000-step trial alone 6.8)" in note and "fully trains about 2.5 plans," in note
+    assert "fully trains about 2.5 plans (this search: 2)," in (
+        top_rung_note(budget, ladder, 4, 2) or ""
+    )
     assert "lower the top rung of search.rungs" in note
     assert top_rung_note(replace(budget, limit_s=3 * 706.0), ladder, 4) is None  # three fit
     assert top_rung_note(replace(budget, per_step_s=0.0), ladder, 4) is None  # none measured
@@ -201,49 +199,27 @@ def test_the_budget_spent_line_adds_the_note_for_a_ladder_only() -> None:
     with_ladder = budget_left(study, setup([0, 60, 1000]))
     assert with_ladder is not None and "1 plan(s) not sampled" in with_ladder
     assert "Note: at this study's measured costs a fully trained plan" in with_ladder
-    assert "fully trains about 0.1 plans at 1/eta shares" in with_ladder
-    assert "(this search fully trained 0, sampling fewer plans for them)" in with_ladder
+    assert "fully trains about 0.1 plans (this search: 0)" in with_ladder
     one_rung = budget_left(study, setup(None))
     assert one_rung is not None and "Note:" not in one_rung
 
 
-def test_climbing_to_the_top_costs_every_rung_above_and_a_new_plan_pays_rung_zero() -> None:
-    from autocompress.study._budget import climb_s
+def test_fully_trained_counts_plans_with_a_completed_top_rung_trial() -> None:
+    from autocompress.record import Rung
+    from autocompress.study._rungs import fully_trained
 
-    budget = TimeBudget(1800.0, 0.0, 10.0, 0.4)  # rung costs: 10 s, 34 s, 410 s
-    assert climb_s(budget, [0, 60, 1000], [1]) == pytest.approx(410)
-    assert climb_s(budget, [0, 60, 1000], [0, 1]) == pytest.approx(34 + 410 + 410)
-    assert climb_s(budget, [0, 60, 1000], [-1]) == pytest.approx(10 + 34 + 410)
-    assert climb_s(budget, [0, 60, 1000], [2, 2]) == 0.0
-    assert climb_s(budget, [0, 60, 1000], []) == 0.0
+    def at(number: int, state: TrialState, level: int, parent: int | None) -> FrozenTrial:
+        rung = Rung(level, [0, 60, 1000][level], parent).to_dict()
+        return _trial(number, state, 0, None if state == TrialState.RUNNING else 1, rung=rung)
 
-
-def test_the_budgets_end_fully_trains_three_plans_where_the_quota_would_train_one(
-    tmp_path,
-) -> None:
-    """The end of a trial-time budget goes to the top rung: three plans fully trained (each
-    promotion once, each rung climbed in turn) where ASHA's top-1/eta quota alone trained 0-1
-    (this test with hold_back disabled, twice on the Xeon: tiny trials 0.5-1.5 s). 24 s of
-    trial time leaves the top rung's three climbs room on a machine twice as slow."""
-    keys = {"n_trials": 80, "rungs": [0, 16, 32], "eta": 4, "baselines": ["fp32", "int8"]}
-    config = ExperimentConfig.from_dict(
-        tiny_experiment(tmp_path, search={**keys, "max_trial_minutes": 0.4})
-    )
-    study = search(config, progress=False).study
-    trials = study.get_trials(deepcopy=False)
-    records = {t.number: read_trial(t) for t in trials}
-    live = [t for t in trials if t.state != TrialState.FAIL and records[t.number].rung]
-    top = [t for t in live if records[t.number].rung.level == 2]
-    assert len(top) == 3, [(t.number, records[t.number].rung) for t in live]
-    assert all(t.state == TrialState.COMPLETE for t in top)
-    for t in top:  # each climbed one rung at a time: its parent is at rung 1
-        assert records[records[t.number].rung.parent].rung.level == 1
-    promoted = Counter(
-        (records[t.number].rung.parent, records[t.number].rung.steps)
-        for t in live
-        if records[t.number].rung.parent is not None
-    )
-    assert max(promoted.values()) == 1
-    waiting = [t for t in trials if t.state == TrialState.WAITING and not A.is_promotion(t)]
-    assert waiting, "the budget must end the search with plans unsampled"
-    _started_within(study, 0.4 * 60)
+    trials = [
+        at(0, TrialState.COMPLETE, 0, None),
+        at(1, TrialState.COMPLETE, 1, 0),
+        at(2, TrialState.COMPLETE, 2, 1),  # fully trained
+        at(3, TrialState.COMPLETE, 2, 5),  # another plan, fully trained
+        at(4, TrialState.RUNNING, 2, 6),  # not yet
+        at(7, TrialState.FAIL, 2, 8),  # failed: not trained
+        _trial(9, TrialState.WAITING, 0, None),  # a slot not sampled: no rung
+    ]
+    assert fully_trained(trials, 2) == 2
+    assert fully_trained(trials, 1) == 1
