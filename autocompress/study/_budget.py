@@ -100,9 +100,14 @@ def top_rung_note(
 
 
 def time_budget(
-    trials: list[FrozenTrial], max_minutes: float | None, now: datetime | None = None
+    trials: list[FrozenTrial],
+    max_minutes: float | None,
+    now: datetime | None = None,
+    default_steps: int = 0,
 ) -> TimeBudget | None:
-    """The study's budget as its storage shows it now; None without ``max_minutes``."""
+    """The study's budget as its storage shows it now; None without ``max_minutes``.
+    ``default_steps``: the experiment's ``finetune.steps``, what a fine-tuned plan without a
+    budget of its own (a one-rung search's) trains for."""
     if max_minutes is None:
         return None
     now = now or datetime.now()
@@ -118,7 +123,7 @@ def time_budget(
     for t in trials:
         if t.state == TrialState.RUNNING and t.datetime_start is not None:
             elapsed = (now - t.datetime_start).total_seconds()
-            running += max(elapsed, model.cost_s(_steps(t)))
+            running += max(elapsed, model.cost_s(_steps(t, default_steps)))
     return replace(model, committed_s=spent + running)
 
 
@@ -164,7 +169,12 @@ def _cost_model(trials: list[FrozenTrial]) -> tuple[list[float], list[float]]:
     return overheads, per_step
 
 
-def _steps(t: FrozenTrial) -> int:
-    """The fine-tuning steps ``t`` was started with (0: a post-training plan)."""
+def _steps(t: FrozenTrial, default_steps: int) -> int:
+    """The fine-tuning steps ``t`` was started with (0: a post-training plan). A plan without
+    its own budget trains ``default_steps``: counting it as 0 had a one-rung search expect a
+    running 60-step trial to take its overhead alone (experiments/cost_model_check.py)."""
     plan = read_trial(t).plan
-    return 0 if plan is None or plan.distill is None else int(plan.distill.steps or 0)
+    if plan is None or plan.distill is None:
+        return 0
+    steps = plan.distill.steps
+    return default_steps if steps is None else int(steps)

@@ -177,7 +177,11 @@ def _next_trial(study: optuna.Study, setup: SearchSetup) -> Trial | None:
     """The trial a free worker runs: a waiting promotion (highest rung first), else one
     decided now, else a budget slot (a new plan); None when there is none of these, or none
     whose expected duration fits in what is left of ``search.max_trial_minutes``."""
-    budget = time_budget(study.get_trials(deepcopy=False), setup.search.max_trial_minutes)
+    budget = time_budget(
+        study.get_trials(deepcopy=False),
+        setup.search.max_trial_minutes,
+        default_steps=setup.task.finetune.steps,
+    )
     trial = claim_promotion(study, budget)
     if trial is None and promote(study, setup, budget):
         trial = claim_promotion(study, budget)
@@ -193,7 +197,9 @@ def budget_left(study: optuna.Study, setup: SearchSetup) -> str | None:
     """Why a search ended with budget slots unsampled, or None: ``search.max_trial_minutes``
     was spent (a later run with a larger value goes on)."""
     trials = study.get_trials(deepcopy=False)
-    budget = time_budget(trials, setup.search.max_trial_minutes)
+    budget = time_budget(
+        trials, setup.search.max_trial_minutes, default_steps=setup.task.finetune.steps
+    )
     plans, promotions = waiting(trials)
     if budget is None or not plans + promotions:
         return None

@@ -223,3 +223,21 @@ def test_fully_trained_counts_plans_with_a_completed_top_rung_trial() -> None:
     ]
     assert fully_trained(trials, 2) == 2
     assert fully_trained(trials, 1) == 1
+
+
+def test_a_running_plan_without_its_own_budget_commits_the_experiments_steps() -> None:
+    """A one-rung search's plans carry no step count (the experiment's finetune.steps): a
+    running one is expected to fine-tune that many steps, not none."""
+    from autocompress.plan import CompressionPlan, DistillPlan
+
+    done = [_trial(0, TrialState.COMPLETE, 0, 10, _tuned(60, 6.0))]  # 4 s + 0.1 s/step
+    plan = CompressionPlan({}, DistillPlan()).to_dict()  # distill.steps None
+    running = _trial(1, TrialState.RUNNING, 10, None, plan=plan)
+    now = T0 + timedelta(seconds=11)
+    budget = time_budget([*done, running], 10.0, now=now, default_steps=60)
+    assert budget is not None and budget.committed_s == pytest.approx(10 + 4 + 60 * 0.1)
+    rung0 = _trial(
+        1, TrialState.RUNNING, 10, None, plan=CompressionPlan({}, DistillPlan(steps=0)).to_dict()
+    )
+    budget = time_budget([*done, rung0], 10.0, now=now, default_steps=60)
+    assert budget is not None and budget.committed_s == pytest.approx(10 + 4)  # its own 0
