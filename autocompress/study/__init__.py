@@ -7,7 +7,8 @@ from autocompress.study._lifecycle import add_budget_slots, open_study, resolve_
 from autocompress.study._progress import Progress
 from autocompress.study._ray_executor import RayExecutor
 from autocompress.study._recovery import recover_stale_trials
-from autocompress.study._rungs import enqueue_promotions, ladder, promote, promote_chosen
+from autocompress.study._refine import enqueue_promotions, promote_chosen
+from autocompress.study._rungs import ladder, promote
 from autocompress.study._setup import (
     SearchSetup,
     experiment_task,

@@ -14,7 +14,8 @@
         write artifacts; record the result (record/_attrs); constraints (A.set_constraints)
         study.tell(trial, [accuracy, latency, size])  or FAIL / PRUNED with the reason
     no slot left and nothing promotable, or nothing that fits search.max_trial_minutes
-        (_budget): stop when the trials in flight are recorded
+        (_budget) or search.max_steps: stop when the trials in flight are recorded, saying
+        which budget was spent
     front = build_front(study) -> front.json   each plan at its highest rung
 
 A trial asked when no slot was left (another driver took the last one) is closed at once as FAIL
@@ -54,6 +55,7 @@ from autocompress.study._rungs import (
     ladder,
     promote,
     rung_floor,
+    steps_left,
 )
 from autocompress.study._setup import SearchSetup
 
@@ -112,7 +114,7 @@ def optimize(
     finally:
         executor.close()
     build_front(study).write_json(setup.run_dir / "front.json")
-    spent = budget_left(study, setup) if stop is None else None
+    spent = None if stop is not None else budget_left(study, setup) or steps_left(study, setup)
     if spent is not None:
         emit("budget_spent", {"reason": spent})
     if stop is not None:  # the trials in flight were finished and the front written first

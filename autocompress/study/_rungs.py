@@ -13,6 +13,8 @@ Optuna pops waiting trials in number order, and the budget slots were enqueued w
 was made, so a promotion queued behind them would wait for the whole sampling budget. The
 driver therefore claims waiting promotions itself (:func:`claim_promotion`: the same two storage
 calls ``Study.ask`` makes, for a chosen trial), highest rung first, before asking for a slot.
+Promoting chosen plans by hand (``autocompress refine``) is :mod:`_refine`, through the same
+stored decisions and trials.
 
 What the sampler learns from: each trial is told its own values, rung-0 entries and promoted
 trials alike. A promoted trial repeats its parent's parameters with better (longer-budget)
@@ -22,24 +24,20 @@ where a longer budget confirmed a plan, at the price of mixing fidelities in one
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from autocompress import _faults as faults
-from autocompress.errors import ConfigError
 from autocompress.front import (
     DIRECTIONS,
     Evaluation,
-    build_front,
     plan_key,
-    rank_order,
     select_promotions,
 )
 from autocompress.plan import CompressionPlan
-from autocompress.record import Promotion, Rung, read_study, read_trial
+from autocompress.record import Promotion, Rung, StudyRecord, read_study, read_trial
 from autocompress.record import attrs as A
 from autocompress.study._budget import TimeBudget
 from autocompress.study._setup import SearchSetup
@@ -76,20 +74,7 @@ def promote(
     trials = study.get_trials(deepcopy=False)
     info = read_study(study)
     pending = [p for p in info.promotions if not _has_trial(trials, p)]
-    evaluations, final = _evaluations(trials, info.promotions, len(steps) - 1)
-    objectives = list(info.objectives)
-    fp32 = info.reference.get("val_accuracy")
-    chosen = select_promotions(
-        evaluations,
-        levels=len(steps),
-        eta=setup.search.eta,
-        directions=[DIRECTIONS[o] for o in objectives],
-        final=final,
-        best_case=None
-        if fp32 is None or "accuracy" not in objectives
-        else (objectives.index("accuracy"), float(fp32)),
-    )
-    new = [Promotion(e.number, e.level + 1, steps[e.level + 1]) for e in chosen]
+    new = _due(trials, info, setup.search.eta, steps)
     new = within_budget(new, steps_spent(trials, pending, steps[0]), setup.search.max_steps)
     new = within_time(new, budget)
     if new:
@@ -97,7 +82,7 @@ def promote(
         faults.point("driver.promotion_decided")
     by_number = {t.number: t for t in trials}
     for p in [*pending, *new]:
-        _enqueue(study, by_number[p.parent], Rung(p.level, p.steps, p.parent))
+        enqueue_rung(study, by_number[p.parent], Rung(p.level, p.steps, p.parent))
     return [p.parent for p in [*pending, *new]]
 
 
@@ -109,6 +94,50 @@ def fully_trained(trials: list[FrozenTrial], top: int) -> int:
         if t.state == TrialState.COMPLETE and rung is not None and rung.level == top:
             parents.add(rung.parent if rung.parent is not None else t.number)
     return len(parents)
+
+
+def steps_left(study: optuna.Study, setup: SearchSetup) -> str | None:
+    """Why a ladder's search ended with promotions it chose not run: ``search.max_steps`` was
+    spent (one line; a run with a larger value goes on). None without a cap or a ladder, or
+    when nothing the ladder chose was held back by it."""
+    steps = ladder(setup)
+    cap = setup.search.max_steps
+    if cap is None or len(steps) < 2:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    info = read_study(study)
+    pending = [p for p in info.promotions if not _has_trial(trials, p)]
+    spent = steps_spent(trials, pending, steps[0])
+    due = _due(trials, info, setup.search.eta, steps)
+    held = len(due) - len(within_budget(due, spent, cap))
+    if not held:
+        return None
+    return (
+        f"fine-tuning step budget spent: {spent} of search.max_steps={cap} steps; {held} "
+        f"promotion(s) the ladder chose were not run (this search fully trained "
+        f"{fully_trained(trials, len(steps) - 1)} plan(s)); raise search.max_steps and run the "
+        "same command again to go on"
+    )
+
+
+def _due(
+    trials: list[FrozenTrial], info: StudyRecord, eta: int, steps: list[int]
+) -> list[Promotion]:
+    """The promotions the ladder's rule chooses now, before any budget (highest rung first)."""
+    evaluations, final = _evaluations(trials, info.promotions, len(steps) - 1)
+    objectives = list(info.objectives)
+    fp32 = info.reference.get("val_accuracy")
+    chosen = select_promotions(
+        evaluations,
+        levels=len(steps),
+        eta=eta,
+        directions=[DIRECTIONS[o] for o in objectives],
+        final=final,
+        best_case=None
+        if fp32 is None or "accuracy" not in objectives
+        else (objectives.index("accuracy"), float(fp32)),
+    )
+    return [Promotion(e.number, e.level + 1, steps[e.level + 1]) for e in chosen]
 
 
 def steps_spent(trials: list[FrozenTrial], pending: Sequence[Promotion], entry: int) -> int:
@@ -156,68 +185,6 @@ def within_time(promotions: list[Promotion], budget: TimeBudget | None) -> list[
     return kept
 
 
-def promote_chosen(
-    study: optuna.Study,
-    setup: SearchSetup,
-    trials: list[int] | None,
-    members: int | None,
-    steps: int | None,
-    lr: float | None,
-) -> tuple[int, list[int]]:
-    """The manual verb's choice: ``trials``, or the ``members`` best plans of the front (by
-    the promotion rank) not yet at ``steps`` (default: the top rung). (budget, queued)."""
-    steps_ = ladder(setup)
-    if steps is None and len(steps_) < 2:
-        raise ConfigError(
-            "this search has one rung (search.rungs unset): give the budget, e.g. --steps 1000"
-        )
-    budget = int(steps if steps is not None else steps_[-1])
-    if trials is None:
-        trials = _best_plans(study, members or 3, budget)
-    return budget, enqueue_promotions(study, list(trials), budget, lr, setup)
-
-
-def enqueue_promotions(
-    study: optuna.Study, numbers: list[int], steps: int, lr: float | None, setup: SearchSetup
-) -> list[int]:
-    """Promote the plans of completed trials ``numbers`` to ``steps`` of fine-tuning, once each.
-
-    The manual verb (``autocompress refine``): the rung is the ladder's rung of ``steps``, or
-    for a budget off the ladder the rung above the highest budget under it. Returns the
-    numbers newly queued; a promotion already queued, running or done with the same budget is
-    skipped (one that failed is queued again), so calling this again after a crash is safe.
-    """
-    trials = study.get_trials(deepcopy=False)
-    by_number = {t.number: t for t in trials}
-    for n in numbers:
-        t = by_number.get(n)
-        if t is None or t.state != TrialState.COMPLETE:
-            raise ConfigError(
-                f"trial {n} is not a completed trial of study {study.study_name!r}; "
-                "choose one from `autocompress status` or the front"
-            )
-        record = read_trial(t)
-        if record.plan is None or record.plan.distill is None:
-            raise ConfigError(
-                f"trial {n} is a post-training model (fp32 or int8 PTQ) with no fine-tuning to "
-                "lengthen; promote a fine-tuned plan"
-            )
-        if record.result is not None and record.result.finetune_steps >= steps:
-            raise ConfigError(
-                f"trial {n} was fine-tuned for {record.result.finetune_steps} steps already; "
-                f"promote it to more than that (--steps)"
-            )
-    queued = []
-    for n in numbers:
-        rung = Rung(bisect.bisect_left(ladder(setup), steps), int(steps), n, lr)
-        if any(_same(read_trial(t).rung, rung) and t.state != TrialState.FAIL for t in trials):
-            continue
-        A.add_promotions(study, [Promotion(n, rung.level, rung.steps)])
-        _enqueue(study, by_number[n], rung)
-        queued.append(n)
-    return queued
-
-
 def claim_promotion(study: optuna.Study, budget: TimeBudget | None = None) -> Trial | None:
     """Run a waiting promotion next (highest rung first) that fits in the trial-time
     ``budget``, or None when none is waiting (or none fits).
@@ -260,7 +227,7 @@ def _earlier_twin(trials: list[FrozenTrial], t: FrozenTrial) -> int | None:
     for other in trials:
         if other.number >= t.number:
             break
-        if other.state != TrialState.FAIL and _same(read_trial(other).rung, rung):
+        if other.state != TrialState.FAIL and same_promotion(read_trial(other).rung, rung):
             return other.number
     return None
 
@@ -299,17 +266,6 @@ def lowered_floor(floor: float, gains: list[float]) -> float:
     return max(0.0, floor - max(0.0, *gains)) if gains else 0.0
 
 
-def _best_plans(study: optuna.Study, k: int, budget: int) -> list[int]:
-    """The ``k`` best front members (non-dominated sort, hypervolume contribution) that a
-    fine-tuning budget of ``budget`` steps would lengthen."""
-    front = build_front(study)
-    pool = [m for m in front.members if m.plan.distill is not None and m.steps < budget]
-    order = rank_order(
-        [[m.objectives[o] for o in front.objectives] for m in pool], front.directions
-    )
-    return [pool[i].number for i in order[:k]]
-
-
 def _evaluations(
     trials: list[FrozenTrial], decided: tuple[Promotion, ...], top: int
 ) -> tuple[list[Evaluation], list[list[float]]]:
@@ -344,7 +300,7 @@ def _evaluations(
     return sorted(evaluations, key=lambda e: e.number), final
 
 
-def _enqueue(study: optuna.Study, parent: FrozenTrial, rung: Rung) -> None:
+def enqueue_rung(study: optuna.Study, parent: FrozenTrial, rung: Rung) -> None:
     """The parent's parameters again, with the rung (and its baseline kind: the plain
     baselines' plan is made from the sampled one by their kind)."""
     params = parent.system_attrs.get("fixed_params") or parent.params
@@ -354,10 +310,12 @@ def _enqueue(study: optuna.Study, parent: FrozenTrial, rung: Rung) -> None:
 
 
 def _has_trial(trials: list[FrozenTrial], p: Promotion) -> bool:
-    return any(_same(read_trial(t).rung, Rung(p.level, p.steps, p.parent)) for t in trials)
+    return any(
+        same_promotion(read_trial(t).rung, Rung(p.level, p.steps, p.parent)) for t in trials
+    )
 
 
-def _same(a: Rung | None, b: Rung) -> bool:
+def same_promotion(a: Rung | None, b: Rung) -> bool:
     """The same promotion: the same parent to the same budget."""
     return a is not None and a.parent == b.parent and a.steps == b.steps
 

@@ -182,6 +182,24 @@ def test_max_steps_caps_what_promotions_spend(tmp_path) -> None:
     assert sum(p.steps for p in read_study(study).promotions) <= 8
 
 
+def test_a_spent_step_budget_says_so_and_a_larger_one_goes_on(tmp_path, capsys) -> None:
+    """The search that max_steps stopped promoting ends with a one-line reason; the same study
+    run again with a larger cap promotes what the ladder chose, each promotion once."""
+    config = ExperimentConfig.from_dict(_config(tmp_path, max_steps=2))  # a rung-1 step costs 4
+    study = search(config, progress=True).study
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "fine-tuning step budget spent" in x)
+    assert not read_study(study).promotions
+    assert "spent: 0 of search.max_steps=2 steps;" in line and "raise search.max_steps" in line
+    assert "promotion(s) the ladder chose were not run (this search fully trained" in line
+
+    larger = ExperimentConfig.from_dict(_config(tmp_path, max_steps=1000))
+    study = search(larger, progress=True).study
+    assert "fine-tuning step budget spent" not in capsys.readouterr().out
+    assert read_study(study).promotions
+    _check_ladder(study)
+
+
 def test_within_budget_skips_what_does_not_fit_and_keeps_what_does() -> None:
     from autocompress.record import Promotion
     from autocompress.study._rungs import within_budget
