@@ -53,17 +53,20 @@ def _check_data_root(dataset: str, root: str | None) -> None:
 def status(result: SearchResult, *, as_json: bool = False) -> int:
     """``autocompress status [--json]``: trials by state, the accuracy floor, the front."""
     from autocompress.front import format_front
-    from autocompress.study import trial_minutes, waiting
+    from autocompress.study import finetune_steps, trial_minutes, waiting
 
     trials = result.study.get_trials(deepcopy=False)
     counts = Counter(t.state.name.lower() for t in trials)
-    minutes = trial_minutes(trials)
+    minutes, steps = trial_minutes(trials), finetune_steps(trials)
     plans, promotions = waiting(trials)
     if not as_json:
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if promotions:  # plans not sampled yet and promotions queued are two different things
             states += f" ({plans} plan(s) to sample, {promotions} promotion(s))"
-        print(f"study {result.study.study_name!r}: {states}; {minutes:.1f} trial-minutes spent")
+        print(
+            f"study {result.study.study_name!r}: {states}; {minutes:.1f} trial-minutes and "
+            f"{steps:,} fine-tuning steps spent"
+        )
         if result.front.rungs is not None:
             print(_rungs_line(result.front))
         print(format_front(result.front))
@@ -74,6 +77,7 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
             "study": result.study.study_name,
             "trials": dict(sorted(counts.items())),
             "trial_minutes": minutes,  # every trial's duration, summed (search.max_trial_minutes)
+            "finetune_steps": steps,  # steps the completed trials ran (cf. search.max_steps)
             "waiting_promotions": promotions,  # of trials["waiting"]; the rest: plans not sampled
             "accuracy_floor": front.accuracy_floor,  # fraction; null: none stored
             "fp32_latency_ms": _fp32_ms(front),

@@ -1,6 +1,6 @@
 """The search: driver (owns Optuna), executors (run trials), storage, samplers, setup."""
 
-from autocompress.study._budget import trial_minutes, waiting
+from autocompress.study._budget import finetune_steps, trial_minutes, waiting
 from autocompress.study._driver import objective_values, optimize, record, write_artifacts
 from autocompress.study._executors import Executor, LocalExecutor, Outcome, execute
 from autocompress.study._lifecycle import add_budget_slots, open_study, resolve_run_dir
@@ -32,6 +32,7 @@ __all__ = [
     "enqueue_promotions",
     "execute",
     "experiment_task",
+    "finetune_steps",
     "ladder",
     "load_stored_study",
     "objective_values",

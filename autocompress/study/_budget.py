@@ -133,6 +133,17 @@ def trial_minutes(trials: list[FrozenTrial]) -> float:
     return sum(trial_seconds(t) for t in trials if t.state.is_finished()) / 60.0
 
 
+def finetune_steps(trials: list[FrozenTrial]) -> int:
+    """The fine-tuning steps a study's completed trials ran (a duplicate, whose figures were
+    copied, ran none): what ``status`` shows beside the trial-minutes."""
+    total = 0
+    for t in trials:
+        record = read_trial(t)
+        if t.state == TrialState.COMPLETE and record.result and record.duplicate_of is None:
+            total += record.result.finetune_steps
+    return total
+
+
 def waiting(trials: list[FrozenTrial]) -> tuple[int, int]:
     """(plans not sampled yet: budget slots and retries, promotions queued): the two kinds of
     WAITING trial a budget can leave, counted apart (a promotion is extra to the plan count)."""

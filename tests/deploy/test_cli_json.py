@@ -9,6 +9,8 @@ import pytest
 
 from autocompress.cli import main
 from autocompress.front import front_row
+from autocompress.record import read_trial
+from tests.conftest import tiny_experiment
 
 
 def test_status_json_has_counts_floor_and_front_rows(finished, capsys) -> None:
@@ -32,6 +34,13 @@ def test_status_json_has_counts_floor_and_front_rows(finished, capsys) -> None:
     ]
     assert data["trial_minutes"] == pytest.approx(sum(durations) / 60)  # what the budget counts
     assert data["trial_minutes"] > 0
+    steps = tiny_experiment(Path("."))["finetune"]["steps"]
+    tuned = [  # completed trials that fine-tuned (not post-training, not a copied duplicate)
+        r
+        for r in map(read_trial, result.study.get_trials(deepcopy=False))
+        if r.result and r.plan and r.plan.distill is not None and r.duplicate_of is None
+    ]
+    assert tuned and data["finetune_steps"] == len(tuned) * steps
 
 
 def test_pick_json_has_the_row_plan_and_an_existing_artifact(finished, capsys) -> None:
