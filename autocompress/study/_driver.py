@@ -43,7 +43,7 @@ from autocompress.front import build_front
 from autocompress.plan import CompressionPlan
 from autocompress.record import DriverStamp, Rung, TrialOutput, TrialResult, read_trial
 from autocompress.record import attrs as A
-from autocompress.study._budget import time_budget, top_rung_note, waiting
+from autocompress.study._budget import TimeBudget, time_budget, top_rung_note, waiting
 from autocompress.study._executors import Executor, Outcome
 from autocompress.study._lifecycle import add_budget_slots
 from autocompress.study._recovery import HEARTBEAT_S, heartbeat, recover_stale_trials
@@ -179,11 +179,7 @@ def _next_trial(study: optuna.Study, setup: SearchSetup) -> Trial | None:
     """The trial a free worker runs: a waiting promotion (highest rung first), else one
     decided now, else a budget slot (a new plan); None when there is none of these, or none
     whose expected duration fits in what is left of ``search.max_trial_minutes``."""
-    budget = time_budget(
-        study.get_trials(deepcopy=False),
-        setup.search.max_trial_minutes,
-        default_steps=setup.task.finetune.steps,
-    )
+    budget = _time_budget(study.get_trials(deepcopy=False), setup)
     trial = claim_promotion(study, budget)
     if trial is None and promote(study, setup, budget):
         trial = claim_promotion(study, budget)
@@ -199,9 +195,7 @@ def budget_left(study: optuna.Study, setup: SearchSetup) -> str | None:
     """Why a search ended with budget slots unsampled, or None: ``search.max_trial_minutes``
     was spent (a later run with a larger value goes on)."""
     trials = study.get_trials(deepcopy=False)
-    budget = time_budget(
-        trials, setup.search.max_trial_minutes, default_steps=setup.task.finetune.steps
-    )
+    budget = _time_budget(trials, setup)
     plans, promotions = waiting(trials)
     if budget is None or not plans + promotions:
         return None
@@ -215,6 +209,14 @@ def budget_left(study: optuna.Study, setup: SearchSetup) -> str | None:
     done = fully_trained(trials, len(rungs) - 1) if rungs else None
     thin = top_rung_note(budget, rungs, setup.search.eta, done)
     return spent if thin is None else f"{spent}. Note: {thin}"
+
+
+def _time_budget(trials: list[FrozenTrial], setup: SearchSetup) -> TimeBudget | None:
+    """The study's trial-time budget now (None without ``search.max_trial_minutes``); a plan
+    without its own budget fine-tunes the experiment's ``finetune.steps``."""
+    return time_budget(
+        trials, setup.search.max_trial_minutes, default_steps=setup.task.finetune.steps
+    )
 
 
 def _start(
