@@ -171,6 +171,7 @@ def test_a_budget_that_affords_few_fully_trained_plans_says_so() -> None:
         top_rung_note(budget, ladder, 4, 2) or ""
     )
     assert "lower the top rung of search.rungs" in note
+    assert "search without search.rungs and refine the best members" in note
     assert top_rung_note(replace(budget, limit_s=3 * 706.0), ladder, 4) is None  # three fit
     assert top_rung_note(replace(budget, per_step_s=0.0), ladder, 4) is None  # none measured
     assert top_rung_note(budget, [60], 4) is None  # one rung: every trial is fully trained
