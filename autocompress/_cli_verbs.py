@@ -51,11 +51,13 @@ def _check_data_root(dataset: str, root: str | None) -> None:
 
 
 def status(result: SearchResult, *, as_json: bool = False) -> int:
-    """``autocompress status [--json]``: trials by state, the accuracy floor, the front."""
+    """``autocompress status [--json]``: trials by state, what they spent and where their time
+    went (per fine-tuning budget), the accuracy floor, the front."""
     from autocompress.front import format_front
-    from autocompress.study import finetune_steps, trial_minutes, waiting
+    from autocompress.study import budget_clocks, finetune_steps, trial_minutes, waiting
 
     trials = result.study.get_trials(deepcopy=False)
+    clocks = budget_clocks(trials)
     counts = Counter(t.state.name.lower() for t in trials)
     minutes, steps = trial_minutes(trials), finetune_steps(trials)
     plans, promotions = waiting(trials)
@@ -69,6 +71,8 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
         )
         if result.front.rungs is not None:
             print(_rungs_line(result.front))
+        for budget in clocks:  # what a trial costs and where its time goes, per budget
+            print(f"trial time, {budget.describe()}")
         print(format_front(result.front))
         return 0
     front = result.front
@@ -78,6 +82,7 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
             "trials": dict(sorted(counts.items())),
             "trial_minutes": minutes,  # every trial's duration, summed (search.max_trial_minutes)
             "finetune_steps": steps,  # steps the completed trials ran (cf. search.max_steps)
+            "trial_clocks": [c.to_dict() for c in clocks],  # mean seconds per stage, per budget
             "waiting_promotions": promotions,  # of trials["waiting"]; the rest: plans not sampled
             "accuracy_floor": front.accuracy_floor,  # fraction; null: none stored
             "fp32_latency_ms": _fp32_ms(front),

@@ -1,6 +1,7 @@
 """The search: driver (owns Optuna), executors (run trials), storage, samplers, setup."""
 
 from autocompress.study._budget import finetune_steps, trial_minutes, waiting
+from autocompress.study._clocks import BudgetClocks, budget_clocks
 from autocompress.study._driver import objective_values, optimize, record, write_artifacts
 from autocompress.study._executors import Executor, LocalExecutor, Outcome, execute
 from autocompress.study._lifecycle import add_budget_slots, open_study, resolve_run_dir
@@ -20,6 +21,7 @@ from autocompress.study._storage import load_stored_study, open_storage, redact
 
 __all__ = [
     "BoundSpace",
+    "BudgetClocks",
     "Executor",
     "LayerSlot",
     "LocalExecutor",
@@ -29,6 +31,7 @@ __all__ = [
     "SearchSetup",
     "add_budget_slots",
     "bind_space",
+    "budget_clocks",
     "enqueue_promotions",
     "execute",
     "experiment_task",

@@ -41,6 +41,9 @@ def test_status_json_has_counts_floor_and_front_rows(finished, capsys) -> None:
         if r.result and r.plan and r.plan.distill is not None and r.duplicate_of is None
     ]
     assert tuned and data["finetune_steps"] == len(tuned) * steps
+    clocks = {c["steps"]: c for c in data["trial_clocks"]}  # where the trials' time went
+    assert clocks[steps]["trials"] == len(tuned) and "finetune" in clocks[steps]["stages_s"]
+    assert 0 < clocks[steps]["stages_s"]["finetune"] < clocks[steps]["wall_s"]
 
 
 def test_pick_json_has_the_row_plan_and_an_existing_artifact(finished, capsys) -> None:

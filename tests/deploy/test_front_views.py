@@ -96,7 +96,9 @@ def _with_floor(finished, tmp_path: Path) -> tuple[str, float, int]:
 def test_the_floor_is_shown_and_picking_below_it_warns(finished, tmp_path, capsys) -> None:
     journal, floor, low = _with_floor(finished, tmp_path)
     assert main(["status", journal]) == 0
-    assert f"accuracy floor: {floor:.2%}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"accuracy floor: {floor:.2%}" in out
+    assert "trial time, 0 steps (" in out and "s a trial = " in out  # the baselines' budget
     assert main(["pick", journal, "--trial", str(low)]) == 0
     out, err = capsys.readouterr()
     assert f"trial {low} is infeasible" in err and f"{floor:.2%}" in err
