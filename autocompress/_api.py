@@ -39,6 +39,7 @@ from autocompress.record import read_study
 from autocompress.study import (
     Progress,
     SearchSetup,
+    budget_clocks,
     load_stored_study,
     open_storage,
     open_study,
@@ -128,10 +129,8 @@ class SearchResult:
     def report(
         self, path: str | Path | None = None, *, png: bool = False, trial: int | None = None
     ) -> list[Path]:
-        """Write the standalone HTML report (default: <run_dir>/report.html).
-
-        ``trial`` names the member whose plan is charted (default: the knee).
-        """
+        """Write the standalone HTML report (default: <run_dir>/report.html); ``trial`` names
+        the member whose plan is charted (default: the knee)."""
         from autocompress.deploy import read_test_accuracy, write_report
 
         front = self.front
@@ -145,6 +144,7 @@ class SearchResult:
             png=png,
             test_accuracy=read_test_accuracy(self.run_dir),
             storage=self.storage,
+            clocks=budget_clocks(self.study.get_trials(deepcopy=False)),
         )
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import html
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autocompress import _files
 from autocompress.front import (
@@ -30,6 +31,9 @@ from autocompress.front import (
 )
 from autocompress.measure import cpu_line
 from autocompress.record import SCHEME_LEGEND
+
+if TYPE_CHECKING:
+    from autocompress.study import BudgetClocks
 
 AXES = {
     "accuracy": ("validation accuracy (%)", lambda m, f: 100.0 * m.result.accuracy),
@@ -234,18 +238,20 @@ def write_report(
     png: bool = False,
     test_accuracy: dict[int, float] | None = None,
     storage: str | None = None,
+    clocks: Sequence[BudgetClocks] = (),
 ) -> list[Path]:
     """Write the HTML report (and PNGs beside it when ``png``); returns the files written.
 
     The front table comes first (with the fp32 reference, the verified test accuracy when
-    ``test_accuracy`` has it, and the command that exports each row, naming ``storage``).
+    ``test_accuracy`` has it, and the command that exports each row, naming ``storage``);
+    ``clocks`` (``study.budget_clocks``): where the trials' time went, one line per budget.
     """
     import plotly.offline
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figs = figures(front, picked)
-    body = [f"<h1>{html.escape(title)}</h1>", _summary(front, picked)]
+    body = [f"<h1>{html.escape(title)}</h1>", _summary(front, picked, clocks)]
     body.append(front_table(front, test_accuracy or {}, storage))
     for div_id, fig in figs.items():
         body.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id))
@@ -350,7 +356,7 @@ def export_command(m: Member, storage: str | None) -> str:
     return f"autocompress export {where} exported-{m.number}/ --trial {m.number}"
 
 
-def _summary(front: Front, picked: Member | None) -> str:
+def _summary(front: Front, picked: Member | None, clocks: Sequence[BudgetClocks] = ()) -> str:
     ref = front.reference
     fp = front.members[0].result.fingerprint if front.members else {}
     chosen = picked or front.knee
@@ -372,6 +378,7 @@ def _summary(front: Front, picked: Member | None) -> str:
     if front.rungs is not None:
         taus = "; ".join(f.describe() for f in front.fidelity) or "no plan promoted yet"
         items.append(f"rungs {list(front.rungs)} fine-tuning steps; rank fidelity: {taus}")
+    items += [f"trial time, {html.escape(c.describe())} (mean seconds)" for c in clocks]
     if chosen is not None:
         items.append(f"plan chart: trial {chosen.number}" + (" (picked)" if picked else " (knee)"))
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"

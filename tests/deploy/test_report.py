@@ -94,6 +94,8 @@ def test_report_renders_one_marker_per_front_member_and_the_baselines(finished, 
             row.get_text()
         )
     assert "s3cret" not in out.read_text()
+    summary = [li.get_text() for li in dom.find("ul").find_all("li")]
+    assert any(li.startswith("trial time, 0 steps (") for li in summary)  # where time went
 
 
 def test_report_png_through_kaleido(finished, tmp_path) -> None:
