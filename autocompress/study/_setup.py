@@ -203,6 +203,8 @@ def _finish(
             hopeless_floor=floor - search.hopeless_margin / 100.0,
             checkpoint_every=max(1, task.finetune.steps // 4),
         )
+    if search.rungs and len(search.rungs) > 1 and not search.rung0_gptq:
+        task = dataclasses.replace(task, screen_nearest=True)  # rung 0 only ranks plans
     return SearchSetup(
         name=inputs.name,
         space=bound,

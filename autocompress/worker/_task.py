@@ -33,6 +33,7 @@ class Task:
     # resolved checkpoint of finetune.teacher (None: the reference teaches, or user objects)
     teacher_checkpoint: str | None = None
     hopeless_floor: float | None = None  # stop a trial whose early accuracy is below this
+    screen_nearest: bool = False  # a 0-step plan below a ladder's top rounds to nearest
     checkpoint_every: int = 0  # fine-tuning steps between early-stop checks (0: BN check only)
     trial_timeout_s: float | None = None
     val_limit: int | None = None  # evaluate on at most this many validation images

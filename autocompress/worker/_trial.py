@@ -97,7 +97,8 @@ def run_trial(
         steps = 0
         with clock("fold"), busy():
             fold_batchnorm(model)
-        _gptq(model, plan, ctx, task, clock)
+        if not _screening(plan, task):
+            _gptq(model, plan, ctx, task, clock)
         with clock("snap"), busy():
             quantized = snap_weights(model, weight_formats(plan))
     with clock("realize"), busy():
@@ -288,6 +289,12 @@ def _gptq(model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task, cloc
 
     with clock("gptq"), busy():
         gptq_round(model, weight_formats(plan), _inputs(ctx, task), task.finetune.gptq_batches)
+
+
+def _screening(plan: CompressionPlan, task: Task) -> bool:
+    """A ladder's rung-0 plan under ``search.rung0_gptq: false``: its accuracy only ranks it
+    for promotion (a promoted plan starts afresh), so nearest rounding spares GPTQ's time."""
+    return task.screen_nearest and plan.distill is not None and plan.distill.steps == 0
 
 
 def _rate(plan: CompressionPlan, task: Task) -> float:

@@ -246,3 +246,17 @@ def test_a_resumed_seeded_sampler_does_not_replay_its_first_draws(tmp_path) -> N
     assert again not in drawn
     assert resumed_seed(3, 4) == resumed_seed(3, 4) != resumed_seed(3, 5)  # reproducible
     assert resumed_seed(3, 0) == 3 and resumed_seed(None, 4) is None  # new studies: as given
+
+
+def test_rung0_gptq_false_makes_a_ladders_rung_0_trials_screen_with_nearest_rounding(
+    tmp_path,
+) -> None:
+    """The setting reaches the workers only where a ladder has a rung below its top."""
+
+    def task(**search):
+        config = ExperimentConfig.from_dict(tiny_experiment(tmp_path, search=search))
+        return setup_from_experiment(config).task
+
+    assert task(rungs=[0, 4], rung0_gptq=False).screen_nearest
+    assert not task(rungs=[0, 4]).screen_nearest  # the default: GPTQ at rung 0 too
+    assert not task(rung0_gptq=False).screen_nearest  # no ladder: every trial is final

@@ -127,6 +127,23 @@ def test_default_recipe_fine_tunes_in_float_then_rounds_below_8_bits_with_gptq(
     assert gptq.result.accuracy > 0.5
 
 
+def test_a_screening_rung_0_plan_rounds_to_nearest_and_only_it(tiny_task, names) -> None:
+    """``search.rung0_gptq: false`` (Task.screen_nearest): a 0-step plan of a ladder is rounded
+    to nearest, as ``gptq_batches: 0`` rounds it, without paying for GPTQ; a fine-tuned plan
+    of the same task still gets GPTQ."""
+    layers = {n: LayerPlan(4 if n.startswith("layer3") else 8, 0.0) for n in names}
+    rung0 = CompressionPlan(layers=layers, distill=DistillPlan(steps=0)).to_dict()
+    screen = dataclasses.replace(tiny_task, screen_nearest=True)
+    skipped = run_trial(rung0, screen.to_dict())
+    assert "gptq" not in skipped.result.stage_seconds and skipped.result.finetune_steps == 0
+    nearest = run_trial(rung0, _with_finetune(tiny_task, gptq_batches=0).to_dict())
+    assert skipped.packed == nearest.packed  # the same codes as nearest rounding
+    assert run_trial(rung0, tiny_task.to_dict()).packed != nearest.packed  # the default: GPTQ
+    tuned = CompressionPlan(layers=layers, distill=DistillPlan(steps=4)).to_dict()
+    task = _with_finetune(screen, qat_fraction=0.0)
+    assert "gptq" in run_trial(tuned, task.to_dict()).result.stage_seconds
+
+
 def test_plain_plan_is_what_a_user_runs_without_us(tiny_task, names) -> None:
     """int8 at the plan's widths, cross-entropy only, BatchNorm live, then PTQ: no QAT phase."""
     layers = {n: LayerPlan(4, 0.0 if n == "fc" else 0.5) for n in names}
