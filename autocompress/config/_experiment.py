@@ -205,8 +205,8 @@ class SearchConfig:
     # with rungs starting at 0: GPTQ-round rung 0's sub-7-bit layers (false: round to nearest;
     # rung 0's accuracy only ranks plans for promotion, and a promoted plan starts afresh. On
     # resnet18 nearest ranked as well, Kendall tau to 60 steps 0.39 against 0.28-0.32, at a
-    # third of a rung-0 trial's time, but its [0, 60] search lost more verified hypervolume
-    # on test than with GPTQ, within a wide re-timing spread; README)
+    # third of a rung-0 trial's time, but its [0, 60] search lost as much verified
+    # hypervolume on test as with GPTQ against one-rung search + refine; README)
     rung0_gptq: bool = True
     # with rungs: the fine-tuning steps the whole study may spend (every trial's budget,
     # promotions included, counted from the storage); a promotion that would pass it is not
