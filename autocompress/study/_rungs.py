@@ -73,7 +73,7 @@ def promote(
         return []
     trials = study.get_trials(deepcopy=False)
     info = read_study(study)
-    pending = [p for p in info.promotions if not _has_trial(trials, p)]
+    pending = _pending(trials, info)
     new = _due(trials, info, setup.search.eta, steps)
     new = within_budget(new, steps_spent(trials, pending, steps[0]), setup.search.max_steps)
     new = within_time(new, budget)
@@ -106,7 +106,7 @@ def steps_left(study: optuna.Study, setup: SearchSetup) -> str | None:
         return None
     trials = study.get_trials(deepcopy=False)
     info = read_study(study)
-    pending = [p for p in info.promotions if not _has_trial(trials, p)]
+    pending = _pending(trials, info)
     spent = steps_spent(trials, pending, steps[0])
     due = _due(trials, info, setup.search.eta, steps)
     held = len(due) - len(within_budget(due, spent, cap))
@@ -307,6 +307,11 @@ def enqueue_rung(study: optuna.Study, parent: FrozenTrial, rung: Rung) -> None:
     baseline = read_trial(parent).baseline
     study.enqueue_trial(dict(params), user_attrs=A.slot_attrs(baseline=baseline, rung=rung))
     faults.point("driver.promoted")
+
+
+def _pending(trials: list[FrozenTrial], info: StudyRecord) -> list[Promotion]:
+    """Promotions decided (stored) whose trial was not enqueued yet: a driver died between."""
+    return [p for p in info.promotions if not _has_trial(trials, p)]
 
 
 def _has_trial(trials: list[FrozenTrial], p: Promotion) -> bool:
