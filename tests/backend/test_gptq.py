@@ -131,3 +131,94 @@ def test_hessian_stops_the_forward_once_the_layer_has_its_inputs_and_sees_every_
     hessian = _hessian(model, model.shared, xs)
     assert hessian is not None and torch.allclose(hessian, expected, atol=1e-5)
     assert model.after_calls == 1  # only the first batch ran past the layer's last call
+
+
+class _Counted(nn.Sequential):
+    """A small CNN that counts its forward passes."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(8 * 6 * 6, 10),
+        )  # fmt: skip
+        self.passes = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.passes += 1
+        return super().forward(x)
+
+
+def test_one_pass_rounds_as_the_layer_by_layer_form_does_in_two_forward_passes() -> None:
+    """Joined batches: every layer rounded in one forward pass (plus a one-sample pass that
+    counts calls), on the same Hessians as one pass per layer, so the same codes."""
+    from autocompress.backend._gptq import _round_layer_by_layer
+
+    torch.manual_seed(4)
+    one_pass, by_layer = _Counted(), _Counted()
+    by_layer.load_state_dict(one_pass.state_dict())
+    one_pass.train()
+    formats = {"0": 3, "2": 4, "5": 2}
+    xs = batches((16, 4, 6, 6), 3)
+    assert gptq_round(one_pass, formats, xs, 3) == ["0", "2", "5"]
+    assert one_pass.passes == 2 and one_pass.training  # mode restored
+    assert all(not m._forward_pre_hooks for m in one_pass.modules())
+    layers = {name: dict(by_layer.named_modules())[name] for name in formats}
+    with torch.no_grad():
+        assert _round_layer_by_layer(by_layer, layers, formats, xs) == ["0", "2", "5"]
+    assert by_layer.passes > 3 * 2  # each layer re-ran the layers before it on every batch
+    for name in formats:
+        a, b = dict(one_pass.named_modules())[name].weight, layers[name].weight
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_a_shared_layer_is_rounded_once_after_its_last_call_in_the_one_pass() -> None:
+    from autocompress.backend._gptq import _round_layer_by_layer
+
+    torch.manual_seed(5)
+    one_pass, by_layer = _Shared(), _Shared()
+    by_layer.load_state_dict(one_pass.state_dict())
+    xs = batches((32, 16), 3)
+    assert gptq_round(one_pass, {"shared": 3, "after": 3}, xs, 3) == ["shared", "after"]
+    layers = {"shared": by_layer.shared, "after": by_layer.after}
+    with torch.no_grad():
+        _round_layer_by_layer(by_layer, layers, {"shared": 3, "after": 3}, xs)
+    assert torch.allclose(one_pass.shared.weight, by_layer.shared.weight, atol=1e-5)
+    assert torch.allclose(one_pass.after.weight, by_layer.after.weight, atol=1e-5)
+
+
+class _Tokens(nn.Module):
+    """A text model whose batches differ in length (a loader's own padding)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.mix, self.head = nn.Embedding(50, 16), nn.Linear(16, 16), nn.Linear(16, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.mix(self.embed(ids))).mean(1))
+
+
+def test_batches_of_different_shapes_are_rounded_one_layer_at_a_time() -> None:
+    torch.manual_seed(6)
+    model = _Tokens()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    xs = [torch.randint(0, 50, (8, length)) for length in (5, 9, 7)]
+    assert gptq_round(model, {"mix": 3, "head": 3}, xs, 3) == ["mix", "head"]
+    assert not torch.equal(model.mix.weight, before["mix.weight"])
+    assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("n", [5, 300, 700])
+def test_the_upper_cholesky_factor_of_the_inverse_is_gptqs(n: int) -> None:
+    """One factorization of the flipped Hessian gives the factor GPTQ's three steps give."""
+    from autocompress.backend._gptq import _upper_inverse_cholesky
+
+    x = correlated((2 * n, n), seed=n)
+    h = x.T @ x / (2 * n) + 0.01 * torch.eye(n)
+    lower = torch.linalg.cholesky(h.double())
+    expected = torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
+    got = _upper_inverse_cholesky(h)
+    assert got is not None and torch.equal(got, got.triu())
+    assert torch.allclose(
+        got.double(), expected, rtol=1e-3, atol=1e-4 * float(expected.abs().max())
+    )
+    assert _upper_inverse_cholesky(-h) is None  # not positive definite: nearest rounding
