@@ -104,8 +104,10 @@ def _round_in_one_pass(
     Each layer is rounded in its own forward pre-hook and then runs with the rounded weights, so
     the layers after it see the rounded layers' outputs, as in the layer-by-layer form, at the
     cost of one pass instead of one per layer (that form re-runs the layers before each one: 6.6
-    s of 22.7 s on resnet18). The pass holds all batches' activations at once; the Hessian is
-    summed a batch's worth of rows at a time, so the im2col copy stays one batch's size."""
+    s of 22.7 s on resnet18). The pass holds all batches' activations at once
+    (``finetune.gptq_batches`` x ``data.batch_size`` samples: lower the first for large inputs);
+    the Hessian is summed a batch's worth of rows at a time, so the im2col copy stays one
+    batch's size."""
     done: list[str] = []
 
     def hook(name: str, module: nn.Module) -> Callable[..., None]:
@@ -166,8 +168,9 @@ def _pre_hooks(model: nn.Module, hooks: dict[str, Callable[..., None]]) -> Itera
 def _round_layer_by_layer(
     model: nn.Module, layers: dict[str, nn.Module], formats: Formats, inputs: list[torch.Tensor]
 ) -> list[str]:
-    """Sequential GPTQ for batches that cannot be joined: one pass over the batches per layer,
-    in model order, each on the inputs that the layers rounded before it produce."""
+    """Sequential GPTQ for batches that cannot be joined or a model with a shared layer: one
+    pass over the batches per layer, in model order, each on the inputs that the layers rounded
+    before it produce, one batch's activations at a time."""
     done = []
     for name, module in layers.items():
         hessian = _hessian(model, module, inputs)
