@@ -99,7 +99,7 @@ def top_rung_note(
         f"{budget.limit_s / 60:g} fully trains about {about:.1f} plans{did}, and pick and "
         "export take fully trained plans only (unless --any-rung): raise "
         "search.max_trial_minutes, lower the top rung of search.rungs, or search without "
-        "search.rungs and refine the best members (on resnet18 that beat every ladder measured)"
+        "search.rungs and refine the best members (on resnet18 no ladder measured beat that)"
     )
 
 
