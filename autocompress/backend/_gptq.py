@@ -19,7 +19,8 @@ max-abs scale gives the same scale), and the deployable runs what was trained.
 Layers are rounded in the order they run, each on the inputs that the layers rounded before it
 produce (GPTQ's sequential form), all in one forward pass over the calibration batches joined
 into one: a layer is rounded in its forward pre-hook and then runs rounded. Batches that cannot be
-joined (different shapes) and models with a shared layer take one pass per layer instead.
+joined (different shapes), models with a shared layer and passes whose activations would pass
+``ONE_PASS_BYTES`` take one pass per layer instead, one batch in memory at a time.
 Measured on the reference model, 50% pruned, after 60 float steps (test split, 10,000 images):
 float 88.17%, 8-bit 88.31%, 4-bit nearest 86.94%, GPTQ on float inputs 87.84%, sequential GPTQ
 88.06%.
@@ -53,6 +54,11 @@ from autocompress.backend._quant import (
 DAMP = 0.01  # fraction of the mean diagonal added to H (GPTQ's default): keeps H invertible
 BLOCK = 128  # columns per lazy batch update (GPTQ's default)
 GPTQ_BELOW = 7  # bits; 7 is what 8-bit choices become where ORT's int8 saturates
+# The most the one pass may hold in activations (largest activation x 3: a layer's input, its
+# output and a skip branch), estimated from one sample: the reference model's pass (4 x 128
+# Fashion-MNIST images) ~150 MB; torchvision's resnet18 at 224 x 224 (64 x 112 x 112 floats) on
+# 4 x 256 images ~10 GB a worker. Past it, one batch at a time (resnet18: 6.6 s more of 22.7).
+ONE_PASS_BYTES = 2 << 30
 
 
 @torch.no_grad()
@@ -76,8 +82,10 @@ def gptq_round(
     joined = _joined(inputs)
     if joined is None:  # batches of different shapes (a text loader's own padding)
         return _round_layer_by_layer(model, layers, formats, inputs)
-    calls = _call_counts(model, layers, joined[:1])
+    calls, largest = _probe(model, layers, joined[:1])
     if any(n > 1 for n in calls.values()):  # a shared layer: its first calls would run float
+        return _round_layer_by_layer(model, layers, formats, inputs)
+    if 3 * largest * len(joined) > ONE_PASS_BYTES:  # large inputs: one batch in memory at a time
         return _round_layer_by_layer(model, layers, formats, inputs)
     return _round_in_one_pass(
         model, {n: m for n, m in layers.items() if calls[n]}, formats, joined, len(inputs)
@@ -106,7 +114,7 @@ def _round_in_one_pass(
     the layers after it see the rounded layers' outputs, as in the layer-by-layer form, at the
     cost of one pass instead of one per layer (that form re-runs the layers before each one: 6.6
     s of 22.7 s on resnet18). The pass holds all batches' activations at once
-    (``finetune.gptq_batches`` x ``data.batch_size`` samples: lower the first for large inputs);
+    (``finetune.gptq_batches`` x ``data.batch_size`` samples; :data:`ONE_PASS_BYTES` bounds it);
     the Hessian is summed a batch's worth of rows at a time, so the im2col copy stays one
     batch's size."""
     done: list[str] = []
@@ -129,23 +137,45 @@ def _round_in_one_pass(
     return done
 
 
-def _call_counts(
+def _probe(
     model: nn.Module, layers: dict[str, nn.Module], x: torch.Tensor
-) -> dict[str, int]:
-    """How many times each layer runs in one forward pass, counted on one sample: a layer that
-    never runs is not rounded, and a shared one (more than one call) sends the model to the
-    layer-by-layer form, where every call of it runs rounded before the layers after it are."""
+) -> tuple[dict[str, int], int]:
+    """How many times each layer runs in one forward pass, and the bytes of the largest tensor
+    any module takes or gives, on one sample ``x``. A layer that never runs is not rounded; a
+    shared one (more than one call) sends the model to the layer-by-layer form, where every
+    call of it runs rounded before the layers after it are; the largest tensor sizes the pass."""
     counts = dict.fromkeys(layers, 0)
+    largest = _tensor_bytes(x)
 
-    def hook(name: str) -> Callable[..., None]:
-        def count(_m: nn.Module, _args: tuple[torch.Tensor, ...]) -> None:
+    def count(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _args: tuple[torch.Tensor, ...]) -> None:
             counts[name] += 1
 
-        return count
+        return hook
 
-    with _pre_hooks(model, [(m, hook(name)) for name, m in layers.items()]):
-        model(x)
-    return counts
+    def size(_m: nn.Module, _args: tuple[object, ...], out: object) -> None:
+        nonlocal largest
+        largest = max(largest, _tensor_bytes(out))
+
+    handles = [m.register_forward_hook(size) for m in model.modules()]
+    try:
+        with _pre_hooks(model, [(m, count(name)) for name, m in layers.items()]):
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counts, largest
+
+
+def _tensor_bytes(value: object) -> int:
+    """The bytes of the largest tensor in ``value`` (a tensor, or a tuple/list/dict of them)."""
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.numel()
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return max((_tensor_bytes(v) for v in value), default=0)
+    return 0
 
 
 @contextlib.contextmanager
@@ -168,9 +198,9 @@ def _pre_hooks(
 def _round_layer_by_layer(
     model: nn.Module, layers: dict[str, nn.Module], formats: Formats, inputs: list[torch.Tensor]
 ) -> list[str]:
-    """Sequential GPTQ for batches that cannot be joined or a model with a shared layer: one
-    pass over the batches per layer, in model order, each on the inputs that the layers rounded
-    before it produce, one batch's activations at a time."""
+    """Sequential GPTQ for batches that cannot be joined, a model with a shared layer or a pass
+    too large to hold at once: one pass over the batches per layer, in model order, each on the
+    inputs that the layers rounded before it produce, one batch's activations at a time."""
     done = []
     for name, module in layers.items():
         hessian = _hessian(model, module, inputs)

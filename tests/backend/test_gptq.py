@@ -171,6 +171,29 @@ def test_one_pass_rounds_as_the_layer_by_layer_form_does_in_two_forward_passes()
         assert torch.allclose(a, b, atol=1e-5), name
 
 
+def test_a_pass_too_large_to_hold_goes_one_batch_at_a_time_to_the_same_codes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past ONE_PASS_BYTES (estimated from the largest activation of one sample: here the first
+    conv's 8 x 6 x 6 floats) the layer-by-layer form runs, and rounds as the one pass does."""
+    from autocompress.backend import _gptq
+
+    torch.manual_seed(7)
+    one_pass, by_batch = _Counted(), _Counted()
+    by_batch.load_state_dict(one_pass.state_dict())
+    formats, xs = {"0": 3, "2": 4, "5": 2}, batches((16, 4, 6, 6), 3)
+    largest = 8 * 6 * 6 * 4  # bytes of one sample's largest activation
+    monkeypatch.setattr(_gptq, "ONE_PASS_BYTES", 3 * largest * 48)  # 3 x 16 samples fit
+    assert gptq_round(one_pass, formats, xs, 3) == ["0", "2", "5"]
+    assert one_pass.passes == 2
+    monkeypatch.setattr(_gptq, "ONE_PASS_BYTES", 3 * largest * 48 - 1)
+    assert gptq_round(by_batch, formats, xs, 3) == ["0", "2", "5"]
+    assert by_batch.passes > 3 * 2 and all(not m._forward_hooks for m in by_batch.modules())
+    for name in formats:
+        a, b = (dict(m.named_modules())[name].weight for m in (one_pass, by_batch))
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
 def test_a_shared_layer_is_rounded_once_after_its_last_call_in_the_one_pass() -> None:
     from autocompress.backend._gptq import _round_layer_by_layer
 
