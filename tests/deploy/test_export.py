@@ -133,7 +133,7 @@ def test_verify_reports_test_accuracy_and_remeasured_latency(finished, tmp_path,
     assert [r["trial"] for r in rows] == [m.number for m in result.front.members]
     for r in rows:
         assert 0.5 < r["test_accuracy"] <= 1.0 and r["verified_latency_ms"] > 0
-        assert r["same_device"]
+        assert r["same_device"] and r["reference_ms"] > 0 and r["retimes"] >= 0
     assert "largest latency gap" in printed
 
     export_dir = tmp_path / "one"
