@@ -249,6 +249,8 @@ def point(arm: Arm, m: Member) -> dict[str, Any]:
         "search_latency_ms": m.result.latency_ms,
         "latency_ms": v.verified_latency_ms,
         "latency_ratio": v.verified_ratio,  # to fp32 timed beside it (nan: no reference)
+        "retimes": v.retimes,  # extra sittings: its fp32 ran off the others' (deploy/_verify.py)
+        "disturbed": v.disturbed,  # still off after them: its ratio is the least trustworthy
         **{f"latency_b{b}_ms": at[m.number] for b, at in arm.latency_at.items()},
         "size_bytes": m.result.size_bytes,
         "plan": m.plan.summary(),

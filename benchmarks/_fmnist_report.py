@@ -26,6 +26,23 @@ from _fmnist_verdicts import (
 )
 
 
+def _retimed(summary: dict[str, Any]) -> str:
+    """How many verified points were re-timed because the fp32 beside them ran off the others'
+    (``deploy/_verify.py``), and how many stayed off; empty for files stored before that."""
+    points = list(summary["baselines"].values()) + [
+        p for s in summary["searches"] for v in s.values() if isinstance(v, list) for p in v
+        if isinstance(p, dict) and "retimes" in p
+    ]  # fmt: skip
+    if not any("retimes" in p for p in points):
+        return ""
+    retimed = sum(1 for p in points if p.get("retimes"))
+    still = sum(1 for p in points if p.get("disturbed"))
+    return (
+        f" Re-timed because the fp32 beside them ran more than 10% off the others': {retimed} "
+        f"of {len(points)} rows" + (f", {still} still off (marked disturbed)." if still else ".")
+    )
+
+
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     b = summary["baselines"]
     extra = BATCHES_AFTER[0]
@@ -36,7 +53,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"Device: {meta['device']}  ",
         f"Date: {meta['date']}; all latencies re-measured in one verification sitting after the "
         "searches (median of the protocol's repeats, one pinned core); test accuracy on the "
-        "held-out 10,000 images; size is the packed artifact's bytes.",
+        "held-out 10,000 images; size is the packed artifact's bytes." + _retimed(summary),
         "",
         "| model | val acc | test acc | latency ms | x int8 speed | size kB | x int8 size "
         f"| x int8 speed, batch {extra} | plan |",

@@ -448,3 +448,12 @@ def test_speedups_are_ratios_of_the_ratios_timed_beside_fp32():
     old = {"latency_ms": 0.12, "size_bytes": 30_000}
     assert verdicts.speedup_of(int8, old) == pytest.approx(2.5)
     assert verdicts.latency_key(old) == pytest.approx(0.12)
+
+
+def test_the_report_counts_points_retimed_for_a_disturbed_fp32() -> None:
+    summary = {
+        "baselines": {"fp32": {"retimes": 0, "disturbed": False}},
+        "searches": [{"front": [{"retimes": 2, "disturbed": True}, {"retimes": 1}], "n": 3}],
+    }
+    assert report._retimed(summary).endswith(": 2 of 3 rows, 1 still off (marked disturbed).")
+    assert report._retimed({"baselines": {"fp32": {}}, "searches": []}) == ""  # stored before
