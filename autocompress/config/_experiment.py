@@ -138,8 +138,11 @@ class MeasureConfig:
     warmup: int = field(default=30, metadata={"ge": 0})  # untimed runs before timing
     repeats: int = field(default=200, metadata={"ge": 5})  # timed runs per sitting
     min_time_s: float = field(default=0.5, metadata={"ge": 0})  # keep timing at least this long
-    max_spread: float = field(default=0.10, metadata={"gt": 0})  # (p90-p10)/median to accept
+    max_spread: float = field(default=0.10, metadata={"gt": 0})  # (p75-p25)/median to accept
     attempts: int = field(default=3, metadata={"ge": 1})  # sittings before accepting the best
+    # the fp32 model timed beside a candidate more than this fraction off its usual median
+    # (this worker's last sittings; in verify, the other members'): the sitting was disturbed
+    reference_tolerance: float = field(default=0.10, metadata={"gt": 0})
 
 
 @dataclass(frozen=True)

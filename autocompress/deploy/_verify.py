@@ -8,15 +8,17 @@ fingerprint of the verifying machine is compared with the search's: figures from
 are labelled, never silently compared.
 
 Every candidate is timed beside the same fp32 model, so the fp32 medians of one verify should
-agree; where one sits more than ``REFERENCE_TOLERANCE`` off their median, something else ran on
-the machine during that sitting, and interleaving does not cancel it: the two models slow down
-by different factors. In the benchmark's stored sittings (2-core VMs, Dec 2026), 51 pairs of
-identical graphs (a baseline at 0 and at 1000 steps) were timed in one verify: where both
-sittings' fp32 was within 15% of the median, the twins' speedups differed by 2.3% (median; 5 of
-30 pairs by more than 10%); where one was further off, by 9.3% (10 of 21). A 10% tolerance flags
-13 of the 15 pairs more than 10% apart (and 39% of all rows on that noisy Xeon VM; 0-14% off on
-a quiet AMD EPYC). Such candidates are timed again, up to ``RETIMES`` times, keeping the sitting
-whose fp32 is nearest the median; one still off is labelled ``disturbed``.
+agree; where one sits more than ``target.measure.reference_tolerance`` off their median,
+something else ran on the machine during that sitting, and interleaving does not cancel it: the
+two models slow down by different factors. In the benchmark's stored sittings (2-core VMs, Dec
+2026), 51 pairs of identical graphs (a baseline at 0 and at 1000 steps) were timed in one
+verify: where both sittings' fp32 was within 15% of the median, the twins' speedups differed by
+2.3% (median; 5 of 30 pairs by more than 10%); where one was further off, by 9.3% (10 of 21). A
+10% tolerance flags 13 of the 15 pairs more than 10% apart (and 39% of all rows on that noisy
+Xeon VM; 0-14% off on a quiet AMD EPYC). Such candidates are timed again, up to ``RETIMES``
+times, keeping the sitting whose fp32 is nearest the median; one still off is labelled
+``disturbed``. (Each sitting is also retried inside ``measure`` when its fp32 ran off the ones
+timed before it in this process.)
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
     from autocompress.measure import Measurement
 
 log = logging.getLogger("autocompress.deploy")
-REFERENCE_TOLERANCE = 0.10  # fp32 beside a candidate this far off the verify's median: re-time
 RETIMES = 2  # extra sittings at most per disturbed candidate
 
 
@@ -53,12 +54,8 @@ class Verified:
     file: str
     reference_ms: float = float("nan")  # the fp32 model timed beside it (verified)
     reference_off: float = 0.0  # reference_ms / the verify's median fp32 - 1
-    retimes: int = 0  # extra sittings taken because reference_off passed REFERENCE_TOLERANCE
-
-    @property
-    def disturbed(self) -> bool:
-        """Its fp32 stayed off the others' after every re-time: compare its ratio with care."""
-        return abs(self.reference_off) > REFERENCE_TOLERANCE
+    retimes: int = 0  # extra sittings: reference_off passed target.measure.reference_tolerance
+    disturbed: bool = False  # and stayed past it: compare its ratio with care
 
     @property
     def latency_gap(self) -> float:
@@ -125,12 +122,14 @@ def verify(
             sittings[-1][0].candidate.median_ms, c.latency_ms,
         )  # fmt: skip
     typical = median_reference([latency for latency, _ in sittings])
-    retimes = settle(sittings, typical, lambda i: timed(candidates[i]))
+    tolerance = task.target.measure.reference_tolerance
+    retimes = settle(sittings, typical, tolerance, lambda i: timed(candidates[i]))
     rows = []
     for c, (latency, where), accuracy, n in zip(
         candidates, sittings, accuracies, retimes, strict=True
     ):
         reference_ms = latency.reference.median_ms if latency.reference else float("nan")
+        off = reference_ms / typical - 1 if typical and latency.reference else 0.0
         rows.append(
             Verified(
                 trial=c.trial,
@@ -144,8 +143,9 @@ def verify(
                 same_device=c.fingerprint_key == where.get("key"),
                 file=str(c.file),
                 reference_ms=reference_ms,
-                reference_off=reference_ms / typical - 1 if typical else 0.0,
+                reference_off=off,
                 retimes=n,
+                disturbed=abs(off) > tolerance,
             )
         )
     return rows, reference_test
@@ -154,10 +154,11 @@ def verify(
 def settle(
     sittings: list[tuple[Measurement, dict[str, Any]]],
     typical: float | None,
+    tolerance: float,
     retime: Callable[[int], tuple[Measurement, dict[str, Any]]],
 ) -> list[int]:
     """Time again (``retime(i)``) each sitting whose fp32 reference ran more than
-    ``REFERENCE_TOLERANCE`` off ``typical`` (:func:`median_reference` of the first sittings), up
+    ``tolerance`` off ``typical`` (:func:`median_reference` of the first sittings), up
     to ``RETIMES`` times, keeping the sitting whose fp32 is nearest; in place. Returns the extra
     sittings taken per candidate."""
     counts = [0] * len(sittings)
@@ -168,18 +169,18 @@ def settle(
         return abs(latency.reference.median_ms / typical - 1) if latency.reference else 0.0
 
     for i in range(len(sittings)):
-        while off(sittings[i][0]) > REFERENCE_TOLERANCE and counts[i] < RETIMES:
+        while off(sittings[i][0]) > tolerance and counts[i] < RETIMES:
             again = retime(i)
             counts[i] += 1
             if off(again[0]) < off(sittings[i][0]):
                 sittings[i] = again
     disturbed = [i for i, n in enumerate(counts) if n]
     if disturbed:
-        still = [i for i in disturbed if off(sittings[i][0]) > REFERENCE_TOLERANCE]
+        still = [i for i in disturbed if off(sittings[i][0]) > tolerance]
         log.warning(
             "re-timed %d of %d candidates whose fp32 reference ran more than %d%% off the "
             "others' (%.4f ms): something else ran on the machine%s",
-            len(disturbed), len(sittings), round(100 * REFERENCE_TOLERANCE), typical,
+            len(disturbed), len(sittings), round(100 * tolerance), typical,
             f"; {len(still)} still off, marked 'disturbed'" if still else "; all settled",
         )  # fmt: skip
     return counts

@@ -24,9 +24,11 @@ def time_beside_reference(
     input_shape: Sequence[int],
     precision: str | None,
     node: str | None = None,
+    expected_reference_ms: float | None = None,
 ) -> tuple[Measurement, dict[str, Any]]:
-    """(the accepted sitting, the fingerprint of this machine, runtime and settings)."""
-    sitting = measure(candidate, reference, target.measure, target.cores)
+    """(the accepted sitting, the fingerprint of this machine, runtime and settings);
+    ``expected_reference_ms``: the reference's usual median (see ``measure``)."""
+    sitting = measure(candidate, reference, target.measure, target.cores, expected_reference_ms)
     where = fingerprint(
         target,
         versions=versions,

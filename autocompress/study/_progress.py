@@ -323,10 +323,12 @@ def _saturating_int8_note(target: Any) -> str | None:
 
 
 def _unsettled_note(number: int, attempts: int, target: Any) -> str:
-    """Said once, at the first trial whose timing spread stayed wide in every sitting."""
+    """Said once, at the first trial whose timing stayed unsettled in every sitting."""
     return (
         f"note: trial {number}'s timing did not settle in {attempts} sittings (spread above "
-        f"target.measure.max_spread={target.measure.max_spread:g}): this machine is noisy, so "
+        f"target.measure.max_spread={target.measure.max_spread:g}, or the fp32 model timed "
+        "beside it more than target.measure.reference_tolerance="
+        f"{target.measure.reference_tolerance:g} off its usual): this machine is noisy, so "
         "each such trial keeps its best sitting and is marked 'timing unsettled'; quiet the "
         "machine (no other heavy jobs) or raise target.measure.attempts"
     )

@@ -13,7 +13,7 @@ import functools
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,9 @@ class UserObjects:
     teacher: nn.Module | None = None  # distil from this model (None: the model itself)
 
 
+RECENT_SITTINGS = 9
+
+
 @dataclass
 class TrialContext:
     data: TrialData
@@ -73,6 +76,14 @@ class TrialContext:
     runtime: Runtime
     calibration: list[np.ndarray]
     reference: Deployable  # the fp32 reference on the same runtime, timed beside each candidate
+    reference_ms: list[float] = field(default_factory=list)  # its medians, sitting by sitting
+
+    def usual_reference_ms(self) -> float | None:
+        """The median of the fp32 reference's last ``RECENT_SITTINGS`` medians in this worker
+        (three at least, else None): what a steady sitting's fp32 shows here. Recent ones only,
+        so slow drift (FINDINGS: 10-25% over an hour) carries it along."""
+        recent = self.reference_ms[-RECENT_SITTINGS:]
+        return float(np.median(recent)) if len(recent) >= 3 else None
 
     def finetune_stream(
         self, batch_size: int, seed: int, *, distils: bool

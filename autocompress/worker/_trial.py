@@ -135,8 +135,9 @@ def time_deployable(
 ) -> tuple[Measurement, dict[str, Any]]:
     """Latency of ``deployable`` beside the fp32 reference, and the device fingerprint.
 
-    Local targets are timed here under the machine-wide lock; a target naming Ray node
-    resources is timed on such a node (``worker/_remote.py``).
+    Local targets are timed here under the machine-wide lock, a sitting whose fp32 ran off
+    this worker's usual retried (``measure``); a target naming Ray node resources is timed on
+    such a node (``worker/_remote.py``).
     """
     target = task.target
     batch = timing_batch(ctx, target)
@@ -161,7 +162,10 @@ def time_deployable(
         versions=ctx.runtime.versions(),
         input_shape=batch.shape[1:],
         precision=compute_precision(target),
+        expected_reference_ms=ctx.usual_reference_ms(),
     )
+    if sitting.reference is not None:
+        ctx.reference_ms.append(sitting.reference.median_ms)
     return sitting, where
 
 
