@@ -24,6 +24,7 @@ timed before it in this process.)
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,11 +191,8 @@ def median_reference(latencies: list[Measurement]) -> float | None:
     """The median fp32 latency timed beside the candidates; None below three (nothing to
     compare against). Taken over first sittings: a disturbance that hit a minority of them
     cannot move it far."""
-    refs = sorted(m.reference.median_ms for m in latencies if m.reference is not None)
-    if len(refs) < 3:
-        return None
-    mid = len(refs) // 2
-    return refs[mid] if len(refs) % 2 else (refs[mid - 1] + refs[mid]) / 2
+    refs = [m.reference.median_ms for m in latencies if m.reference is not None]
+    return statistics.median(refs) if len(refs) >= 3 else None
 
 
 def candidates_of_front(
