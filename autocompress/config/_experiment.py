@@ -140,8 +140,8 @@ class MeasureConfig:
     min_time_s: float = field(default=0.5, metadata={"ge": 0})  # keep timing at least this long
     max_spread: float = field(default=0.10, metadata={"gt": 0})  # (p75-p25)/median to accept
     attempts: int = field(default=3, metadata={"ge": 1})  # sittings before accepting the best
-    # the fp32 model timed beside a candidate more than this fraction off its usual median
-    # (this worker's last sittings; in verify, the other members'): the sitting was disturbed
+    # the fp32 model timed beside a candidate more than this fraction slower than usual (the
+    # lower quartile of this worker's last sittings; in verify, off the other members' median)
     reference_tolerance: float = field(default=0.10, metadata={"gt": 0})
 
 

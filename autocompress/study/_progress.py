@@ -328,7 +328,7 @@ def _unsettled_note(number: int, attempts: int, target: Any) -> str:
         f"note: trial {number}'s timing did not settle in {attempts} sittings (spread above "
         f"target.measure.max_spread={target.measure.max_spread:g}, or the fp32 model timed "
         "beside it more than target.measure.reference_tolerance="
-        f"{target.measure.reference_tolerance:g} off its usual): this machine is noisy, so "
+        f"{target.measure.reference_tolerance:g} slower than usual): this machine is noisy, so "
         "each such trial keeps its best sitting and is marked 'timing unsettled'; quiet the "
         "machine (no other heavy jobs) or raise target.measure.attempts"
     )

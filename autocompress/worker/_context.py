@@ -62,7 +62,7 @@ class UserObjects:
     teacher: nn.Module | None = None  # distil from this model (None: the model itself)
 
 
-RECENT_SITTINGS = 9
+RECENT_SITTINGS = 15
 
 
 @dataclass
@@ -79,11 +79,13 @@ class TrialContext:
     reference_ms: list[float] = field(default_factory=list)  # its medians, sitting by sitting
 
     def usual_reference_ms(self) -> float | None:
-        """The median of the fp32 reference's last ``RECENT_SITTINGS`` medians in this worker
-        (three at least, else None): what a steady sitting's fp32 shows here. Recent ones only,
-        so slow drift (FINDINGS: 10-25% over an hour) carries it along."""
+        """The lower quartile of the fp32 reference's last ``RECENT_SITTINGS`` medians in this
+        worker (three at least, else None): what a steady sitting's fp32 shows here. A low
+        quantile, since a slow spell can fill a stretch of sittings and none runs faster than
+        the machine can; recent ones only, so slow drift (FINDINGS: 10-25% over an hour) carries
+        it along."""
         recent = self.reference_ms[-RECENT_SITTINGS:]
-        return float(np.median(recent)) if len(recent) >= 3 else None
+        return float(np.percentile(recent, 25)) if len(recent) >= 3 else None
 
     def finetune_stream(
         self, batch_size: int, seed: int, *, distils: bool
