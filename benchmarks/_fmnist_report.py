@@ -38,7 +38,7 @@ def _retimed(summary: dict[str, Any]) -> str:
     retimed = sum(1 for p in points if p.get("retimes"))
     still = sum(1 for p in points if p.get("disturbed"))
     return (
-        f" Re-timed because the fp32 beside them ran more than 10% off the others': {retimed} "
+        f" Re-timed because the fp32 beside them ran off the others': {retimed} "
         f"of {len(points)} rows" + (f", {still} still off (marked disturbed)." if still else ".")
     )
 

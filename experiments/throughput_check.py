@@ -8,6 +8,7 @@ measured with 2 trials in flight to the latency measured with 1 (isolation: shou
 
 Run: python experiments/throughput_check.py [n_trials=10] [steps=60]   (about 10 minutes; opt-in)
      python experiments/throughput_check.py n_trials=24 rungs=0   (rung-0 trials: seconds each)
+     dotted keys are the experiment's overrides (target.measure.reference_tolerance=0.05)
 ``rungs=0`` runs a one-rung multi-fidelity search (prune, recalibrate, snap, realize, time; no
 fine-tuning), where orchestration matters most. Two shares of the wall time: ``outside_stages`` =
 1 - (seconds in the trials' clocked stages) / (wall x workers): dispatch, result transfer, the
@@ -36,7 +37,9 @@ from autocompress.record import read_trial
 EXPERIMENT = "experiments/fashion_mnist.yaml"
 
 
-def run(n_workers: int, n_trials: int, steps: int, rungs: str | None = None) -> dict:
+def run(
+    n_workers: int, n_trials: int, steps: int, rungs: str | None = None, extra: tuple = ()
+) -> dict:
     name = f"throughput-{n_workers}w" + ("" if rungs is None else f"-r{rungs}")
     result = search(
         EXPERIMENT,
@@ -51,6 +54,7 @@ def run(n_workers: int, n_trials: int, steps: int, rungs: str | None = None) -> 
             f"name={name}",
             f"run_dir=runs/{name}",
             *([] if rungs is None else [f"search.rungs=[{rungs}]"]),
+            *extra,
         ],
     )
     trials = result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -102,8 +106,9 @@ def _idle(trials: list) -> float:
 def main(argv: list[str]) -> None:
     args = dict(a.split("=", 1) for a in argv)
     n_trials, steps = int(args.get("n_trials", 10)), int(args.get("steps", 60))
-    one = run(1, n_trials, steps, args.get("rungs"))
-    two = run(2, n_trials, steps, args.get("rungs"))
+    extra = tuple(f"{k}={v}" for k, v in args.items() if "." in k)  # experiment overrides
+    one = run(1, n_trials, steps, args.get("rungs"), extra)
+    two = run(2, n_trials, steps, args.get("rungs"), extra)
     shared = sorted(set(one["latency_ms"]) & set(two["latency_ms"]))
     ratios = [two["latency_ms"][p] / one["latency_ms"][p] for p in shared]
     speedup = two["trials_per_hour"] / one["trials_per_hour"]

@@ -142,7 +142,7 @@ class MeasureConfig:
     attempts: int = field(default=3, metadata={"ge": 1})  # sittings before accepting the best
     # the fp32 model timed beside a candidate more than this fraction slower than usual (the
     # lower quartile of this worker's last sittings; in verify, off the other members' median)
-    reference_tolerance: float = field(default=0.10, metadata={"gt": 0})
+    reference_tolerance: float = field(default=0.05, metadata={"gt": 0})
 
 
 @dataclass(frozen=True)

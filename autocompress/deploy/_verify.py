@@ -14,8 +14,8 @@ two models slow down by different factors. In the benchmark's stored sittings (2
 2026), 51 pairs of identical graphs (a baseline at 0 and at 1000 steps) were timed in one
 verify: where both sittings' fp32 was within 15% of the median, the twins' speedups differed by
 2.3% (median; 5 of 30 pairs by more than 10%); where one was further off, by 9.3% (10 of 21). A
-10% tolerance flags 13 of the 15 pairs more than 10% apart (and 39% of all rows on that noisy
-Xeon VM; 0-14% off on a quiet AMD EPYC). Such candidates are timed again, up to ``RETIMES``
+5% tolerance (the default) flags all 15 pairs more than 10% apart (and 52% of all rows on that
+noisy Xeon VM; 0-14% off on a quiet AMD EPYC). Such candidates are timed again, up to ``RETIMES``
 times, keeping the sitting whose fp32 is nearest the median; one still off is labelled
 ``disturbed``. (Each sitting is also retried inside ``measure`` when its fp32 ran off the ones
 timed before it in this process.)

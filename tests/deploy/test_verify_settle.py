@@ -16,7 +16,7 @@ from autocompress.deploy._verify import (
 )
 from autocompress.measure import LatencyStats, Measurement
 
-TOLERANCE = 0.10  # target.measure.reference_tolerance's default
+TOLERANCE = 0.05  # target.measure.reference_tolerance's default
 
 
 def sitting(candidate_ms: float, reference_ms: float | None) -> tuple[Measurement, dict]:
@@ -70,6 +70,10 @@ def test_one_still_off_after_every_retime_keeps_its_nearest_sitting_and_is_label
 
 
 def test_within_tolerance_or_fewer_than_three_references_nothing_is_retimed() -> None:
+    from autocompress.config import MeasureConfig
+
+    assert MeasureConfig().reference_tolerance == TOLERANCE
+
     def never(i: int) -> tuple[Measurement, dict]:
         raise AssertionError(f"retimed {i}")
 
