@@ -29,11 +29,11 @@ from _fmnist_verdicts import (
 def _retimed(summary: dict[str, Any]) -> str:
     """How many verified points were re-timed because the fp32 beside them ran off the others'
     (``deploy/_verify.py``), and how many stayed off; empty for files stored before that."""
-    points = list(summary["baselines"].values()) + [
+    found = list(summary["baselines"].values()) + [
         p for s in summary["searches"] for v in s.values() if isinstance(v, list) for p in v
-        if isinstance(p, dict) and "retimes" in p
     ]  # fmt: skip
-    if not any("retimes" in p for p in points):
+    points = [p for p in found if isinstance(p, dict) and "retimes" in p]
+    if not points:
         return ""
     retimed = sum(1 for p in points if p.get("retimes"))
     still = sum(1 for p in points if p.get("disturbed"))

@@ -17,8 +17,8 @@ verify: where both sittings' fp32 was within 15% of the median, the twins' speed
 5% tolerance (the default) flags all 15 pairs more than 10% apart (and 52% of all rows on that
 noisy Xeon VM; 0-14% off on a quiet AMD EPYC). Such candidates are timed again, up to ``RETIMES``
 times, keeping the sitting whose fp32 is nearest the median; one still off is labelled
-``disturbed``. (Each sitting is also retried inside ``measure`` when its fp32 ran off the ones
-timed before it in this process.)
+``disturbed``. (Each sitting is also retried inside ``measure`` when its fp32 ran slower than
+the ones timed before it in this process.)
 """
 
 from __future__ import annotations

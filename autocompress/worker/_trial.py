@@ -135,8 +135,8 @@ def time_deployable(
 ) -> tuple[Measurement, dict[str, Any]]:
     """Latency of ``deployable`` beside the fp32 reference, and the device fingerprint.
 
-    Local targets are timed here under the machine-wide lock, a sitting whose fp32 ran off
-    this worker's usual retried (``measure``); a target naming Ray node resources is timed on
+    Local targets are timed here under the machine-wide lock, a sitting whose fp32 ran slower
+    than this worker's usual retried (``measure``); a target naming Ray node resources is timed on
     such a node (``worker/_remote.py``).
     """
     target = task.target
