@@ -17,7 +17,16 @@ os.environ.setdefault("AUTOCOMPRESS_CACHE", str(_SESSION_DIR / "cache"))
 os.environ.setdefault("AUTOCOMPRESS_LOCK_DIR", str(_SESSION_DIR / "locks"))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-FAST_MEASURE = {"warmup": 3, "repeats": 20, "min_time_s": 0.02, "max_spread": 1.0, "attempts": 1}
+# retime off: a re-time after the search would move latencies between runs of one test
+# (tests/study/test_retime.py turns it on)
+FAST_MEASURE = {
+    "warmup": 3,
+    "repeats": 20,
+    "min_time_s": 0.02,
+    "max_spread": 1.0,
+    "attempts": 1,
+    "retime": False,
+}
 
 
 def tiny_experiment(tmp_path: Path, **sections: dict) -> dict:

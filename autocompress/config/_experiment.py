@@ -143,6 +143,9 @@ class MeasureConfig:
     # the fp32 model timed beside a candidate more than this fraction slower than usual (the
     # lower quartile of this worker's last sittings; in verify, off the other members' median)
     reference_tolerance: float = field(default=0.05, metadata={"gt": 0})
+    # time each trial whose timing stayed unsettled again once the search's trials are done
+    # (the machine quiet), from its stored deployable; the steadier sitting is the front's
+    retime: bool = True
 
 
 @dataclass(frozen=True)

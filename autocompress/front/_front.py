@@ -28,7 +28,13 @@ from autocompress.front._pareto import hypervolume, knee_index, non_dominated
 from autocompress.front._pick import PickError, describe, pick
 from autocompress.front._promote import RankFidelity, plan_key, rank_fidelity
 from autocompress.plan import CompressionPlan
-from autocompress.record import TrialResult, read_study, read_trial
+from autocompress.record import (
+    StudyRecord,
+    TrialResult,
+    objective_values,
+    read_study,
+    read_trial,
+)
 
 DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
     "accuracy": "maximize",
@@ -271,10 +277,9 @@ def members_of(study: optuna.Study, *, all_rungs: bool = False) -> list[Member]:
     (``all_rungs`` keeps them). Trials of one plan at one rung (duplicates) are all kept.
     """
     info = read_study(study)
-    top = None if info.rungs is None else len(info.rungs) - 1
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        member = _member(t, info.objectives, top)
+        member = _member(t, info)
         if member is not None:
             out.append(member)
     return out if all_rungs else _highest_rung(out)
@@ -358,22 +363,30 @@ def _normalized(objective: str, m: Member, reference: dict[str, float]) -> float
     return r.size_bytes / float(reference.get("size_bytes") or r.size_bytes)
 
 
-def _member(t: FrozenTrial, objectives: Sequence[str], top: int | None) -> Member | None:
+def _member(t: FrozenTrial, info: StudyRecord) -> Member | None:
     """The trial as a member; None for a COMPLETE trial without an autocompress result.
 
-    ``top``: the ladder's top rung (None: one rung, every member final).
+    A trial timed again after the search (``info.retimes``, kept: steadier than its own
+    sitting) shows that sitting's latency, in its figures and its objective.
     """
     record = read_trial(t)
     if record.result is None:
         return None
+    objectives = info.objectives
     values = t.values or []
+    result = record.result
+    retime = info.retimes.get(t.number)
+    if retime is not None and retime.kept and len(values) == len(objectives):
+        result = retime.applied(result)
+        values = objective_values(result, objectives, info.latency_unit)
+    top = None if info.rungs is None else len(info.rungs) - 1  # None: one rung, all final
     rung = 0 if record.rung is None else record.rung.level
     post_training = record.plan is None or record.plan.distill is None
     return Member(
         number=t.number,
         objectives={o: float(v) for o, v in zip(objectives, values, strict=False)},
         plan=record.plan or CompressionPlan({}),
-        result=record.result,
+        result=result,
         baseline=record.baseline,
         artifact_dir=record.artifact_dir,
         parent=None if record.rung is None else record.rung.parent,

@@ -17,6 +17,7 @@ from autocompress.measure._latency import (
     default_cores,
     measure,
     pinned,
+    sitting_badness,
 )
 from autocompress.measure._lock import busy, exclusive, lock_dir
 from autocompress.measure._timing import time_beside_reference
@@ -37,6 +38,7 @@ __all__ = [
     "lock_dir",
     "measure",
     "pinned",
+    "sitting_badness",
     "this_cpu",
     "time_beside_reference",
     "top1_accuracy",

@@ -142,20 +142,16 @@ def measure(
     best: tuple[LatencyStats, LatencyStats | None] | None = None
     attempts = 0
 
-    def off(sitting: tuple[LatencyStats, LatencyStats | None]) -> float:
-        """How far past ``reference_tolerance`` the sitting's fp32 ran slower than expected."""
-        if sitting[1] is None or not expected_reference_ms:
-            return 0.0
-        slower = sitting[1].median_ms / expected_reference_ms - 1
-        return max(0.0, slower - config.reference_tolerance)
+    def badness(sitting: tuple[LatencyStats, LatencyStats | None]) -> tuple[float, float]:
+        return sitting_badness(sitting[0], sitting[1], config, expected_reference_ms)
 
     def steady(sitting: tuple[LatencyStats, LatencyStats | None]) -> bool:
-        return sitting[0].spread <= config.max_spread and off(sitting) == 0.0
+        return sitting[0].spread <= config.max_spread and badness(sitting)[0] == 0.0
 
     with exclusive() as waited, pinned(cores):
         for attempts in range(1, config.attempts + 1):  # noqa: B007 - used after the loop
             sitting = _sitting(candidate, reference, config)
-            if best is None or (off(sitting), sitting[0].spread) < (off(best), best[0].spread):
+            if best is None or badness(sitting) < badness(best):
                 best = sitting
             if steady(best):
                 break
@@ -168,6 +164,23 @@ def measure(
         lock_wait_s=waited,
         cores=cores,
     )
+
+
+def sitting_badness(
+    candidate: LatencyStats,
+    reference: LatencyStats | None,
+    config: MeasureConfig,
+    expected_reference_ms: float | None,
+) -> tuple[float, float]:
+    """How disturbed a sitting looks, lower is steadier: how far past ``reference_tolerance``
+    its fp32 ran slower than expected (0 when within it, or nothing is expected yet), then the
+    candidate's spread. ``measure`` keeps the sitting with the least; so does the search's
+    re-time of unsettled trials, comparing its sitting with the stored one."""
+    excess = 0.0
+    if reference is not None and expected_reference_ms:
+        slower = reference.median_ms / expected_reference_ms - 1
+        excess = max(0.0, slower - config.reference_tolerance)
+    return excess, candidate.spread
 
 
 def _sitting(

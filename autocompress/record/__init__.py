@@ -21,8 +21,10 @@ from autocompress.record._result import (
     SCHEME_LEGEND,
     FinetuneRecord,
     LayerRecord,
+    Retime,
     TrialOutput,
     TrialResult,
+    objective_values,
 )
 from autocompress.record._rung import Promotion, Rung
 
@@ -32,6 +34,7 @@ __all__ = [
     "FinetuneRecord",
     "LayerRecord",
     "Promotion",
+    "Retime",
     "Rung",
     "StudyRecord",
     "StudyStamp",
@@ -39,6 +42,7 @@ __all__ = [
     "TrialRecord",
     "TrialResult",
     "attrs",
+    "objective_values",
     "read_study",
     "read_trial",
 ]

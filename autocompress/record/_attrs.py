@@ -18,7 +18,8 @@ Trial attributes, in the order a trial gets them:
     feasible (+ the system attribute ``constraints``)  when a constraint was set (see
                                                        :func:`set_constraints`)
 
-Study: the stamp (:func:`stamp_study`), with the objectives' metric names for dashboards.
+Study: the stamp (:func:`stamp_study`), with the objectives' metric names for dashboards;
+``retime.<number>`` per trial timed again after the search (:func:`set_retime`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import optuna
 from optuna.trial import FrozenTrial, Trial
 
 from autocompress.plan import CompressionPlan
-from autocompress.record._result import TrialResult
+from autocompress.record._result import Retime, TrialResult
 from autocompress.record._rung import Promotion, Rung
 
 # Trial attributes
@@ -80,6 +81,7 @@ FINGERPRINT_KEY = "fingerprint_key"
 RUNGS = "rungs"  # the ladder's step budgets (search.rungs); absent: one rung
 PROMOTIONS = "promotions"  # [[parent, level, steps], ...]: promotions decided, before enqueueing
 ACCURACY_FLOOR = "accuracy_floor"  # lowest feasible validation accuracy (fraction); None: none
+RETIME = "retime."  # + trial number: Retime.to_dict() (a finished trial's own attrs are frozen)
 
 # What a retry of a stale trial inherits from it.
 _INHERITED = (BASELINE, RUNG, REFINE)
@@ -277,6 +279,7 @@ class StudyRecord:
     has_any: bool  # the study has attributes at all
     accuracy_floor: float | None = None  # fraction; None: no floor (or a study made before it)
     rungs: tuple[int, ...] | None = None  # the ladder's step budgets; None: one rung
+    retimes: Mapping[int, Retime] = field(default_factory=dict)  # trial number -> its re-time
 
 
 def read_study(study: optuna.Study) -> StudyRecord:
@@ -298,7 +301,12 @@ def read_study(study: optuna.Study) -> StudyRecord:
         has_any=bool(a),
         accuracy_floor=_accuracy_floor(a),
         rungs=None if rungs is None else tuple(int(s) for s in rungs),
+        retimes={int(k[len(RETIME) :]): Retime.from_dict(v) for k, v in _prefixed(a, RETIME)},
     )
+
+
+def _prefixed(a: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in a.items() if k.startswith(prefix)]
 
 
 def _accuracy_floor(a: Mapping[str, Any]) -> float | None:
@@ -366,6 +374,12 @@ def set_fingerprint_key(study: optuna.Study, key: str) -> None:
     """The device fingerprint of the study's first measurement: its front's device."""
     if FINGERPRINT_KEY not in study.user_attrs:
         study.set_user_attr(FINGERPRINT_KEY, key)
+
+
+def set_retime(study: optuna.Study, number: int, retime: Retime) -> None:
+    """Trial ``number``'s re-time (``study/_retime.py``); one key per trial, so drivers that
+    re-time different trials at once never overwrite each other."""
+    study.set_user_attr(f"{RETIME}{number}", retime.to_dict())
 
 
 def add_promotions(study: optuna.Study, promotions: list[Promotion]) -> None:

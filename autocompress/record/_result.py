@@ -14,8 +14,8 @@ runtime's format for that layer) left ``None`` by runtimes that do not say.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from autocompress.measure import Measurement
@@ -160,12 +160,66 @@ class TrialResult:
 
 
 @dataclass(frozen=True)
+class Retime:
+    """A completed trial timed again after the search, because its own timing never settled.
+
+    Stored on the study (a finished trial's attributes are frozen), one per trial; ``kept``
+    when this sitting is steadier than the trial's own (``measure.sitting_badness``), and then
+    the front, ``pick``, ``export`` and the report read its figures in place of the trial's.
+    """
+
+    latency: Measurement
+    kept: bool
+    fingerprint_key: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "latency": self.latency.to_dict(),
+            "kept": self.kept,
+            "fingerprint_key": self.fingerprint_key,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Retime:
+        key = data.get("fingerprint_key")
+        return cls(
+            latency=Measurement.from_dict(data["latency"]),
+            kept=bool(data.get("kept")),
+            fingerprint_key=None if key is None else str(key),
+        )
+
+    def applied(self, result: TrialResult) -> TrialResult:
+        """``result`` with this sitting's latency figures where it was kept, else as it was."""
+        if not self.kept:
+            return result
+        m = self.latency
+        return replace(
+            result,
+            latency=m,
+            latency_ms=m.candidate.median_ms,
+            latency_ratio=m.ratio,
+            reference_latency_ms=None if m.reference is None else m.reference.median_ms,
+        )
+
+
+@dataclass(frozen=True)
 class TrialOutput:
     """``run_trial``'s return: the result, and the bytes that ship, kept out of the record."""
 
     result: TrialResult
     artifact: bytes  # the deployable (model<result.artifact_suffix>)
     packed: bytes  # the packed k-bit weights (model.acpk)
+
+
+def objective_values(
+    result: TrialResult, objectives: Sequence[str], latency_unit: str
+) -> list[float]:
+    """The values told to Optuna, in the study's objective order (latency as the ratio to fp32
+    where ``latency_unit`` is "ratio" and it was timed beside fp32, else milliseconds)."""
+    ratio = result.latency_ratio
+    latency = result.latency_ms if latency_unit != "ratio" or ratio is None else ratio
+    table = {"accuracy": result.accuracy, "latency": latency, "size": result.size_bytes}
+    return [float(table[o]) for o in objectives]
 
 
 def _optional(value: Any) -> float | None:

@@ -16,6 +16,7 @@
     no slot left and nothing promotable, or nothing that fits search.max_trial_minutes
         (_budget) or search.max_steps: stop when the trials in flight are recorded, saying
         which budget was spent
+    trials timed unsettled: timed again, the steadier sitting kept (_retime)
     front = build_front(study) -> front.json   each plan at its highest rung
 
 A trial asked when no slot was left (another driver took the last one) is closed at once as FAIL
@@ -41,12 +42,13 @@ from autocompress import _files
 from autocompress.errors import AutocompressError
 from autocompress.front import build_front
 from autocompress.plan import CompressionPlan
-from autocompress.record import DriverStamp, Rung, TrialOutput, TrialResult, read_trial
+from autocompress.record import DriverStamp, Rung, TrialOutput, objective_values, read_trial
 from autocompress.record import attrs as A
 from autocompress.study._budget import TimeBudget, time_budget, top_rung_note, waiting
 from autocompress.study._executors import Executor, Outcome
 from autocompress.study._lifecycle import add_budget_slots
 from autocompress.study._recovery import HEARTBEAT_S, heartbeat, recover_stale_trials
+from autocompress.study._retime import retime_unsettled
 from autocompress.study._rungs import (
     budgeted,
     claim_promotion,
@@ -113,6 +115,8 @@ def optimize(
             stop = stop or _stop_reason(study, streaks)
     finally:
         executor.close()
+    if stop is None:  # the machine is quiet now: time again what never settled
+        emit("retimed", {"pass": retime_unsettled(study, setup)})
     build_front(study).write_json(setup.run_dir / "front.json")
     spent = None if stop is not None else budget_left(study, setup) or steps_left(study, setup)
     if spent is not None:
@@ -150,14 +154,6 @@ def record(study: optuna.Study, setup: SearchSetup, trial: Trial, outcome: Outco
     study.tell(trial, values)
     faults.point("driver.told")
     return "ok"
-
-
-def objective_values(result: TrialResult, objectives: list[str], latency_unit: str) -> list[float]:
-    """The values told to Optuna, in the study's objective order."""
-    ratio = result.latency_ratio
-    latency = result.latency_ms if latency_unit != "ratio" or ratio is None else ratio
-    table = {"accuracy": result.accuracy, "latency": latency, "size": result.size_bytes}
-    return [float(table[o]) for o in objectives]
 
 
 def write_artifacts(run_dir: Path, number: int, output: TrialOutput, plan: Any) -> Path:

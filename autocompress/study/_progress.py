@@ -165,6 +165,9 @@ class Progress:
             )
         elif kind == "finished":
             self._finished(info)
+        elif kind == "retimed":
+            for line in _retimed_lines(info["pass"]):
+                self._say(line)
         elif kind == "budget_spent":
             self.close()
             self._say(info["reason"])
@@ -329,9 +332,39 @@ def _unsettled_note(number: int, attempts: int, target: Any) -> str:
         f"target.measure.max_spread={target.measure.max_spread:g}, or the fp32 model timed "
         "beside it more than target.measure.reference_tolerance="
         f"{target.measure.reference_tolerance:g} slower than usual): this machine is noisy, so "
-        "each such trial keeps its best sitting and is marked 'timing unsettled'; quiet the "
-        "machine (no other heavy jobs) or raise target.measure.attempts"
+        "each such trial keeps its best sitting, is marked 'timing unsettled' and is timed "
+        "again once the trials are done (target.measure.retime); quiet the machine (no other "
+        "heavy jobs) or raise target.measure.attempts"
     )
+
+
+def _retimed_lines(done: Any) -> list[str]:
+    """The closing lines of a re-time pass (``_retime.RetimePass``): each trial's latency as
+    first timed and again, and which sitting the front shows."""
+    if not done.rows and not done.other_device:
+        return []
+    lines = [
+        f"re-timed {len(done.rows)} trial(s) whose timing had not settled, the trials done: "
+        "the front shows the steadier sitting"
+    ]
+    for r in done.rows:
+        before, after = r.before, r.after
+        lines.append(
+            f"  trial {r.number:3d}  {fmt_ms(before.candidate.median_ms)} ({_x(before)}) -> "
+            f"{fmt_ms(after.candidate.median_ms)} ({_x(after)}"
+            f"{'' if after.stable else ', unsettled again'})  "
+            + ("kept the new sitting" if r.kept else "kept its own sitting")
+        )
+    if done.other_device:
+        lines.append(
+            f"  {done.left} left as timed: this machine is not the one that timed the study "
+            "(its fingerprint differs); resume the search on that machine to re-time them"
+        )
+    return lines
+
+
+def _x(m: Any) -> str:
+    return "no fp32 beside it" if m.ratio is None else f"{m.ratio:.2f}x fp32"
 
 
 def _left_out(uncovered: Sequence[tuple[str, int, str]], params: int) -> str:

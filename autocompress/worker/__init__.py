@@ -16,6 +16,8 @@ from autocompress.worker._task import Task
 _LAZY = {
     "run_trial": "autocompress.worker._trial",
     "time_deployable": "autocompress.worker._trial",
+    "retime_artifact": "autocompress.worker._retime",
+    "usual_reference": "autocompress.worker._context",
     "trial_context": "autocompress.worker._context",
     "TrialContext": "autocompress.worker._context",
     "TrialData": "autocompress.worker._context",
@@ -47,9 +49,11 @@ __all__ = [
     "clear_steps",
     "dry_run",
     "loader_data",
+    "retime_artifact",
     "run_trial",
     "running_steps",
     "splits_data",
     "time_deployable",
     "trial_context",
+    "usual_reference",
 ]

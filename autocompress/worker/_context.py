@@ -12,7 +12,7 @@ import copy
 import functools
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,8 +84,7 @@ class TrialContext:
         quantile, since a slow spell can fill a stretch of sittings and none runs faster than
         the machine can; recent ones only, so slow drift (FINDINGS: 10-25% over an hour) carries
         it along."""
-        recent = self.reference_ms[-RECENT_SITTINGS:]
-        return float(np.percentile(recent, 25)) if len(recent) >= 3 else None
+        return usual_reference(self.reference_ms)
 
     def finetune_stream(
         self, batch_size: int, seed: int, *, distils: bool
@@ -140,6 +139,13 @@ class TeacherTable:
                 self.table[index[missing]] = self.teacher(x[missing]).float()
             self.known[index[missing]] = True
         return self.table[index]
+
+
+def usual_reference(medians: Sequence[float]) -> float | None:
+    """The lower quartile of the last ``RECENT_SITTINGS`` fp32 medians, oldest first (three at
+    least, else None): see :meth:`TrialContext.usual_reference_ms`."""
+    recent = list(medians)[-RECENT_SITTINGS:]
+    return float(np.percentile(recent, 25)) if len(recent) >= 3 else None
 
 
 def trial_context(task: Task, objects: UserObjects | None = None) -> TrialContext:

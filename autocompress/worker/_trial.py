@@ -131,13 +131,17 @@ def run_trial(
 
 
 def time_deployable(
-    deployable: Deployable, ctx: TrialContext, task: Task
+    deployable: Deployable,
+    ctx: TrialContext,
+    task: Task,
+    usual_reference_ms: float | None = None,
 ) -> tuple[Measurement, dict[str, Any]]:
     """Latency of ``deployable`` beside the fp32 reference, and the device fingerprint.
 
     Local targets are timed here under the machine-wide lock, a sitting whose fp32 ran slower
-    than this worker's usual retried (``measure``); a target naming Ray node resources is timed on
-    such a node (``worker/_remote.py``).
+    than usual retried (``measure``): ``usual_reference_ms`` where the caller knows it (a
+    re-time after the search: the study's own sittings), else this worker's usual. A target
+    naming Ray node resources is timed on such a node (``worker/_remote.py``).
     """
     target = task.target
     batch = timing_batch(ctx, target)
@@ -162,7 +166,7 @@ def time_deployable(
         versions=ctx.runtime.versions(),
         input_shape=batch.shape[1:],
         precision=compute_precision(target),
-        expected_reference_ms=ctx.usual_reference_ms(),
+        expected_reference_ms=usual_reference_ms or ctx.usual_reference_ms(),
     )
     if sitting.reference is not None:
         ctx.reference_ms.append(sitting.reference.median_ms)
