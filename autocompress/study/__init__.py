@@ -1,8 +1,9 @@
 """The search: driver (owns Optuna), executors (run trials), storage, samplers, setup."""
 
+from autocompress.record import objective_values
 from autocompress.study._budget import finetune_steps, trial_minutes, waiting
 from autocompress.study._clocks import BudgetClocks, budget_clocks
-from autocompress.study._driver import objective_values, optimize, record, write_artifacts
+from autocompress.study._driver import optimize, record, write_artifacts
 from autocompress.study._executors import Executor, LocalExecutor, Outcome, execute
 from autocompress.study._lifecycle import add_budget_slots, open_study, resolve_run_dir
 from autocompress.study._progress import Progress
