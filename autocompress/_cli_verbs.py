@@ -54,13 +54,20 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
     """``autocompress status [--json]``: trials by state, what they spent and where their time
     went (per fine-tuning budget), the accuracy floor, the front."""
     from autocompress.front import format_front
-    from autocompress.study import budget_clocks, finetune_steps, trial_minutes, waiting
+    from autocompress.study import (
+        budget_clocks,
+        finetune_steps,
+        timing_summary,
+        trial_minutes,
+        waiting,
+    )
 
     trials = result.study.get_trials(deepcopy=False)
     clocks = budget_clocks(trials)
     counts = Counter(t.state.name.lower() for t in trials)
     minutes, steps = trial_minutes(trials), finetune_steps(trials)
     plans, promotions = waiting(trials)
+    timing = timing_summary(result.study)
     if not as_json:
         states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         if promotions:  # plans not sampled yet and promotions queued are two different things
@@ -73,6 +80,8 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
             print(_rungs_line(result.front))
         for budget in clocks:  # what a trial costs and where its time goes, per budget
             print(f"trial time, {budget.describe()}")
+        if timing.describe():
+            print(timing.describe())
         print(format_front(result.front))
         return 0
     front = result.front
@@ -83,6 +92,7 @@ def status(result: SearchResult, *, as_json: bool = False) -> int:
             "trial_minutes": minutes,  # every trial's duration, summed (search.max_trial_minutes)
             "finetune_steps": steps,  # steps the completed trials ran (cf. search.max_steps)
             "trial_clocks": [c.to_dict() for c in clocks],  # mean seconds per stage, per budget
+            "timing": timing.to_dict(),  # trials timed unsettled, re-timed after, re-times kept
             "waiting_promotions": promotions,  # of trials["waiting"]; the rest: plans not sampled
             "accuracy_floor": front.accuracy_floor,  # fraction; null: none stored
             "fp32_latency_ms": _fp32_ms(front),

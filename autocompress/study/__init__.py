@@ -10,6 +10,7 @@ from autocompress.study._progress import Progress
 from autocompress.study._ray_executor import RayExecutor
 from autocompress.study._recovery import recover_stale_trials
 from autocompress.study._refine import enqueue_promotions, promote_chosen
+from autocompress.study._retime import TimingSummary, retime_unsettled, timing_summary
 from autocompress.study._rungs import ladder, promote
 from autocompress.study._setup import (
     SearchSetup,
@@ -30,6 +31,7 @@ __all__ = [
     "Progress",
     "RayExecutor",
     "SearchSetup",
+    "TimingSummary",
     "add_budget_slots",
     "bind_space",
     "budget_clocks",
@@ -49,8 +51,10 @@ __all__ = [
     "recover_stale_trials",
     "redact",
     "resolve_run_dir",
+    "retime_unsettled",
     "setup_from_experiment",
     "setup_from_objects",
+    "timing_summary",
     "trial_minutes",
     "waiting",
     "write_artifacts",

@@ -86,6 +86,49 @@ def retime_unsettled(
     return RetimePass(out, 0)
 
 
+@dataclass(frozen=True)
+class TimingSummary:
+    """How a study's timings went, for ``status``: trials timed unsettled during the search,
+    how many of those were re-timed after it, and how many re-times were kept."""
+
+    completed: int
+    unsettled: int
+    retimed: int
+    kept: int
+
+    def describe(self) -> str | None:
+        if not self.unsettled:
+            return None
+        head = (
+            f"timing: {self.unsettled} of {self.completed} trials did not settle during the "
+            "search; "
+        )
+        if not self.retimed:
+            return head + "none re-timed yet (resume the search on the machine that timed it)"
+        left = self.unsettled - self.retimed
+        return (
+            f"{head}{self.retimed} re-timed after it ({self.kept} steadier: the front shows "
+            f"those sittings){f', {left} not yet' if left else ''}"
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "completed": self.completed,
+            "unsettled": self.unsettled,
+            "retimed": self.retimed,
+            "kept": self.kept,
+        }
+
+
+def timing_summary(study: optuna.Study) -> TimingSummary:
+    info = read_study(study)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = [(t.number, r) for t in trials if (r := read_trial(t).result) is not None]
+    unsettled = [n for n, r in done if not r.latency.stable]
+    retimed = [info.retimes[n] for n in unsettled if n in info.retimes]
+    return TimingSummary(len(done), len(unsettled), len(retimed), sum(r.kept for r in retimed))
+
+
 def _unsettled(study: optuna.Study, setup: SearchSetup) -> list[tuple[int, TrialRecord, Path]]:
     """COMPLETE trials timed unsettled on the study's device, not yet re-timed, whose
     deployable is still in the run directory."""

@@ -44,6 +44,13 @@ def test_status_json_has_counts_floor_and_front_rows(finished, capsys) -> None:
     clocks = {c["steps"]: c for c in data["trial_clocks"]}  # where the trials' time went
     assert clocks[steps]["trials"] == len(tuned) and "finetune" in clocks[steps]["stages_s"]
     assert 0 < clocks[steps]["stages_s"]["finetune"] < clocks[steps]["wall_s"]
+    unsettled = sum(
+        not r.result.latency.stable for r in map(read_trial, result.study.trials) if r.result
+    )
+    assert data["timing"]["unsettled"] == unsettled  # the re-time is off in tests (FAST_MEASURE)
+    assert data["timing"]["retimed"] == 0 and data["timing"]["completed"] == counted_results(
+        result
+    )
 
 
 def test_pick_json_has_the_row_plan_and_an_existing_artifact(finished, capsys) -> None:
@@ -83,3 +90,7 @@ def test_status_tells_queued_promotions_from_plans_not_sampled(finished, tmp_pat
     assert main(["status", str(copy), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["trials"]["waiting"] == 2 and data["waiting_promotions"] == 1
+
+
+def counted_results(result) -> int:
+    return sum(read_trial(t).result is not None for t in result.study.trials)

@@ -14,7 +14,7 @@ from autocompress.record import read_study, read_trial
 from autocompress.study import open_study, optimize
 from autocompress.study._executors import LocalExecutor
 from autocompress.study._progress import Progress
-from autocompress.study._retime import retime_unsettled
+from autocompress.study._retime import retime_unsettled, timing_summary
 from autocompress.study._setup import setup_from_experiment
 from tests.conftest import FAST_MEASURE, tiny_experiment
 
@@ -82,6 +82,9 @@ def test_a_steadier_re_time_is_what_the_front_shows_and_a_wider_one_is_not(unset
     assert by_number[wider].latency_ms == first.latency_ms  # its own sitting stays
     # stored once: a resumed search re-times nothing twice
     assert retime_unsettled(study, setup, fake).rows == []
+    summary = timing_summary(study)  # what `status` says
+    assert (summary.unsettled, summary.retimed, summary.kept) == (len(trials), len(trials), 1)
+    assert f"{len(trials)} re-timed after it (1 steadier" in summary.describe()
 
 
 def test_another_machines_fingerprint_stores_nothing_and_says_so(tmp_path) -> None:
@@ -95,6 +98,7 @@ def test_another_machines_fingerprint_stores_nothing_and_says_so(tmp_path) -> No
     )
     assert done.other_device and done.rows == [] and done.left == 3
     assert read_study(study).retimes == {}
+    assert "none re-timed yet" in timing_summary(study).describe()
     out = io.StringIO()
     progress = Progress(setup, out=out)
     progress("retimed", {"pass": done})
