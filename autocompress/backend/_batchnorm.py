@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from autocompress.errors import UnsupportedPlanError
+from autocompress.measure import checkpoint
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -38,6 +39,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterator[torch.Tensor], n: 
         bn.train()
     used = 0
     for x in batches:
+        checkpoint()  # a waiting timer goes first: the caller holds busy() for every batch
         model(x)
         used += 1
         if used >= n:

@@ -50,6 +50,7 @@ from autocompress.backend._quant import (
     scale_groups,
     weight_format,
 )
+from autocompress.measure import checkpoint
 
 DAMP = 0.01  # fraction of the mean diagonal added to H (GPTQ's default): keeps H invertible
 BLOCK = 128  # columns per lazy batch update (GPTQ's default)
@@ -212,6 +213,7 @@ def _round_layer_by_layer(
 
 
 def _round_layer(module: nn.Module, hessian: torch.Tensor, spec: int | WeightFormat) -> None:
+    checkpoint()  # a waiting timer goes first: the whole pass is one busy() section
     fmt, weight = weight_format(spec), module.weight
     assert isinstance(weight, torch.Tensor)
     weight.copy_(_gptq_layer(weight, hessian, fmt.bits, fmt.block_size))

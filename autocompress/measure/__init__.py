@@ -19,7 +19,7 @@ from autocompress.measure._latency import (
     pinned,
     sitting_badness,
 )
-from autocompress.measure._lock import busy, exclusive, lock_dir
+from autocompress.measure._lock import busy, busy_waited, checkpoint, exclusive, lock_dir
 from autocompress.measure._timing import time_beside_reference
 
 __all__ = [
@@ -27,6 +27,8 @@ __all__ = [
     "LatencyStats",
     "Measurement",
     "busy",
+    "busy_waited",
+    "checkpoint",
     "cpu_flags",
     "cpu_isa",
     "cpu_line",

@@ -21,17 +21,14 @@ Every CPU-heavy stage runs inside ``busy()`` so no other trial on the machine ti
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from autocompress import _faults as faults
 from autocompress.backend import (
     FinetuneSettings,
     fold_batchnorm,
@@ -43,12 +40,18 @@ from autocompress.backend import (
     weight_formats,
     write_packed,
 )
-from autocompress.errors import HopelessTrialError, TrialTimeoutError, UnsupportedPlanError
-from autocompress.measure import Measurement, busy, time_beside_reference, top1_accuracy
+from autocompress.errors import HopelessTrialError, UnsupportedPlanError
+from autocompress.measure import (
+    Measurement,
+    busy,
+    time_beside_reference,
+    top1_accuracy,
+)
 from autocompress.plan import CompressionPlan
 from autocompress.record import TrialOutput, TrialResult
 from autocompress.runtimes import Deployable, compute_precision
 from autocompress.worker import _steps as steps_registry
+from autocompress.worker._clock import Clock
 from autocompress.worker._context import TrialContext, UserObjects, trial_context
 from autocompress.worker._gradual import GradualPruning, gradual_pruning, widths
 from autocompress.worker._records import finetune_record, layer_records
@@ -66,7 +69,7 @@ def run_trial(
     the packed weights' bytes beside it for the driver to write.
     """
     plan, task = CompressionPlan.from_dict(plan_data), Task.from_dict(task_data)
-    clock = _Clock(task.trial_timeout_s)
+    clock = Clock(task.trial_timeout_s)
     with clock("load"):
         ctx = trial_context(task, objects)
     _check_schemes(plan, ctx.runtime.name)
@@ -212,7 +215,7 @@ def _finetune(
     plan: CompressionPlan,
     ctx: TrialContext,
     task: Task,
-    clock: _Clock,
+    clock: Clock,
     gradual: GradualPruning | None,
 ) -> tuple[dict[str, Any], Any]:
     """Fine-tune in two phases of one cosine schedule: float with BatchNorm live, then fold
@@ -288,7 +291,7 @@ def _finetune(
     return quantized, _joined([*reports, report])
 
 
-def _gptq(model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task, clock: _Clock) -> None:
+def _gptq(model: Any, plan: CompressionPlan, ctx: TrialContext, task: Task, clock: Clock) -> None:
     """Round the folded weights below 7 bits onto their grid with GPTQ (``backend/_gptq.py``)
     where no training follows: it keeps each layer's output closer than nearest rounding. Not
     before QAT: started from GPTQ's codes, QAT trained worse than from the float weights (a
@@ -370,22 +373,3 @@ def _check_schemes(plan: CompressionPlan, runtime: str) -> None:
             f"layer {layer!r} asks for scheme {plan.layer_schemes[layer][0]!r}, which only "
             f"runtime onnxruntime runs, not {runtime}; drop the scheme or use onnxruntime"
         )
-
-
-class _Clock:
-    """Seconds per stage, and the trial's deadline."""
-
-    def __init__(self, timeout_s: float | None) -> None:
-        self.seconds: dict[str, float] = {}
-        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise TrialTimeoutError(f"trial ran past its time budget before stage {stage!r}")
-        faults.point(f"trial.{stage}")
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start

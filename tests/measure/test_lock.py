@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autocompress.measure import busy, exclusive
+from autocompress.measure import busy, checkpoint, exclusive
 
 
 def _worker(path: str, lock_dir: str, seconds: float) -> None:
@@ -28,6 +28,29 @@ def _worker(path: str, lock_dir: str, seconds: float) -> None:
                     x += i * i
                 log.write(f"{start} {time.monotonic()}\n")
                 log.flush()
+
+
+def _long_section(path: str, lock_dir: str, seconds: float) -> None:
+    """Another process in ONE long busy() section (a GPTQ pass), passing a checkpoint between
+    chunks of work; logs each chunk, then the section's end."""
+    import os
+
+    os.environ["AUTOCOMPRESS_LOCK_DIR"] = lock_dir
+    from autocompress.measure import busy as worker_busy
+    from autocompress.measure import checkpoint as worker_checkpoint
+
+    end = time.monotonic() + seconds
+    with open(path, "a") as log, worker_busy():
+        while time.monotonic() < end:
+            worker_checkpoint()
+            start = time.monotonic()
+            x = 0
+            for i in range(20000):
+                x += i * i
+            log.write(f"{start} {time.monotonic()}\n")
+            log.flush()
+    with open(path + ".end", "w") as done:
+        done.write(str(time.monotonic()))
 
 
 def _wait_for_work(log: Path, timeout_s: float = 60.0) -> None:
@@ -88,5 +111,32 @@ def test_nested_busy_is_fine_but_timing_inside_busy_is_refused(tmp_path, monkeyp
     monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path / "locks"))
     with busy(), busy(), pytest.raises(RuntimeError, match="inside a busy"), exclusive():
         pass
+    with exclusive():
+        pass
+
+
+def test_a_timer_gets_in_at_a_long_sections_next_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path / "locks"))
+    ctx = mp.get_context("spawn")
+    log = tmp_path / "work.log"
+    worker = ctx.Process(target=_long_section, args=(str(log), str(tmp_path / "locks"), 3.0))
+    worker.start()
+    _wait_for_work(log)
+    with exclusive() as waited:
+        start = time.monotonic()
+        time.sleep(0.2)
+        timed = (start, time.monotonic())
+    worker.join()
+    assert waited < 0.5  # a chunk, not the rest of a 3 s section
+    assert float(Path(str(log) + ".end").read_text()) > timed[1]  # the section went on after
+    overlapping = [(a, b) for a, b in _intervals(log) if a < timed[1] and b > timed[0]]
+    assert not overlapping, overlapping[:3]
+
+
+def test_a_checkpoint_outside_busy_does_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path / "locks"))
+    checkpoint()
+    with busy():
+        checkpoint()  # no timer waiting: goes straight on
     with exclusive():
         pass
