@@ -11,7 +11,8 @@ one process. We use two ``flock`` files in a per-user directory (``$AUTOCOMPRESS
 - timing (``exclusive()``): takes the gate exclusively (new work stops at the gate), then the work
   lock exclusively (waits for work in flight to finish), times, and releases both.
 
-Work sections are short (one step, one batch), so a timer waits at most one chunk. The kernel
+Work sections are short (one step, one batch), or pass a ``checkpoint()`` between chunks (a GPTQ
+layer, a recalibration batch), so a timer waits at most one chunk. The kernel
 releases a dead process's locks, so a killed worker cannot wedge the machine. Each acquisition
 opens its own file descriptor: ``flock`` on a shared descriptor would convert, not block, between
 threads of one process.
