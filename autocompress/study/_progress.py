@@ -341,7 +341,7 @@ def _unsettled_note(number: int, attempts: int, target: Any) -> str:
 def _retimed_lines(done: Any) -> list[str]:
     """The closing lines of a re-time pass (``_retime.RetimePass``): each trial's latency as
     first timed and again, and which sitting the front shows."""
-    if not done.rows and not done.other_device:
+    if not done.rows and not done.other_device and not done.failed:
         return []
     lines = [
         f"re-timed {len(done.rows)} trial(s) whose timing had not settled, the trials done: "
@@ -355,6 +355,8 @@ def _retimed_lines(done: Any) -> list[str]:
             f"{'' if after.stable else ', unsettled again'})  "
             + ("kept the new sitting" if r.kept else "kept its own sitting")
         )
+    if done.failed:
+        lines.append(f"  {done.left} left as timed: the re-time failed ({done.failed})")
     if done.other_device:
         lines.append(
             f"  {done.left} left as timed: this machine is not the one that timed the study "

@@ -48,11 +48,13 @@ class Retimed:
 @dataclass(frozen=True)
 class RetimePass:
     """What a pass re-timed; ``other_device``: it stopped, this machine is not the one that
-    timed the study (its fingerprint differs), so nothing it measured was stored."""
+    timed the study (its fingerprint differs), so nothing it measured was stored; ``failed``:
+    it stopped on an error (a target node gone, a file unreadable), the rest kept as timed."""
 
     rows: list[Retimed]
     left: int  # unsettled trials not re-timed
     other_device: bool = False
+    failed: str | None = None  # why the timing failed, where it did (the rest left as timed)
 
 
 def retime_unsettled(
@@ -74,7 +76,11 @@ def retime_unsettled(
     for number, record, file in todo:
         assert record.result is not None
         if file not in done:  # a duplicate trial shares its original's file
-            done[file] = time_artifact(file.read_bytes(), usual)
+            try:
+                done[file] = time_artifact(file.read_bytes(), usual)
+            except Exception as exc:  # the search is over: a failed re-time must not undo it
+                why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                return RetimePass(out, len(todo) - len(out), failed=why)
         after, where = done[file]
         key = where.get("key")
         if key != record.result.fingerprint_key:

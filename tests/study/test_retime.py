@@ -22,15 +22,18 @@ from tests.conftest import FAST_MEASURE, tiny_experiment
 NEVER_SETTLES = {**FAST_MEASURE, "max_spread": 1e-9, "retime": True}
 
 
-@pytest.fixture(scope="module")
-def unsettled(tmp_path_factory):
+def _unsettled_search(tmp):
     """A finished tiny search whose every trial was timed unsettled, re-time off."""
-    tmp = tmp_path_factory.mktemp("retime")
     config = ExperimentConfig.from_dict(
         tiny_experiment(tmp, target={"measure": {**NEVER_SETTLES, "retime": False}})
     )
     setup = setup_from_experiment(config)
     return setup, optimize(open_study(setup), setup, LocalExecutor())
+
+
+@pytest.fixture(scope="module")
+def unsettled(tmp_path_factory):
+    return _unsettled_search(tmp_path_factory.mktemp("retime"))
 
 
 def _stats(median_ms: float, spread: float) -> LatencyStats:
@@ -88,11 +91,7 @@ def test_a_steadier_re_time_is_what_the_front_shows_and_a_wider_one_is_not(unset
 
 
 def test_another_machines_fingerprint_stores_nothing_and_says_so(tmp_path) -> None:
-    config = ExperimentConfig.from_dict(
-        tiny_experiment(tmp_path, target={"measure": {**NEVER_SETTLES, "retime": False}})
-    )
-    setup = setup_from_experiment(config)
-    study = optimize(open_study(setup), setup, LocalExecutor())
+    setup, study = _unsettled_search(tmp_path)
     done = retime_unsettled(
         study, _retimed_setup(setup), lambda a, u: (_sitting(0.1, 0.0, 1.0), {"key": "other"})
     )
@@ -124,3 +123,18 @@ def test_the_search_re_times_its_unsettled_trials_with_the_worker_timing(tmp_pat
         expected = retime.latency if retime.kept else first.latency
         assert shown.latency_ms == expected.candidate.median_ms
     assert f"re-timed {len(completed)} trial(s) whose timing had not settled" in caplog.text
+
+
+def test_a_failing_re_time_leaves_the_trials_as_timed_and_the_search_whole(tmp_path) -> None:
+    setup, study = _unsettled_search(tmp_path)
+    before = {m.number: m.latency_ms for m in build_front(study).completed}
+
+    def gone(artifact: bytes, usual):
+        raise RuntimeError("target node gone\nstack...")
+
+    done = retime_unsettled(study, _retimed_setup(setup), gone)
+    assert done.rows == [] and done.failed == "RuntimeError: target node gone"
+    assert {m.number: m.latency_ms for m in build_front(study).completed} == before
+    out = io.StringIO()
+    Progress(setup, out=out)("retimed", {"pass": done})
+    assert "the re-time failed (RuntimeError: target node gone)" in out.getvalue()
