@@ -127,6 +127,7 @@ class TimingSummary:
 
 
 def timing_summary(study: optuna.Study) -> TimingSummary:
+    """The study's completed trials, those timed unsettled, and their re-times (``status``)."""
     info = read_study(study)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     done = [(t.number, r) for t in trials if (r := read_trial(t).result) is not None]
