@@ -17,7 +17,7 @@ most the one being timed and a resumed search re-times only the rest; the front 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,12 +118,7 @@ class TimingSummary:
         )
 
     def to_dict(self) -> dict[str, int]:
-        return {
-            "completed": self.completed,
-            "unsettled": self.unsettled,
-            "retimed": self.retimed,
-            "kept": self.kept,
-        }
+        return asdict(self)
 
 
 def timing_summary(study: optuna.Study) -> TimingSummary:

@@ -61,6 +61,18 @@ def _wait_for_work(log: Path, timeout_s: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def _spawned(target, tmp_path: Path, monkeypatch, seconds: float) -> tuple[mp.Process, Path]:
+    """``target`` working in another process on this test's locks, once it has logged work."""
+    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path / "locks"))
+    log = tmp_path / "work.log"
+    worker = mp.get_context("spawn").Process(
+        target=target, args=(str(log), str(tmp_path / "locks"), seconds)
+    )
+    worker.start()
+    _wait_for_work(log)  # a spawned process imports for a while first (seconds on a slow CPU)
+    return worker, log
+
+
 def _intervals(path: Path) -> list[tuple[float, float]]:
     return [tuple(map(float, line.split())) for line in path.read_text().splitlines()]
 
@@ -93,12 +105,7 @@ def test_timing_never_overlaps_work_of_other_processes(tmp_path: Path, monkeypat
 
 
 def test_timing_waits_for_work_in_flight_and_blocks_new_work(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path / "locks"))
-    ctx = mp.get_context("spawn")
-    log = tmp_path / "work.log"
-    worker = ctx.Process(target=_worker, args=(str(log), str(tmp_path / "locks"), 1.0))
-    worker.start()
-    _wait_for_work(log)  # a spawned process imports for a while first (seconds on a slow CPU)
+    worker, log = _spawned(_worker, tmp_path, monkeypatch, 1.0)
     with exclusive() as waited:
         n_before = len(_intervals(log))
         time.sleep(0.3)
@@ -116,12 +123,7 @@ def test_nested_busy_is_fine_but_timing_inside_busy_is_refused(tmp_path, monkeyp
 
 
 def test_a_timer_gets_in_at_a_long_sections_next_checkpoint(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("AUTOCOMPRESS_LOCK_DIR", str(tmp_path / "locks"))
-    ctx = mp.get_context("spawn")
-    log = tmp_path / "work.log"
-    worker = ctx.Process(target=_long_section, args=(str(log), str(tmp_path / "locks"), 3.0))
-    worker.start()
-    _wait_for_work(log)
+    worker, log = _spawned(_long_section, tmp_path, monkeypatch, 3.0)
     with exclusive() as waited:
         start = time.monotonic()
         time.sleep(0.2)
