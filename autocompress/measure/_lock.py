@@ -65,7 +65,8 @@ def busy() -> Iterator[None]:
         yield
     finally:
         _local.busy_depth = 0
-        os.close(_local.work_fd)  # releases the work lock
+        if _local.work_fd is not None:  # None: interrupted while re-entering at a checkpoint
+            os.close(_local.work_fd)  # releases the work lock
         _local.work_fd = None
 
 

@@ -69,7 +69,7 @@ def retime_unsettled(
         return RetimePass([], 0)
     if time_artifact is None:
         time_artifact = _worker_timing(setup)
-    usual = _usual_reference(study)
+    usual = _usual_reference(study, read_study(study).fingerprint_key)
     config = setup.task.target.measure
     done: dict[Path, tuple[Measurement, dict[str, Any]]] = {}
     out: list[Retimed] = []
@@ -150,12 +150,11 @@ def _unsettled(study: optuna.Study, setup: SearchSetup) -> list[tuple[int, Trial
     return out
 
 
-def _usual_reference(study: optuna.Study) -> float | None:
-    """What a steady sitting's fp32 shows on this study's device: the worker's rule
-    (``usual_reference``) over the settled sittings, in the order they completed."""
+def _usual_reference(study: optuna.Study, key: str | None) -> float | None:
+    """What a steady sitting's fp32 shows on the study's device (fingerprint ``key``): the
+    worker's rule (``usual_reference``) over the settled sittings, in the order they completed."""
     from autocompress.worker import usual_reference
 
-    key = read_study(study).fingerprint_key
     settled: list[tuple[Any, float]] = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         r = read_trial(t).result
